@@ -1,0 +1,3 @@
+//! OSTree-compatible content store (see ARCHITECTURE.md).
+
+pub mod cli;

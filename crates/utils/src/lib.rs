@@ -1,0 +1,13 @@
+//! Shared helpers used by every Keel crate.
+//!
+//! - [`cmd`]: the one way Keel runs a system tool (mkfs, mmdebstrap, qemu-img, …): stderr is
+//!   captured and put into the error, together with the command line.
+//! - [`fsutil`]: crash-safe file replacement (temp file, fsync, rename, fsync of the directory).
+//! - [`progress`]: progress reporting for long work: a bar on a terminal, plain lines otherwise,
+//!   JSON lines with `--json`.
+//! - [`logging`]: `tracing` initialisation shared by the binary.
+
+pub mod cmd;
+pub mod fsutil;
+pub mod logging;
+pub mod progress;
