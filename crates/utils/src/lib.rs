@@ -5,9 +5,11 @@
 //! - [`fsutil`]: crash-safe file replacement (temp file, fsync, rename, fsync of the directory).
 //! - [`progress`]: progress reporting for long work: a bar on a terminal, plain lines otherwise,
 //!   JSON lines with `--json`.
+//! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
 
 pub mod cmd;
 pub mod fsutil;
+pub mod http;
 pub mod logging;
 pub mod progress;

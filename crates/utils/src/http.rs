@@ -1,0 +1,202 @@
+//! A small blocking HTTP(S) client (ureq with rustls): system CAs plus extra PEM bundles,
+//! connect/response-header timeouts, custom headers, and errors that say whether a retry can help.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where Debian keeps the system's trusted CA bundle.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Settings for a [`Client`].
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// PEM bundles trusted in addition to the system's CAs.
+    pub extra_ca_pem: Vec<Vec<u8>>,
+    /// How long to wait for the connection and the response headers (None: no limit).
+    pub response_header_timeout: Option<Duration>,
+    /// Limit for one whole request including the body (None: no limit).
+    pub request_timeout: Option<Duration>,
+    /// `User-Agent` sent with every request.
+    pub user_agent: Option<String>,
+}
+
+/// Failure of an HTTP request.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The server answered with a non-success status.
+    #[error("GET {url}: server answered HTTP {code}")]
+    Status { url: String, code: u16 },
+    /// Connecting, TLS, or reading the response failed.
+    #[error("GET {url}: {message}")]
+    Transport { url: String, message: String },
+    /// A CA bundle could not be used.
+    #[error("invalid CA certificate bundle: {0}")]
+    BadCa(String),
+}
+
+impl HttpError {
+    /// Whether trying again later may succeed (network errors and 5xx; not 4xx or bad CAs).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            HttpError::Status { code, .. } => *code >= 500,
+            HttpError::Transport { .. } => true,
+            HttpError::BadCa(_) => false,
+        }
+    }
+}
+
+/// A reusable HTTP client.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// Builds a client trusting the system CAs (when the bundle exists) and `opts.extra_ca_pem`.
+    pub fn new(opts: &HttpOptions) -> Result<Client, HttpError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Ok(system) = std::fs::read(SYSTEM_CA_BUNDLE) {
+            add_pem(&mut roots, &system, false)?;
+        }
+        for pem in &opts.extra_ca_pem {
+            add_pem(&mut roots, pem, true)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpError::BadCa(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut builder = ureq::AgentBuilder::new()
+            .tls_config(Arc::new(tls))
+            .try_proxy_from_env(false);
+        if let Some(t) = opts.response_header_timeout {
+            builder = builder.timeout_connect(t).timeout_read(t);
+        }
+        if let Some(t) = opts.request_timeout {
+            builder = builder.timeout(t);
+        }
+        if let Some(ua) = &opts.user_agent {
+            builder = builder.user_agent(ua);
+        }
+        Ok(Client {
+            agent: builder.build(),
+        })
+    }
+
+    /// GETs `url` with extra `headers` and returns the body.
+    pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
+        let mut req = self.agent.get(url);
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        let resp = req.call().map_err(|e| match e {
+            ureq::Error::Status(code, _) => HttpError::Status {
+                url: url.to_string(),
+                code,
+            },
+            ureq::Error::Transport(t) => HttpError::Transport {
+                url: url.to_string(),
+                message: t.to_string(),
+            },
+        })?;
+        let mut body = Vec::new();
+        resp.into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| HttpError::Transport {
+                url: url.to_string(),
+                message: format!("reading the response body: {e}"),
+            })?;
+        Ok(body)
+    }
+}
+
+/// Adds every certificate of a PEM bundle. A bundle the user gave must hold at least one valid
+/// certificate; broken entries in the system bundle are skipped.
+fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8], strict: bool) -> Result<(), HttpError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut added = 0;
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        match cert {
+            Ok(c) => match roots.add(c) {
+                Ok(()) => added += 1,
+                Err(e) if strict => return Err(HttpError::BadCa(e.to_string())),
+                Err(_) => {}
+            },
+            Err(e) if strict => return Err(HttpError::BadCa(e.to_string())),
+            Err(_) => {}
+        }
+    }
+    if strict && added == 0 {
+        return Err(HttpError::BadCa("no PEM certificate found".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_classification_table() {
+        let status = |code| HttpError::Status {
+            url: "u".into(),
+            code,
+        };
+        for (err, want) in [
+            (status(500), true),
+            (status(503), true),
+            (status(404), false),
+            (status(403), false),
+            (
+                HttpError::Transport {
+                    url: "u".into(),
+                    message: "refused".into(),
+                },
+                true,
+            ),
+            (HttpError::BadCa("x".into()), false),
+        ] {
+            assert_eq!(err.is_retryable(), want, "{err}");
+        }
+    }
+
+    #[test]
+    fn user_ca_bundle_must_hold_a_certificate() {
+        let opts = HttpOptions {
+            extra_ca_pem: vec![b"not a pem".to_vec()],
+            ..Default::default()
+        };
+        assert!(matches!(Client::new(&opts), Err(HttpError::BadCa(_))));
+    }
+
+    #[test]
+    fn plain_http_get_and_status() {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            for (i, stream) in listener.incoming().take(2).enumerate() {
+                let mut s = stream.unwrap();
+                let mut buf = [0u8; 2048];
+                let n = s.read(&mut buf).unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+                let reply: &[u8] = if i == 0 {
+                    assert!(req.contains("x-test: 1"), "{req}");
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello"
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                };
+                s.write_all(reply).unwrap();
+            }
+        });
+        let client = Client::new(&HttpOptions::default()).unwrap();
+        let url = format!("http://{addr}/x");
+        let body = client.get(&url, &[("X-Test".into(), "1".into())]).unwrap();
+        assert_eq!(body, b"hello");
+        let err = client.get(&url, &[]).unwrap_err();
+        assert!(matches!(err, HttpError::Status { code: 404, .. }), "{err}");
+        server.join().unwrap();
+    }
+}
