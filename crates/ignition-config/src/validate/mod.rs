@@ -1,0 +1,175 @@
+//! Semantic validation of a decoded config, with Ignition's messages. Every rule reports at the
+//! JSON path of the offending value and keeps going, so one run shows all problems.
+
+mod resource;
+mod storage;
+mod systemd;
+
+pub use resource::{check_hash, check_url, decode_data_url};
+
+use crate::decode::Positions;
+use crate::report::{JsonPath, Report, Severity};
+use crate::types::{Config, Proxy};
+use crate::version::Version;
+use resource::Use;
+use std::collections::HashSet;
+
+/// Collects reports, resolving each path to a source position.
+pub struct Checker<'p> {
+    version: Version,
+    positions: &'p Positions,
+    reports: Vec<Report>,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, severity: Severity, path: &JsonPath, message: &str) {
+        self.reports.push(Report {
+            severity,
+            path: Some(path.clone()),
+            pos: self.positions.find(path),
+            message: message.to_string(),
+        });
+    }
+
+    pub fn error(&mut self, path: &JsonPath, message: &str) {
+        self.push(Severity::Error, path, message);
+    }
+
+    pub fn warn(&mut self, path: &JsonPath, message: &str) {
+        self.push(Severity::Warning, path, message);
+    }
+
+    /// The minor spec version (3.minor.0).
+    pub fn minor(&self) -> u64 {
+        self.version.minor
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
+    }
+
+    /// Reports `duplicate entry defined` at every list entry whose key was seen before.
+    pub fn duplicates(&mut self, list: JsonPath, keys: impl IntoIterator<Item = String>) {
+        let mut seen = HashSet::new();
+        for (i, k) in keys.into_iter().enumerate() {
+            if !seen.insert(k) {
+                self.error(&list.index(i), "duplicate entry defined");
+            }
+        }
+    }
+}
+
+/// Validates a config of spec `version`; `positions` maps paths to source positions (pass an
+/// empty map for configs built in memory).
+pub fn validate(cfg: &Config, version: Version, positions: &Positions) -> Vec<Report> {
+    let mut c = Checker {
+        version,
+        positions,
+        reports: Vec::new(),
+    };
+    let root = JsonPath::root();
+    let ign = root.key("ignition");
+    if let Some(conf) = &cfg.ignition.config {
+        let p = ign.key("config");
+        for (i, r) in conf.merge.iter().enumerate() {
+            resource::check(&mut c, r, &p.key("merge").index(i), Use::Required);
+        }
+        c.duplicates(
+            p.key("merge"),
+            conf.merge
+                .iter()
+                .map(|r| r.source.clone().unwrap_or_default()),
+        );
+        if let Some(r) = &conf.replace {
+            let usage = if *r == Default::default() {
+                Use::Optional
+            } else {
+                Use::Required
+            };
+            resource::check(&mut c, r, &p.key("replace"), usage);
+        }
+    }
+    if let Some(tls) = cfg.ignition.security.as_ref().and_then(|s| s.tls.as_ref()) {
+        let p = ign.key("security").key("tls").key("certificateAuthorities");
+        for (i, r) in tls.certificate_authorities.iter().enumerate() {
+            resource::check(&mut c, r, &p.index(i), Use::Required);
+        }
+        c.duplicates(
+            p,
+            tls.certificate_authorities
+                .iter()
+                .map(|r| r.source.clone().unwrap_or_default()),
+        );
+    }
+    if let Some(t) = &cfg.ignition.timeouts {
+        for (name, v) in [
+            ("httpResponseHeaders", t.http_response_headers),
+            ("httpTotal", t.http_total),
+        ] {
+            if v.is_some_and(|v| v < 0) {
+                c.error(
+                    &ign.key("timeouts").key(name),
+                    "timeouts must be non-negative",
+                );
+            }
+        }
+    }
+    if let Some(proxy) = &cfg.ignition.proxy {
+        check_proxy(&mut c, proxy, &ign.key("proxy"));
+    }
+    if let Some(s) = &cfg.storage {
+        storage::check(&mut c, s, &root.key("storage"));
+    }
+    if let Some(sd) = &cfg.systemd {
+        systemd::check(&mut c, sd, &root.key("systemd"));
+    }
+    if let Some(pw) = &cfg.passwd {
+        let p = root.key("passwd");
+        c.duplicates(
+            p.key("users"),
+            pw.users.iter().map(|u| u.name.clone().unwrap_or_default()),
+        );
+        c.duplicates(
+            p.key("groups"),
+            pw.groups.iter().map(|g| g.name.clone().unwrap_or_default()),
+        );
+        for (i, u) in pw.users.iter().enumerate() {
+            c.duplicates(
+                p.key("users").index(i).key("sshAuthorizedKeys"),
+                u.ssh_authorized_keys.iter().cloned(),
+            );
+        }
+    }
+    if let Some(k) = &cfg.kernel_arguments {
+        let p = root.key("kernelArguments");
+        let mut seen = HashSet::new();
+        for (list, items) in [
+            ("shouldExist", &k.should_exist),
+            ("shouldNotExist", &k.should_not_exist),
+        ] {
+            for (i, a) in items.iter().enumerate() {
+                if !seen.insert(a) {
+                    c.error(&p.key(list).index(i), "duplicate entry defined");
+                }
+            }
+        }
+    }
+    c.reports
+}
+
+fn check_proxy(c: &mut Checker, proxy: &Proxy, p: &JsonPath) {
+    for (name, v) in [
+        ("httpProxy", &proxy.http_proxy),
+        ("httpsProxy", &proxy.https_proxy),
+    ] {
+        let Some(url) = v else { continue };
+        match resource::scheme_of(url).as_deref() {
+            Some("http") if name == "httpsProxy" => c.warn(
+                &p.key(name),
+                "insecure plaintext HTTP proxy specified for HTTPS resources",
+            ),
+            Some("http" | "https") => {}
+            _ => c.error(&p.key(name), "proxies must be http(s)"),
+        }
+    }
+}
