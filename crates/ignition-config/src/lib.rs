@@ -146,6 +146,7 @@ pub fn check_tree(node: &Node) -> Checked {
     }
     let mut reports = d.reports;
     reports.extend(validate::validate(&config, version, &d.positions));
+    reports.sort_by_key(|r| r.pos.map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)));
     translate_up(&mut config, version);
     Checked {
         version: Some(version),

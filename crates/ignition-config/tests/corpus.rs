@@ -3,9 +3,10 @@
 //! keel; for the others (specs 2.14 does not know) require the recorded verdict. Cases listed in
 //! corpus/KNOWN-DIFFERENCES.md expect keel's own verdict.
 
-use std::collections::HashMap;
+mod common;
+
+use common::{keel_verdict, known_differences, oracle_exit};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn corpus_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
@@ -34,39 +35,13 @@ fn rows() -> Vec<Row> {
         .collect()
 }
 
-/// `file -> keel's exit code` for the documented deliberate differences.
-fn known_differences() -> HashMap<String, i32> {
-    let text = std::fs::read_to_string(corpus_dir().join("KNOWN-DIFFERENCES.md")).unwrap();
-    text.lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("- `")?;
-            let (file, tail) = rest.split_once('`')?;
-            let code = tail
-                .split("keel exit ")
-                .nth(1)?
-                .chars()
-                .next()?
-                .to_digit(10)? as i32;
-            Some((file.to_string(), code))
-        })
-        .collect()
-}
-
-fn keel_verdict(bytes: &[u8]) -> (i32, Vec<String>) {
-    let checked = keel_ignition_config::check(bytes);
-    (
-        if checked.is_valid() { 0 } else { 1 },
-        checked.reports.iter().map(|r| r.to_string()).collect(),
-    )
-}
-
 #[test]
 fn corpus_verdicts_match_ignition() {
     let have_oracle = Path::new("/usr/bin/ignition-validate").exists();
     if !have_oracle {
         eprintln!("SKIP: ignition-validate not installed (Debian package `ignition`); checking recorded verdicts only");
     }
-    let known = known_differences();
+    let known = known_differences(&corpus_dir());
     let mut mismatches = Vec::new();
     let (mut live, mut same_first_line, mut total) = (0, 0, 0);
     for row in rows() {
@@ -75,13 +50,9 @@ fn corpus_verdicts_match_ignition() {
         let (keel, lines) = keel_verdict(&bytes);
         total += 1;
         let mut want = row.exit_code;
-        if row.oracle == "ignition-2.14" && have_oracle {
-            let out = Command::new("ignition-validate")
-                .arg(&path)
-                .output()
-                .unwrap();
+        if let Some(code) = oracle_exit(&path).filter(|_| row.oracle == "ignition-2.14") {
             live += 1;
-            want = out.status.code().unwrap();
+            want = code;
             assert_eq!(
                 want, row.exit_code,
                 "{}: ignition-validate now disagrees with expected.tsv",
