@@ -130,13 +130,20 @@ impl DirMeta {
         f.finish_struct()
     }
 
-    /// Parse and check that the mode is a directory's.
-    pub fn parse(data: &[u8]) -> Result<DirMeta, GvError> {
+    /// Parse the `(uuua(ayay))` fields without checking the mode (the same layout holds file
+    /// metadata in bare-user `user.ostreemeta`): (uid, gid, mode, xattrs).
+    pub fn parse_any(data: &[u8]) -> Result<(u32, u32, u32, Xattrs), GvError> {
         let mut r = StructReader::new(data);
         let uid = r.u32_be()?;
         let gid = r.u32_be()?;
         let mode = r.u32_be()?;
         let xattrs = parse_xattrs(r.var(1, true)?)?;
+        Ok((uid, gid, mode, xattrs))
+    }
+
+    /// Parse and check that the mode is a directory's.
+    pub fn parse(data: &[u8]) -> Result<DirMeta, GvError> {
+        let (uid, gid, mode, xattrs) = DirMeta::parse_any(data)?;
         if mode & S_IFMT != S_IFDIR || mode & !(S_IFMT | 0o7777) != 0 {
             return Err(GvError(format!(
                 "dirmeta mode {mode:o} is not a directory mode"

@@ -1,0 +1,158 @@
+//! Checking out a commit into a directory: hardlinks from bare repositories, copies otherwise,
+//! files in parallel; directory metadata applied after their contents, deepest first.
+
+use crate::checksum::Checksum;
+use crate::commit::pool;
+use crate::error::{IoPath, StoreError};
+use crate::objects::{DirMeta, DirTree, FileHeader, ObjectType};
+use crate::repo::{Repo, RepoMode};
+use crate::txn::zero_link_times;
+use crate::xattrs;
+use rayon::prelude::*;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Options for [`Repo::checkout`].
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutOptions {
+    /// Do not apply ownership or xattrs; strip setuid/setgid (like `ostree checkout -U`).
+    pub user_mode: bool,
+    /// Always copy content instead of hardlinking repository objects.
+    pub copy: bool,
+    /// Check out only this directory of the commit (e.g. `/usr/etc`).
+    pub subpath: Option<String>,
+}
+
+struct Ctx<'a> {
+    repo: &'a Repo,
+    opts: &'a CheckoutOptions,
+}
+
+impl Repo {
+    /// Check out commit `rev` into `dest`, which must not exist yet.
+    pub fn checkout(
+        &self,
+        rev: &Checksum,
+        dest: &Path,
+        opts: &CheckoutOptions,
+    ) -> Result<(), StoreError> {
+        if fs::symlink_metadata(dest).is_ok() {
+            return Err(StoreError::Invalid(format!(
+                "{}: destination already exists; choose a new directory",
+                dest.display()
+            )));
+        }
+        let commit = self.read_commit(rev)?;
+        let (mut tree, mut meta) = (commit.root_tree, commit.root_meta);
+        let sub = opts.subpath.as_deref().unwrap_or("/");
+        for part in sub.split('/').filter(|p| !p.is_empty()) {
+            let t = self.read_dirtree(&tree)?;
+            let found =
+                t.dirs
+                    .iter()
+                    .find(|d| d.0 == part)
+                    .ok_or_else(|| StoreError::PathNotFound {
+                        path: sub.to_string(),
+                        commit: *rev,
+                    })?;
+            (tree, meta) = (found.1, found.2);
+        }
+        let ctx = Ctx { repo: self, opts };
+        pool()?.install(|| ctx.dir(&tree, &meta, dest))
+    }
+
+    /// Read and parse a dirtree object.
+    pub fn read_dirtree(&self, c: &Checksum) -> Result<DirTree, StoreError> {
+        let b = self.load_metadata_bytes(ObjectType::DirTree, c)?;
+        DirTree::parse(&b).map_err(|e| StoreError::corrupt(ObjectType::DirTree, *c, e))
+    }
+
+    /// Read and parse a dirmeta object.
+    pub fn read_dirmeta(&self, c: &Checksum) -> Result<DirMeta, StoreError> {
+        let b = self.load_metadata_bytes(ObjectType::DirMeta, c)?;
+        DirMeta::parse(&b).map_err(|e| StoreError::corrupt(ObjectType::DirMeta, *c, e))
+    }
+}
+
+impl Ctx<'_> {
+    fn dir(&self, tree: &Checksum, meta: &Checksum, dest: &Path) -> Result<(), StoreError> {
+        let t = self.repo.read_dirtree(tree)?;
+        let m = self.repo.read_dirmeta(meta)?;
+        fs::DirBuilder::new().mode(0o700).create(dest).at(dest)?;
+        let (files, dirs) = rayon::join(
+            || {
+                t.files
+                    .par_iter()
+                    .try_for_each(|(name, c)| self.file(c, &dest.join(name)))
+            },
+            || {
+                t.dirs
+                    .par_iter()
+                    .try_for_each(|(name, dt, dm)| self.dir(dt, dm, &dest.join(name)))
+            },
+        );
+        files?;
+        dirs?;
+        if !self.opts.user_mode {
+            std::os::unix::fs::lchown(dest, Some(m.uid), Some(m.gid)).at(dest)?;
+            xattrs::set_path(dest, &m.xattrs)?;
+        }
+        fs::set_permissions(dest, fs::Permissions::from_mode(self.perm(m.mode))).at(dest)
+    }
+
+    fn perm(&self, mode: u32) -> u32 {
+        if self.opts.user_mode {
+            mode & 0o1777
+        } else {
+            mode & 0o7777
+        }
+    }
+
+    fn file(&self, c: &Checksum, dest: &Path) -> Result<(), StoreError> {
+        let mode = self.repo.mode();
+        let can_link = !self.opts.copy
+            && match mode {
+                RepoMode::Bare | RepoMode::BareUserOnly => true,
+                RepoMode::BareUser => self.opts.user_mode,
+                RepoMode::Archive => false,
+            };
+        let mut obj = self.repo.open_content(c)?;
+        let linkable = can_link && !(mode == RepoMode::BareUser && obj.header.is_symlink());
+        if linkable {
+            match fs::hard_link(&obj.path, dest) {
+                Ok(()) => return Ok(()),
+                Err(e)
+                    if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
+                        || e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {}
+                Err(e) => return Err(e).at(dest),
+            }
+        }
+        let h: &FileHeader = &obj.header;
+        if h.is_symlink() {
+            std::os::unix::fs::symlink(&h.symlink_target, dest).at(dest)?;
+            if !self.opts.user_mode {
+                std::os::unix::fs::lchown(dest, Some(h.uid), Some(h.gid)).at(dest)?;
+                xattrs::set_path(dest, &h.xattrs)?;
+            }
+            return zero_link_times(dest);
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dest)
+            .at(dest)?;
+        io::copy(&mut obj.content, &mut out).at(dest)?;
+        if !self.opts.user_mode {
+            std::os::unix::fs::fchown(&out, Some(h.uid), Some(h.gid)).at(dest)?;
+        }
+        out.set_permissions(fs::Permissions::from_mode(self.perm(h.mode)))
+            .at(dest)?;
+        if !self.opts.user_mode {
+            xattrs::set_fd(&out, dest, &h.xattrs)?;
+        }
+        Ok(())
+    }
+}

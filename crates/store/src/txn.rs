@@ -1,0 +1,407 @@
+//! Write transactions: objects are written into `tmp/staging-<boot>-<pid>-<n>/`, made durable
+//! with one `syncfs`, then renamed into `objects/` and the touched directories fsynced. A killed
+//! writer leaves only a staging directory, which fsck ignores and the next transaction removes.
+
+use crate::checksum::{Checksum, Hasher};
+use crate::error::{IoPath, StoreError};
+use crate::objects::{DirMeta, FileHeader, ObjectType};
+use crate::repo::{Repo, RepoLock, RepoMode};
+use crate::xattrs;
+use flate2::write::DeflateEncoder;
+use std::collections::HashSet;
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+/// Deflate level for archive objects. Any level is valid for readers; level 1 compresses
+/// several times faster than OSTree's default 6 at a ~10% larger repository.
+pub const ARCHIVE_LEVEL: u32 = 1;
+
+/// The xattr holding real metadata in bare-user repositories.
+pub const BARE_USER_META: &str = "user.ostreemeta";
+
+/// An open write transaction on a repository.
+pub struct Transaction<'r> {
+    repo: &'r Repo,
+    dir: PathBuf,
+    counter: AtomicU64,
+    staged: Mutex<HashSet<(ObjectType, Checksum)>>,
+    finished: bool,
+    _lock: RepoLock,
+}
+
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().replace('-', ""))
+        .unwrap_or_else(|_| "noboot".into())
+}
+
+/// Remove staging directories left by writers that no longer run.
+fn clean_stale_staging(tmp: &Path) {
+    let boot = boot_id();
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix("staging-") else {
+            continue;
+        };
+        let mut parts = rest.split('-');
+        let (b, pid) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let alive = b == boot && Path::new("/proc").join(pid).exists();
+        if !alive {
+            tracing::info!("removing stale staging directory {}", e.path().display());
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+struct HashingReader<'a> {
+    inner: &'a mut dyn Read,
+    hasher: Option<Hasher>,
+    len: u64,
+}
+
+impl Read for HashingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+fn zero_times() -> FileTimes {
+    FileTimes::new()
+        .set_accessed(SystemTime::UNIX_EPOCH)
+        .set_modified(SystemTime::UNIX_EPOCH)
+}
+
+/// Set a symlink's own timestamps to the epoch, as OSTree does for bare objects.
+pub(crate) fn zero_link_times(path: &Path) -> Result<(), StoreError> {
+    let zero = rustix::fs::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let ts = rustix::fs::Timestamps {
+        last_access: zero,
+        last_modification: zero,
+    };
+    rustix::fs::utimensat(
+        rustix::fs::CWD,
+        path,
+        &ts,
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .at(path)
+}
+
+impl Repo {
+    /// Start a write transaction (takes the shared repository lock).
+    pub fn begin(&self) -> Result<Transaction<'_>, StoreError> {
+        let lock = self.lock(false)?;
+        let tmp = self.path().join("tmp");
+        fs::create_dir_all(&tmp).at(&tmp)?;
+        clean_stale_staging(&tmp);
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = tmp.join(format!(
+            "staging-{}-{}-{}{}",
+            boot_id(),
+            std::process::id(),
+            nanos,
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        fs::create_dir(&dir).at(&dir)?;
+        Ok(Transaction {
+            repo: self,
+            dir,
+            counter: AtomicU64::new(0),
+            staged: Mutex::new(HashSet::new()),
+            finished: false,
+            _lock: lock,
+        })
+    }
+
+    /// Store a metadata object crash-safely; returns its checksum.
+    pub fn write_metadata_object(
+        &self,
+        t: ObjectType,
+        bytes: &[u8],
+    ) -> Result<Checksum, StoreError> {
+        let tx = self.begin()?;
+        let c = tx.write_metadata(t, bytes)?;
+        tx.commit()?;
+        Ok(c)
+    }
+
+    /// Store a content object from its header and content stream crash-safely, verifying
+    /// `expected` when given; returns its checksum.
+    pub fn write_content_object(
+        &self,
+        expected: Option<&Checksum>,
+        header: &FileHeader,
+        content: &mut dyn Read,
+    ) -> Result<Checksum, StoreError> {
+        let tx = self.begin()?;
+        let c = tx.write_content(expected, header, content)?;
+        tx.commit()?;
+        Ok(c)
+    }
+}
+
+impl<'r> Transaction<'r> {
+    fn temp_path(&self) -> PathBuf {
+        self.dir.join(format!(
+            "tmp-{}",
+            self.counter.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    fn staged_path(&self, t: ObjectType, c: &Checksum) -> PathBuf {
+        self.dir.join(format!(
+            "{c}.{}",
+            t.extension(self.repo.mode().is_archive())
+        ))
+    }
+
+    /// Reserve an object for writing: false if it already exists in the repository or was
+    /// already written in this transaction.
+    pub fn claim(&self, t: ObjectType, c: &Checksum) -> bool {
+        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        if staged.contains(&(t, *c)) || self.repo.has_object(t, c) {
+            return false;
+        }
+        staged.insert((t, *c));
+        true
+    }
+
+    /// Write a metadata object (verifies nothing about its contents; the name is its hash).
+    pub fn write_metadata(&self, t: ObjectType, bytes: &[u8]) -> Result<Checksum, StoreError> {
+        let c = Checksum::of(bytes);
+        if self.claim(t, &c) {
+            let p = self.staged_path(t, &c);
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o644)
+                .open(&p)
+                .at(&p)?;
+            f.write_all(bytes).at(&p)?;
+        }
+        Ok(c)
+    }
+
+    /// Write a content object from an untrusted stream: hash it, compare with `expected`.
+    pub fn write_content(
+        &self,
+        expected: Option<&Checksum>,
+        header: &FileHeader,
+        content: &mut dyn Read,
+    ) -> Result<Checksum, StoreError> {
+        header
+            .validate()
+            .map_err(|e| StoreError::Invalid(format!("content object header: {}", e.0)))?;
+        if let Some(e) = expected {
+            if !self.claim(ObjectType::File, e) {
+                return Ok(*e);
+            }
+        }
+        let tmp = self.temp_path();
+        let c = match self.write_file_object(&tmp, header, content, None, true) {
+            Ok(c) => c.unwrap_or_else(|| Checksum([0; 32])),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        if let Some(e) = expected {
+            if *e != c {
+                let _ = fs::remove_file(&tmp);
+                return Err(StoreError::Corrupt {
+                    kind: ObjectType::File,
+                    checksum: *e,
+                    reason: format!("received content hashes to {c}"),
+                });
+            }
+        } else if !self.claim(ObjectType::File, &c) {
+            fs::remove_file(&tmp).at(&tmp)?;
+            return Ok(c);
+        }
+        let dest = self.staged_path(ObjectType::File, &c);
+        fs::rename(&tmp, &dest).at(&dest)?;
+        Ok(c)
+    }
+
+    /// Write a content object whose checksum the caller computed from the same data and already
+    /// claimed. `file` enables kernel copy offload for bare repositories.
+    pub(crate) fn write_content_trusted(
+        &self,
+        c: &Checksum,
+        header: &FileHeader,
+        content: &mut dyn Read,
+        file: Option<&File>,
+    ) -> Result<(), StoreError> {
+        let tmp = self.temp_path();
+        if let Err(e) = self.write_file_object(&tmp, header, content, file, false) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let dest = self.staged_path(ObjectType::File, c);
+        fs::rename(&tmp, &dest).at(&dest)
+    }
+
+    fn write_file_object(
+        &self,
+        tmp: &Path,
+        header: &FileHeader,
+        content: &mut dyn Read,
+        file: Option<&File>,
+        hash: bool,
+    ) -> Result<Option<Checksum>, StoreError> {
+        let mut hasher = hash.then(|| {
+            let mut h = Hasher::new();
+            h.update(&header.stream_prefix());
+            h
+        });
+        let mode = self.repo.mode();
+        if header.is_symlink() && mode != RepoMode::Archive && mode != RepoMode::BareUser {
+            std::os::unix::fs::symlink(&header.symlink_target, tmp).at(tmp)?;
+            if mode == RepoMode::Bare {
+                std::os::unix::fs::lchown(tmp, Some(header.uid), Some(header.gid)).at(tmp)?;
+                xattrs::set_path(tmp, &header.xattrs)?;
+            }
+            zero_link_times(tmp)?;
+            return Ok(hasher.map(Hasher::finish));
+        }
+        let disk_mode = match mode {
+            RepoMode::Archive => 0o644,
+            RepoMode::Bare => header.mode & 0o7777,
+            RepoMode::BareUser => (header.mode & 0o775) | 0o400,
+            RepoMode::BareUserOnly => header.mode & 0o775,
+        };
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+            .at(tmp)?;
+        let mut reader = HashingReader {
+            inner: content,
+            hasher: hasher.take(),
+            len: 0,
+        };
+        if mode == RepoMode::Archive {
+            out.write_all(&header.archive_prefix(0)).at(tmp)?;
+            if !header.is_symlink() {
+                let mut enc = DeflateEncoder::new(
+                    io::BufWriter::with_capacity(128 * 1024, &mut out),
+                    flate2::Compression::new(ARCHIVE_LEVEL),
+                );
+                io::copy(&mut reader, &mut enc).at(tmp)?;
+                enc.finish().and_then(|mut w| w.flush()).at(tmp)?;
+            }
+            out.write_all_at(&reader.len.to_be_bytes(), 8).at(tmp)?;
+        } else if header.is_symlink() {
+            let mut target = header.symlink_target.clone().into_bytes();
+            target.push(0);
+            out.write_all(&target).at(tmp)?;
+        } else if let (Some(src), false) = (file, reader.hasher.is_some()) {
+            let mut src = src;
+            io::copy(&mut src, &mut out).at(tmp)?;
+        } else {
+            io::copy(&mut reader, &mut out).at(tmp)?;
+        }
+        if mode == RepoMode::Bare {
+            std::os::unix::fs::fchown(&out, Some(header.uid), Some(header.gid)).at(tmp)?;
+        }
+        out.set_permissions(fs::Permissions::from_mode(disk_mode))
+            .at(tmp)?;
+        match mode {
+            RepoMode::Bare => xattrs::set_fd(&out, tmp, &header.xattrs)?,
+            RepoMode::BareUser => {
+                let meta = DirMeta {
+                    uid: header.uid,
+                    gid: header.gid,
+                    mode: header.mode,
+                    xattrs: header.xattrs.clone(),
+                };
+                rustix::fs::fsetxattr(
+                    &out,
+                    BARE_USER_META,
+                    &meta.to_bytes(),
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .at(tmp)?;
+            }
+            _ => {}
+        }
+        if mode != RepoMode::Archive {
+            out.set_times(zero_times()).at(tmp)?;
+        }
+        Ok(reader.hasher.map(Hasher::finish))
+    }
+
+    /// Make every staged object durable and move it into `objects/`.
+    pub fn commit(mut self) -> Result<(), StoreError> {
+        let staged: Vec<(ObjectType, Checksum)> = self
+            .staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .collect();
+        if !staged.is_empty() {
+            let d = File::open(&self.dir).at(&self.dir)?;
+            rustix::fs::syncfs(&d).at(&self.dir)?;
+        }
+        let objects = self.repo.path().join("objects");
+        let mut touched = HashSet::new();
+        for (t, c) in &staged {
+            let src = self.staged_path(*t, c);
+            if fs::symlink_metadata(&src).is_err() {
+                continue;
+            }
+            let dest = self.repo.object_path(*t, c);
+            let sub = objects.join(&c.to_hex()[..2]);
+            if touched.insert(sub.clone()) {
+                match fs::create_dir(&sub) {
+                    Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e).at(&sub),
+                    _ => {}
+                }
+            }
+            fs::rename(&src, &dest).at(&dest)?;
+        }
+        for sub in &touched {
+            keel_utils::fsutil::sync_dir(sub).at(sub)?;
+        }
+        if !touched.is_empty() {
+            keel_utils::fsutil::sync_dir(&objects).at(&objects)?;
+        }
+        self.finished = true;
+        fs::remove_dir_all(&self.dir).at(&self.dir)
+    }
+
+    /// The repository being written.
+    pub fn repo(&self) -> &'r Repo {
+        self.repo
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
