@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     /// Content-addressed OS trees in an OSTree-compatible repository.
     Repo(keel_store::cli::RepoArgs),
+    /// Compose a versioned OS commit from a manifest of Debian packages; diff two commits' packages.
+    Compose(keel_compose::cli::ComposeArgs),
 }
 
 fn main() {
@@ -25,6 +27,7 @@ fn main() {
     keel_utils::logging::init(cli.verbose);
     let result = match cli.command {
         Command::Repo(args) => keel_store::cli::run(args),
+        Command::Compose(args) => keel_compose::cli::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,33 @@
+#!/bin/bash
+# dracut module "keel": Keel's pieces of the initramfs.
+# - /usr/bin/keel (the node-side binary);
+# - keel-ignition-*.service: the first-boot provisioning stages, which run only when the kernel
+#   command line has `ignition.firstboot`;
+# - keel-prepare-root.service: mounts the chosen deployment as / with /usr read-only;
+# - keel-ignition-generator: passes `ignition.platform.id=` to the stages as $PLATFORM;
+# - the disk tools the `disks` stage runs.
+# Installed into the tree at /usr/lib/dracut/modules.d/50keel by `keel compose`.
+
+check() {
+    require_binaries keel || return 1
+    # Only when asked for (dracut --add keel).
+    return 255
+}
+
+depends() {
+    echo systemd
+}
+
+install() {
+    inst_binary /usr/bin/keel
+    inst_multiple -o sgdisk sfdisk wipefs blkid lsblk mkfs.ext4 mkfs.xfs mkfs.vfat mkfs.fat \
+        mkswap cryptsetup mdadm udevadm chroot useradd usermod groupadd chpasswd
+    inst_script "$moddir/keel-ignition-generator" "$systemdutildir/system-generators/keel-ignition-generator"
+    local unit
+    for unit in keel-ignition-fetch-offline keel-ignition-fetch keel-ignition-kargs \
+        keel-ignition-disks keel-ignition-mount keel-ignition-files keel-ignition-umount \
+        keel-prepare-root; do
+        inst_simple "$moddir/$unit.service" "$systemdsystemunitdir/$unit.service"
+        $SYSTEMCTL -q --root "$initdir" add-wants initrd.target "$unit.service"
+    done
+}
