@@ -92,8 +92,18 @@ pub fn check(bytes: &[u8]) -> Checked {
     }
 }
 
-/// Checks an already-parsed tree (the Butane front end builds one from YAML).
+/// Checks an already-parsed tree, translating the config up to the newest spec.
 pub fn check_tree(node: &Node) -> Checked {
+    let mut checked = check_tree_as_declared(node);
+    if let (Some(cfg), Some(v)) = (checked.config.as_mut(), checked.version) {
+        translate_up(cfg, v);
+    }
+    checked
+}
+
+/// Checks an already-parsed tree (the Butane front end builds one from YAML) and keeps the
+/// config at the version it declares.
+pub fn check_tree_as_declared(node: &Node) -> Checked {
     let fail = |path: Option<JsonPath>, pos, message: String| Checked {
         version: None,
         config: None,
@@ -147,7 +157,6 @@ pub fn check_tree(node: &Node) -> Checked {
     let mut reports = d.reports;
     reports.extend(validate::validate(&config, version, &d.positions));
     reports.sort_by_key(|r| r.pos.map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)));
-    translate_up(&mut config, version);
     Checked {
         version: Some(version),
         config: Some(config),

@@ -20,6 +20,10 @@ enum Command {
     Repo(keel_store::cli::RepoArgs),
     /// Compose a versioned OS commit from a manifest of Debian packages; diff two commits' packages.
     Compose(keel_compose::cli::ComposeArgs),
+    /// Ignition configs: validate (spec 3.0.0-3.5.0).
+    Ignition(keel_ignition_config::cli::IgnitionArgs),
+    /// Translate Butane YAML (fcos 1.0.0-1.6.0, keel 1.0.0) to Ignition JSON.
+    Butane(keel_butane::cli::ButaneArgs),
 }
 
 fn main() {
@@ -28,6 +32,8 @@ fn main() {
     let result = match cli.command {
         Command::Repo(args) => keel_store::cli::run(args),
         Command::Compose(args) => keel_compose::cli::run(args),
+        Command::Ignition(args) => keel_ignition_config::cli::run(args),
+        Command::Butane(args) => keel_butane::cli::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

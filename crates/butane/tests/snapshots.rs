@@ -1,0 +1,100 @@
+//! Snapshot tests over the Butane documentation's examples and keel's own configs
+//! (tests/snapshots/*.bu): the translation must equal the committed `NAME.ign`, be valid for
+//! keel's validator, and (for Ignition spec 3.3.0 and older) for the real `ignition-validate`.
+//! A config with a committed `NAME.err` must be refused with exactly those reports.
+//! KEEL_UPDATE_SNAPSHOTS=1 writes new or changed snapshots (then review the diff by hand).
+
+use keel_butane::{translate, Options};
+use std::path::Path;
+use std::process::Command;
+
+fn oracle_accepts(json: &str, dir: &Path, name: &str) -> Option<(bool, String)> {
+    if !Path::new("/usr/bin/ignition-validate").exists() {
+        return None;
+    }
+    let path = dir.join(format!("{name}.ign.tmp"));
+    std::fs::write(&path, json).unwrap();
+    let out = Command::new("/usr/bin/ignition-validate")
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    Some((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    ))
+}
+
+#[test]
+fn butane_snapshots() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let update = std::env::var_os("KEEL_UPDATE_SNAPSHOTS").is_some();
+    let opts = Options {
+        files_dir: Some(dir.join("files")),
+        strict: false,
+        pretty: true,
+    };
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bu"))
+        .collect();
+    inputs.sort();
+    assert!(inputs.len() >= 50, "snapshot inputs missing");
+    if !Path::new("/usr/bin/ignition-validate").exists() {
+        eprintln!(
+            "SKIP: ignition-validate not installed; outputs checked with keel's validator only"
+        );
+    }
+    let (mut problems, mut oracle_checked) = (Vec::new(), 0);
+    for input in &inputs {
+        let name = input.file_stem().unwrap().to_string_lossy().into_owned();
+        let result = translate(&std::fs::read(input).unwrap(), &opts);
+        let err_path = input.with_extension("err");
+        let lines = |reports: &[keel_ignition_config::Report]| {
+            reports.iter().map(|r| format!("{r}\n")).collect::<String>()
+        };
+        let mut expected = Vec::new();
+        match &result {
+            Ok(out) => {
+                expected.push((input.with_extension("ign"), out.json.clone() + "\n"));
+                if !out.reports.is_empty() {
+                    expected.push((input.with_extension("warn"), lines(&out.reports)));
+                }
+            }
+            Err(e) => expected.push((err_path, format!("{}\n{}", e.reason, lines(&e.reports)))),
+        }
+        for (snap, got) in expected {
+            let want = std::fs::read_to_string(&snap).unwrap_or_default();
+            if got != want {
+                if update {
+                    std::fs::write(&snap, &got).unwrap();
+                } else {
+                    problems.push(format!(
+                        "{name}: differs from {}:\n--- want\n{want}--- got\n{got}",
+                        snap.display()
+                    ));
+                }
+            }
+        }
+        let Ok(out) = result else { continue };
+        if let Err(e) = keel_ignition_config::parse(out.json.as_bytes()) {
+            problems.push(format!("{name}: output is not valid Ignition: {e}"));
+        }
+        let spec = out.config.ignition.version.clone().unwrap_or_default();
+        let old_spec = ["3.0.0", "3.1.0", "3.2.0", "3.3.0"].contains(&spec.as_str());
+        if let Some((ok, text)) = oracle_accepts(&out.json, &dir, &name).filter(|_| old_spec) {
+            oracle_checked += 1;
+            if !ok {
+                problems.push(format!(
+                    "{name}: ignition-validate rejects the output: {text}"
+                ));
+            }
+        }
+    }
+    eprintln!(
+        "butane snapshots: {} inputs, {oracle_checked} outputs accepted by ignition-validate",
+        inputs.len()
+    );
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
