@@ -1,0 +1,25 @@
+//! First-boot provisioning: Ignition configs fetched, rendered and applied by the initramfs
+//! stages (`keel ignition stage …`) or into a mounted root (`keel ignition apply`).
+//!
+//! - [`stages`]: the stage model (fetch-offline, fetch, kargs, disks, mount, files, umount),
+//!   config cache, neednet flag, state and result files.
+//! - [`sources`], [`cmdline`], [`resource`], [`tftp`]: where configs come from and how
+//!   resources are fetched, decompressed and verified.
+//! - [`files`], [`units`], [`passwd`], [`rootfs`]: what the files stage writes into the root.
+//! - [`disks`], [`mount`]: partitions, RAID, LUKS, filesystems and their mounts.
+//! - [`firstboot`]: the first-boot marker.
+
+pub mod cli;
+pub mod cmdline;
+pub mod disks;
+pub mod error;
+pub mod files;
+pub mod firstboot;
+pub mod mount;
+pub mod passwd;
+pub mod resource;
+pub mod rootfs;
+pub mod sources;
+pub mod stages;
+pub mod tftp;
+pub mod units;

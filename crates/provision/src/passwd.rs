@@ -1,0 +1,320 @@
+//! Users and groups, created with the shadow tools (`groupadd`, `useradd`, `usermod`,
+//! `userdel`, `groupdel`) using `--root`, as Ignition does, and SSH keys written to
+//! `~/.ssh/authorized_keys.d/ignition`.
+
+use crate::error::{AtPath, OpError};
+use crate::rootfs::{self, Accounts};
+use anyhow::{Context, Result};
+use keel_ignition_config::types::{Passwd, PasswdGroup, PasswdUser};
+use keel_utils::cmd;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// Creates/updates/deletes groups, then users, then writes each user's SSH keys.
+pub fn apply(root: &Path, passwd: &Passwd) -> Result<(), OpError> {
+    for (i, g) in passwd.groups.iter().enumerate() {
+        let name = g.name.as_deref().unwrap_or_default();
+        let accounts = Accounts::load(root).at(
+            format!("$.passwd.groups.{i}"),
+            "reading the root's accounts",
+        )?;
+        group(root, g, &accounts).at(
+            format!("$.passwd.groups.{i}"),
+            format!("creating group {name:?}"),
+        )?;
+    }
+    for (i, u) in passwd.users.iter().enumerate() {
+        let name = u.name.as_deref().unwrap_or_default();
+        let at = format!("$.passwd.users.{i}");
+        let accounts = Accounts::load(root).at(&at, "reading the root's accounts")?;
+        user(root, u, &accounts).at(&at, format!("creating user {name:?}"))?;
+        if u.should_exist != Some(false) && !u.ssh_authorized_keys.is_empty() {
+            let accounts = Accounts::load(root).at(&at, "reading the root's accounts")?;
+            ssh_keys(root, name, &u.ssh_authorized_keys, &accounts)
+                .at(&at, format!("writing SSH keys of {name:?}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn root_arg(root: &Path) -> Result<String> {
+    let abs =
+        std::path::absolute(root).with_context(|| format!("making {} absolute", root.display()))?;
+    Ok(abs.to_string_lossy().into_owned())
+}
+
+/// `groupadd` for a new group; an existing group is left as it is (Ignition 2.14 fails here,
+/// which makes re-runs fail; upstream made it idempotent in 2.25).
+fn group(root: &Path, g: &PasswdGroup, accounts: &Accounts) -> Result<()> {
+    let name = g.name.as_deref().unwrap_or_default();
+    let exists = accounts.has_group(name);
+    if g.should_exist == Some(false) {
+        if exists {
+            cmd::run(Command::new("groupdel").args(["--root", &root_arg(root)?, name]))?;
+        }
+        return Ok(());
+    }
+    if exists {
+        if let (Some(want), Some(have)) = (g.gid, accounts.gid(name)) {
+            anyhow::ensure!(
+                want as u32 == have,
+                "group exists with gid {have}, not {want}"
+            );
+        }
+        return Ok(());
+    }
+    let mut c = Command::new("groupadd");
+    c.args(["--root", &root_arg(root)?]);
+    if let Some(gid) = g.gid {
+        c.args(["--gid", &gid.to_string()]);
+    }
+    c.args([
+        "--password",
+        g.password_hash
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("*"),
+    ]);
+    if g.system == Some(true) {
+        c.arg("--system");
+    }
+    cmd::run(c.arg(name))?;
+    Ok(())
+}
+
+/// The `useradd` arguments for a new user (before `--root`).
+pub fn useradd_args(u: &PasswdUser) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |k: &str, v: &str| {
+        a.push(k.to_string());
+        a.push(v.to_string());
+    };
+    push(
+        "--password",
+        u.password_hash
+            .as_deref()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("*"),
+    );
+    if let Some(uid) = u.uid {
+        push("--uid", &uid.to_string());
+    }
+    if let Some(g) = &u.gecos {
+        push("--comment", g);
+    }
+    if let Some(h) = &u.home_dir {
+        push("--home-dir", h);
+    }
+    if let Some(g) = &u.primary_group {
+        push("--gid", g);
+    }
+    if !u.groups.is_empty() {
+        push("--groups", &u.groups.join(","));
+    }
+    if let Some(s) = &u.shell {
+        push("--shell", s);
+    }
+    a.push(
+        if u.no_create_home == Some(true) {
+            "--no-create-home"
+        } else {
+            "--create-home"
+        }
+        .into(),
+    );
+    for (flag, set) in [
+        ("--no-user-group", u.no_user_group),
+        ("--system", u.system),
+        ("--no-log-init", u.no_log_init),
+    ] {
+        if set == Some(true) {
+            a.push(flag.into());
+        }
+    }
+    a
+}
+
+/// The `usermod` arguments for an existing user: only the fields the config sets.
+pub fn usermod_args(u: &PasswdUser) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |k: &str, v: &str| {
+        a.push(k.to_string());
+        a.push(v.to_string());
+    };
+    if let Some(h) = &u.password_hash {
+        push("--password", if h.is_empty() { "*" } else { h });
+    }
+    if let Some(uid) = u.uid {
+        push("--uid", &uid.to_string());
+    }
+    if let Some(g) = &u.gecos {
+        push("--comment", g);
+    }
+    if let Some(h) = &u.home_dir {
+        push("--home", h);
+    }
+    if let Some(g) = &u.primary_group {
+        push("--gid", g);
+    }
+    if !u.groups.is_empty() {
+        push("--groups", &u.groups.join(","));
+    }
+    if let Some(s) = &u.shell {
+        push("--shell", s);
+    }
+    if u.home_dir.is_some() {
+        a.push("--move-home".into());
+    }
+    a
+}
+
+fn user(root: &Path, u: &PasswdUser, accounts: &Accounts) -> Result<()> {
+    let name = u.name.as_deref().unwrap_or_default();
+    let exists = accounts.has_user(name);
+    let root_s = root_arg(root)?;
+    if u.should_exist == Some(false) {
+        if exists {
+            cmd::run(Command::new("userdel").args(["--remove", "--root", &root_s, name]))?;
+        }
+        return Ok(());
+    }
+    let args = if exists {
+        usermod_args(u)
+    } else {
+        useradd_args(u)
+    };
+    if exists && args.is_empty() {
+        return Ok(());
+    }
+    let tool = if exists { "usermod" } else { "useradd" };
+    cmd::run(
+        Command::new(tool)
+            .args(["--root", &root_s])
+            .args(&args)
+            .arg(name),
+    )?;
+    Ok(())
+}
+
+/// Writes `~/.ssh/authorized_keys.d/ignition` (0600; directories 0700; owned by the user),
+/// replacing what a previous run wrote.
+fn ssh_keys(root: &Path, name: &str, keys: &[String], accounts: &Accounts) -> Result<()> {
+    let uid = accounts
+        .uid(name)
+        .with_context(|| format!("user {name:?} missing from the root's /etc/passwd"))?;
+    let gid = accounts.primary_gid(name).unwrap_or(0);
+    let home = accounts
+        .home(name)
+        .filter(|h| h.starts_with('/'))
+        .with_context(|| format!("user {name:?} has no absolute home directory"))?;
+    let ssh = rootfs::resolve(root, &format!("{}/.ssh", home.trim_end_matches('/')))?;
+    let dir = ssh.join("authorized_keys.d");
+    for d in [&ssh, &dir] {
+        if !d.is_dir() {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        std::os::unix::fs::chown(d, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", d.display()))?;
+        fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("chmod {}", d.display()))?;
+    }
+    let mut text = keys.join("\n");
+    text.push('\n');
+    let path = dir.join("ignition");
+    keel_utils::fsutil::write_atomic_with(&path, 0o600, |f| {
+        f.write_all(text.as_bytes())?;
+        rustix::fs::fchown(
+            &*f,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+        Ok(())
+    })
+    .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tool_arguments_table() {
+        let full = PasswdUser {
+            name: Some("core".into()),
+            password_hash: Some("$6$x".into()),
+            uid: Some(1500),
+            gecos: Some("Core".into()),
+            home_dir: Some("/var/home/core".into()),
+            primary_group: Some("wheel".into()),
+            groups: vec!["a".into(), "b".into()],
+            shell: Some("/bin/bash".into()),
+            system: Some(true),
+            no_create_home: Some(true),
+            ..Default::default()
+        };
+        let cases: Vec<(PasswdUser, Vec<&str>, Vec<&str>)> = vec![
+            (
+                PasswdUser {
+                    name: Some("u".into()),
+                    ..Default::default()
+                },
+                vec!["--password", "*", "--create-home"],
+                vec![],
+            ),
+            (
+                full,
+                vec![
+                    "--password",
+                    "$6$x",
+                    "--uid",
+                    "1500",
+                    "--comment",
+                    "Core",
+                    "--home-dir",
+                    "/var/home/core",
+                    "--gid",
+                    "wheel",
+                    "--groups",
+                    "a,b",
+                    "--shell",
+                    "/bin/bash",
+                    "--no-create-home",
+                    "--system",
+                ],
+                vec![
+                    "--password",
+                    "$6$x",
+                    "--uid",
+                    "1500",
+                    "--comment",
+                    "Core",
+                    "--home",
+                    "/var/home/core",
+                    "--gid",
+                    "wheel",
+                    "--groups",
+                    "a,b",
+                    "--shell",
+                    "/bin/bash",
+                    "--move-home",
+                ],
+            ),
+            (
+                PasswdUser {
+                    name: Some("u".into()),
+                    password_hash: Some(String::new()),
+                    ..Default::default()
+                },
+                vec!["--password", "*", "--create-home"],
+                vec!["--password", "*"],
+            ),
+        ];
+        for (u, add, modify) in cases {
+            assert_eq!(useradd_args(&u), add);
+            assert_eq!(usermod_args(&u), modify);
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! Fetching a config resource: `data:`, `http(s)://` (with the config's CA bundles, headers,
+//! timeouts and retries with backoff), `tftp://`; then gzip decompression and hash verification.
+
+use keel_ignition_config::types::{Config, Resource};
+use keel_ignition_config::validate::decode_data_url;
+use keel_utils::http::{Client, HttpError, HttpOptions};
+use sha2::Digest;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+/// Default wait for response headers, like Ignition (`ignition.timeouts.httpResponseHeaders`).
+const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// First pause between retries; doubled each time up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Why a resource could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The source needs the network but this is the offline stage.
+    #[error("resource requires networking: {0}")]
+    NeedsNetwork(String),
+    #[error("unsupported source scheme in {0:?} (keel fetches data:, http:, https: and tftp:)")]
+    Unsupported(String),
+    #[error("invalid data URL: {0}")]
+    DataUrl(String),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error(transparent)]
+    Tftp(#[from] crate::tftp::TftpError),
+    #[error("{url}: gave up after {tries} tries in {elapsed:?} (ignition.timeouts.httpTotal); last error: {last}")]
+    TimedOut {
+        url: String,
+        tries: u32,
+        elapsed: Duration,
+        last: String,
+    },
+    #[error("unsupported compression {0:?} (only \"gzip\")")]
+    Compression(String),
+    #[error("decompressing gzip data: {0}")]
+    Gunzip(std::io::Error),
+    #[error("malformed hash specifier {0:?} (expected sha512-<hex> or sha256-<hex>)")]
+    BadHash(String),
+    #[error("hash verification failed (calculated {calculated} but expected {expected})")]
+    HashMismatch {
+        calculated: String,
+        expected: String,
+    },
+}
+
+/// Does fetching `url` need the network?
+pub fn needs_network(url: &str) -> bool {
+    !(url.is_empty() || url.starts_with("data:"))
+}
+
+/// How resources are fetched: online or not, the HTTP client built from the config's CAs and
+/// timeouts, and the total time budget.
+pub struct Fetcher {
+    offline: bool,
+    client: Option<Client>,
+    header_timeout: Duration,
+    total: Option<Duration>,
+}
+
+impl Fetcher {
+    /// A fetcher that only reads `data:` URLs (anything else is [`FetchError::NeedsNetwork`]).
+    pub fn offline() -> Fetcher {
+        Fetcher {
+            offline: true,
+            client: None,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            total: None,
+        }
+    }
+
+    /// A network fetcher using the timeouts of `cfg` and trusting the given CA bundles.
+    pub fn online(cfg: &Config, ca_bundles: Vec<Vec<u8>>) -> Result<Fetcher, FetchError> {
+        let t = cfg.ignition.timeouts.clone().unwrap_or_default();
+        let header_timeout = match t.http_response_headers {
+            Some(0) => Duration::from_secs(3600),
+            Some(s) => Duration::from_secs(s.max(0) as u64),
+            None => DEFAULT_HEADER_TIMEOUT,
+        };
+        let total = t
+            .http_total
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64));
+        let opts = HttpOptions {
+            extra_ca_pem: ca_bundles,
+            response_header_timeout: Some(header_timeout),
+            request_timeout: total,
+            user_agent: Some(format!("keel-ignition/{}", env!("CARGO_PKG_VERSION"))),
+        };
+        Ok(Fetcher {
+            offline: false,
+            client: Some(Client::new(&opts)?),
+            header_timeout,
+            total,
+        })
+    }
+
+    /// Fetches, decompresses and verifies a resource. An absent or empty source gives no data.
+    pub fn fetch(&self, r: &Resource) -> Result<Vec<u8>, FetchError> {
+        let raw = self.fetch_url(r.source.as_deref().unwrap_or(""), &headers(r))?;
+        let data = match r.compression.as_deref() {
+            None | Some("") => raw,
+            Some("gzip") => gunzip(&raw)?,
+            Some(other) => return Err(FetchError::Compression(other.to_string())),
+        };
+        if let Some(hash) = r.verification.as_ref().and_then(|v| v.hash.as_deref()) {
+            verify(&data, hash)?;
+        }
+        Ok(data)
+    }
+
+    /// Fetches the raw bytes behind a URL, retrying network errors and 5xx answers with
+    /// exponential backoff until `httpTotal` runs out (forever when it is unset, like Ignition).
+    pub fn fetch_url(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Vec<u8>, FetchError> {
+        if url.is_empty() {
+            return Ok(Vec::new());
+        }
+        if url.starts_with("data:") {
+            return decode_data_url(url).map_err(FetchError::DataUrl);
+        }
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        if !matches!(scheme, "http" | "https" | "tftp") {
+            return Err(FetchError::Unsupported(url.to_string()));
+        }
+        let client = match (&self.client, self.offline) {
+            (Some(c), false) => c,
+            _ => return Err(FetchError::NeedsNetwork(url.to_string())),
+        };
+        let start = Instant::now();
+        let mut backoff = FIRST_BACKOFF;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let attempt = match scheme {
+                "tftp" => crate::tftp::fetch(url, self.header_timeout)
+                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+                _ => client
+                    .get(url, headers)
+                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+            };
+            match attempt {
+                Ok(data) => return Ok(data),
+                Err((false, e)) => return Err(e),
+                Err((true, e)) => {
+                    let elapsed = start.elapsed();
+                    if self.total.is_some_and(|t| elapsed + backoff > t) {
+                        return Err(FetchError::TimedOut {
+                            url: url.to_string(),
+                            tries,
+                            elapsed,
+                            last: e.to_string(),
+                        });
+                    }
+                    tracing::warn!(
+                        "fetching {url} failed (try {tries}): {e}; retrying in {backoff:?}"
+                    );
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Ignition's default request headers, overridden by the resource's own.
+fn headers(r: &Resource) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = vec![
+        (
+            "Accept".into(),
+            "application/vnd.coreos.ignition+json;version=3.5.0, */*;q=0.1".into(),
+        ),
+        ("Accept-Encoding".into(), "identity".into()),
+    ];
+    for h in &r.http_headers {
+        let (Some(name), Some(value)) = (&h.name, &h.value) else {
+            continue;
+        };
+        out.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        out.push((name.clone(), value.clone()));
+    }
+    out
+}
+
+fn gunzip(data: &[u8]) -> Result<Vec<u8>, FetchError> {
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(data)
+        .read_to_end(&mut out)
+        .map_err(FetchError::Gunzip)?;
+    Ok(out)
+}
+
+/// Checks `data` against `sha512-<hex>` / `sha256-<hex>` (hex compared case-insensitively).
+pub fn verify(data: &[u8], spec: &str) -> Result<(), FetchError> {
+    let (func, expected) = spec
+        .split_once('-')
+        .ok_or_else(|| FetchError::BadHash(spec.to_string()))?;
+    let calculated = match func {
+        "sha512" => hex::encode(sha2::Sha512::digest(data)),
+        "sha256" => hex::encode(sha2::Sha256::digest(data)),
+        _ => return Err(FetchError::BadHash(spec.to_string())),
+    };
+    if calculated.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(FetchError::HashMismatch {
+            calculated,
+            expected: expected.to_string(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use keel_ignition_config::types::{HttpHeader, Verification};
+
+    fn res(source: &str, compression: Option<&str>, hash: Option<&str>) -> Resource {
+        Resource {
+            source: Some(source.into()),
+            compression: compression.map(Into::into),
+            verification: hash.map(|h| Verification {
+                hash: Some(h.into()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn offline_fetch_table() {
+        let gz = {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(b"hello").unwrap();
+            e.finish().unwrap()
+        };
+        let gz_url = format!(
+            "data:;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(&gz)
+        );
+        let sha256_hi = "sha256-8f434346648f6b96df89dda901c5176b10a6d83961dd3c1ac88b59b2dc327aa4";
+        let upper = format!(
+            "sha256-{}",
+            sha256_hi.trim_start_matches("sha256-").to_uppercase()
+        );
+        let cases: Vec<(Resource, Result<&[u8], &str>)> = vec![
+            (res("data:,hi", None, None), Ok(b"hi")),
+            (res("", None, None), Ok(b"")),
+            (res(&gz_url, Some("gzip"), None), Ok(b"hello")),
+            (res("data:,hi", None, Some(sha256_hi)), Ok(b"hi")),
+            (res("data:,hi", None, Some(&upper)), Ok(b"hi")),
+            (
+                res("data:,ho", None, Some(sha256_hi)),
+                Err("hash verification failed"),
+            ),
+            (
+                res("data:,hi", None, Some("md5-00")),
+                Err("malformed hash specifier"),
+            ),
+            (
+                res("data:,notgzip", Some("gzip"), None),
+                Err("decompressing gzip"),
+            ),
+            (
+                res("data:,x", Some("xz"), None),
+                Err("unsupported compression"),
+            ),
+            (
+                res("http://127.0.0.1:9/x", None, None),
+                Err("requires networking"),
+            ),
+            (
+                res("tftp://127.0.0.1/x", None, None),
+                Err("requires networking"),
+            ),
+            (
+                res("s3://bucket/x", None, None),
+                Err("unsupported source scheme"),
+            ),
+            (res("data:,a b", None, None), Err("invalid data URL")),
+        ];
+        let f = Fetcher::offline();
+        for (r, want) in cases {
+            match (want, f.fetch(&r)) {
+                (Ok(w), Ok(g)) => assert_eq!(g, w, "{r:?}"),
+                (Err(w), Err(e)) => assert!(e.to_string().contains(w), "{r:?}: {e}"),
+                (w, g) => panic!("{r:?}: want {w:?}, got {g:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn custom_headers_override_defaults() {
+        let mut r = res("http://x/", None, None);
+        r.http_headers = vec![HttpHeader {
+            name: Some("accept".into()),
+            value: Some("text/plain".into()),
+        }];
+        let h = headers(&r);
+        assert_eq!(
+            h.iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("accept"))
+                .count(),
+            1
+        );
+        assert!(h.contains(&("accept".into(), "text/plain".into())));
+    }
+}
