@@ -229,6 +229,27 @@ pub fn translate(input: &[u8], opts: &Options) -> Result<Output, TranslateError>
     })
 }
 
+/// Fuzz entry point: translating any input must not panic, and any output must be a valid
+/// Ignition config.
+pub fn fuzz_yaml(data: &[u8]) {
+    for strict in [false, true] {
+        if let Ok(out) = translate(
+            data,
+            &Options {
+                files_dir: None,
+                strict,
+                pretty: strict,
+            },
+        ) {
+            assert!(
+                keel_ignition_config::parse(out.json.as_bytes()).is_ok(),
+                "translation produced an invalid config: {}",
+                out.json
+            );
+        }
+    }
+}
+
 /// Writes `ignition.version` into the converted tree.
 fn set_version(tree: &mut Node, target: &Target) {
     let Value::Object(entries) = &mut tree.value else {

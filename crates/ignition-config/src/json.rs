@@ -74,10 +74,11 @@ impl<'a> Parser<'a> {
             line = 1;
             start = 0;
         }
-        for (k, b) in self.s[start..at].iter().enumerate() {
+        let from = start;
+        for (k, b) in self.s[from..at].iter().enumerate() {
             if *b == b'\n' {
                 line += 1;
-                start = start + k + 1;
+                start = from + k + 1;
             }
         }
         let col = 1 + self.s[start..at]

@@ -10,6 +10,7 @@
 
 pub mod cli;
 mod decode;
+pub mod fuzz;
 pub mod json;
 pub mod merge;
 pub mod report;

@@ -1,0 +1,149 @@
+//! Fuzz entry points and a small deterministic mutation fuzzer.
+//!
+//! `fuzz_json` drives everything a config goes through (parse, decode, validate, translate up,
+//! merge, serialize and re-parse) and must never panic. The test suite runs it under
+//! [`Mutator`] for a bounded time; the same function can back a cargo-fuzz target.
+
+use std::time::{Duration, Instant};
+
+/// Runs one input through the whole JSON pipeline.
+pub fn fuzz_json(data: &[u8]) {
+    let checked = crate::check(data);
+    let Some(cfg) = checked.config else { return };
+    for r in &checked.reports {
+        let _ = r.to_string();
+    }
+    let merged = crate::merge(&cfg, &cfg);
+    let _ = crate::validate_config(&merged);
+    if let Ok(json) = serde_json::to_vec(&merged) {
+        let again = crate::check(&json);
+        assert!(
+            again.config.is_some(),
+            "a serialized config must parse again: {}",
+            String::from_utf8_lossy(&json)
+        );
+    }
+}
+
+/// A deterministic byte-level mutator (xorshift PRNG): flips, insertions of interesting
+/// tokens, deletions, duplications and splices between seed inputs.
+pub struct Mutator {
+    state: u64,
+    seeds: Vec<Vec<u8>>,
+}
+
+const TOKENS: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b":",
+    b",",
+    b"null",
+    b"true",
+    b"-1",
+    b"1e999",
+    b"0644",
+    b"\\u0000",
+    b"\xff",
+    b"\n  ",
+    b"- ",
+    b"&a ",
+    b"*a",
+    b"!!str ",
+    b"'",
+    b"|\n",
+    b"\"3.5.0\"",
+    b"data:,",
+    b"../",
+];
+
+impl Mutator {
+    pub fn new(seed: u64, seeds: Vec<Vec<u8>>) -> Self {
+        Mutator {
+            state: seed | 1,
+            seeds,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// A new input derived from a random seed by 1-4 mutations.
+    pub fn generate(&mut self) -> Vec<u8> {
+        let pick = self.below(self.seeds.len());
+        let mut data = self.seeds[pick].clone();
+        for _ in 0..1 + self.below(4) {
+            let at = self.below(data.len() + 1);
+            match self.below(5) {
+                0 if !data.is_empty() => {
+                    let i = at.min(data.len() - 1);
+                    data[i] ^= 1 << self.below(8);
+                }
+                1 => {
+                    let tok = TOKENS[self.below(TOKENS.len())];
+                    data.splice(at..at, tok.iter().copied());
+                }
+                2 => {
+                    let end = (at + self.below(16)).min(data.len());
+                    data.drain(at..end);
+                }
+                3 => {
+                    let end = (at + self.below(64)).min(data.len());
+                    let chunk = data[at..end].to_vec();
+                    data.splice(at..at, chunk);
+                }
+                _ => {
+                    let pick = self.below(self.seeds.len());
+                    let other = self.seeds[pick].clone();
+                    let from = self.below(other.len() + 1);
+                    data.truncate(at);
+                    data.extend_from_slice(&other[from..]);
+                }
+            }
+        }
+        data
+    }
+
+    /// Feeds `target` up to `max` inputs or until `budget` runs out; returns how many ran.
+    pub fn run(&mut self, max: usize, budget: Duration, mut target: impl FnMut(&[u8])) -> usize {
+        let start = Instant::now();
+        let mut n = 0;
+        while n < max && start.elapsed() < budget {
+            let input = self.generate();
+            target(&input);
+            n += 1;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutator_is_deterministic() {
+        let seeds = vec![b"{\"a\": [1, 2]}".to_vec()];
+        let mut m1 = Mutator::new(7, seeds.clone());
+        let mut m2 = Mutator::new(7, seeds);
+        let a: Vec<_> = (0..20).map(|_| m1.generate()).collect();
+        let b: Vec<_> = (0..20).map(|_| m2.generate()).collect();
+        assert_eq!(a, b);
+    }
+}
