@@ -340,3 +340,29 @@ pub fn bulk_tree(root: &Path, seed: u64, files: usize, max_len: u64) -> io::Resu
     }
     Ok(())
 }
+
+/// File types the store must refuse to commit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// A character device (1:3, like /dev/null).
+    CharDevice,
+    /// A block device (7:200, a loop device number nothing uses).
+    BlockDevice,
+    /// A named pipe.
+    Fifo,
+    /// A unix-domain socket, bound and left behind.
+    Socket,
+}
+
+/// Create a special file of type `kind` at `path` (device nodes need root).
+pub fn special_file(path: &Path, kind: Special) -> io::Result<()> {
+    use rustix::fs::{makedev, mknodat, FileType, Mode, CWD};
+    let mode = Mode::from_raw_mode(0o644);
+    match kind {
+        Special::CharDevice => mknodat(CWD, path, FileType::CharacterDevice, mode, makedev(1, 3))?,
+        Special::BlockDevice => mknodat(CWD, path, FileType::BlockDevice, mode, makedev(7, 200))?,
+        Special::Fifo => mknodat(CWD, path, FileType::Fifo, mode, 0)?,
+        Special::Socket => drop(std::os::unix::net::UnixListener::bind(path)?),
+    }
+    Ok(())
+}
