@@ -178,10 +178,6 @@ fn file(root: &Path, f: &File, fetcher: &Fetcher, accounts: &Accounts) -> Result
         }
         (Some(_), None) => {
             let old = existing_data()?;
-            if fragments.is_empty() {
-                // Nothing to write: Ignition leaves such a file untouched.
-                return Ok(());
-            }
             if old.ends_with(&fragments) {
                 return set_owner_mode(&host, uid, gid, mode);
             }

@@ -139,8 +139,9 @@ fn unmask(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The preset lines for these units: `enable NAME` / `disable NAME`, instances of one template
-/// grouped on one line (`enable foo@.service a b`).
+/// The preset lines for these units, sorted: `enable NAME` / `disable NAME`, instances of one
+/// template grouped on one line (`enable foo@.service a b`). (Ignition 2.14 writes them in Go
+/// map order, which varies between runs; newer Ignition sorts them.)
 pub fn preset_lines(units: &[Unit]) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut templates: Vec<(String, bool, Vec<String>)> = Vec::new();
@@ -167,6 +168,7 @@ pub fn preset_lines(units: &[Unit]) -> Vec<String> {
             insts.join(" ")
         ));
     }
+    lines.sort();
     lines
 }
 
@@ -284,6 +286,10 @@ fn disable(root: &Path, name: &str) -> Result<()> {
         let host = root.join(&link);
         if fs::read_link(&host).is_ok_and(|t| t == target) {
             fs::remove_file(&host).with_context(|| format!("removing {}", host.display()))?;
+            // Like systemctl, drop a `.wants`/`.requires` directory left empty.
+            if let Some(dir) = host.parent().filter(|d| d.extension().is_some_and(|e| e == "wants" || e == "requires")) {
+                let _ = fs::remove_dir(dir);
+            }
         }
     }
     Ok(())
@@ -323,14 +329,7 @@ mod tests {
             u("x@1.service", Some(true)),
             u("x@2.service", Some(true)),
         ];
-        assert_eq!(
-            preset_lines(&units),
-            [
-                "enable a.service",
-                "disable b.timer",
-                "enable x@.service 1 2"
-            ]
-        );
+        assert_eq!(preset_lines(&units), ["disable b.timer", "enable a.service", "enable x@.service 1 2"]);
     }
 
     #[test]

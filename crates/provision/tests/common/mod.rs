@@ -1,0 +1,182 @@
+//! Helpers shared by the provisioning integration tests: seeded scratch roots, running the
+//! Ignition 2.14 oracle and keel's stages, and snapshots of trees for comparison.
+
+#![allow(dead_code)]
+
+use keel_provision::cmdline::KernelCmdline;
+use keel_provision::sources::{Platform, SourceEnv};
+use keel_provision::stages::{self, Stage, StageEnv};
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const ORACLE_BIN: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
+
+/// Why a test cannot run here, or `None` when it can.
+pub fn skip_reason(needs_oracle: bool) -> Option<String> {
+    if !rustix::process::geteuid().is_root() {
+        return Some("needs root (chown, useradd --root)".into());
+    }
+    for tool in ["useradd", "groupadd", "usermod", "systemctl"] {
+        if !keel_utils::cmd::have(tool) {
+            return Some(format!("{tool} is not installed"));
+        }
+    }
+    if needs_oracle && !Path::new(ORACLE_BIN).exists() {
+        return Some(format!("Ignition 2.14 oracle {ORACLE_BIN} missing (apt-get install ignition)"));
+    }
+    None
+}
+
+/// Prints a visible SKIP line and returns true when the test cannot run.
+pub fn skip(test: &str, needs_oracle: bool) -> bool {
+    match skip_reason(needs_oracle) {
+        Some(r) => {
+            eprintln!("SKIP: {test}: {r}");
+            true
+        }
+        None => false,
+    }
+}
+
+/// A root seeded like a Debian system: the host's account files, login.defs, skel and
+/// useradd defaults, plus `/etc/systemd/system`.
+pub fn seeded_root(dir: &Path) -> PathBuf {
+    let root = dir.to_path_buf();
+    std::fs::create_dir_all(root.join("etc/default")).unwrap();
+    std::fs::create_dir_all(root.join("etc/systemd/system")).unwrap();
+    for f in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
+        let src = Path::new("/etc").join(f);
+        if src.exists() {
+            let out = Command::new("cp").arg("-a").arg(&src).arg(root.join("etc")).status().unwrap();
+            assert!(out.success());
+        }
+    }
+    if Path::new("/etc/skel").exists() {
+        assert!(Command::new("cp").args(["-a", "/etc/skel"]).arg(root.join("etc")).status().unwrap().success());
+    }
+    if Path::new("/etc/default/useradd").exists() {
+        std::fs::copy("/etc/default/useradd", root.join("etc/default/useradd")).unwrap();
+    }
+    root
+}
+
+/// Runs the Ignition 2.14 oracle (stages mode) on `config` into `root`.
+pub fn run_oracle(config: &Path, root: &Path) -> Result<(), String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ignition-oracle.sh");
+    let out = Command::new("bash").arg(script).arg("stages").arg(config).arg(root).env_remove("IGNITION_CONFIG_FILE").output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// A stage environment for the `file` platform with everything under `work`.
+pub fn stage_env(root: &Path, work: &Path, config: &Path) -> StageEnv {
+    StageEnv {
+        root: root.to_path_buf(),
+        sources: SourceEnv { platform: Platform::File, cmdline: KernelCmdline::default(), system_config_dir: work.join("sysconf"), sysfs: work.join("sys"), config_file: Some(config.to_path_buf()) },
+        cache: work.join("ignition.json"),
+        neednet: work.join("neednet"),
+        state: work.join("state"),
+        kargs_helper: "false".into(),
+        boot_id: PathBuf::from("/proc/sys/kernel/random/boot_id"),
+        luks_key_dir: work.join("luks-keys"),
+    }
+}
+
+/// Runs keel's fetch-offline, fetch (when needed) and files stages.
+pub fn run_keel(env: &StageEnv) -> anyhow::Result<()> {
+    stages::run(Stage::FetchOffline, env)?;
+    if !env.cache.exists() {
+        stages::run(Stage::Fetch, env)?;
+    }
+    stages::run(Stage::Files, env)
+}
+
+/// One node of a tree snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub kind: char,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub content: Vec<u8>,
+    pub target: String,
+    /// Other paths sharing the inode (hard links).
+    pub links: Vec<String>,
+}
+
+/// Snapshot of every node under `root` (except `root` itself and paths `ignore` accepts).
+pub fn snapshot(root: &Path, ignore: &dyn Fn(&str) -> bool) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = format!("/{}", p.strip_prefix(root).unwrap().display());
+            if ignore(&rel) {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let (kind, content, target) = if ft.is_symlink() {
+                ('l', Vec::new(), std::fs::read_link(&p).unwrap().display().to_string())
+            } else if ft.is_dir() {
+                stack.push(p.clone());
+                ('d', Vec::new(), String::new())
+            } else {
+                ('f', std::fs::read(&p).unwrap(), String::new())
+            };
+            if kind == 'f' && m.nlink() > 1 {
+                inodes.entry(m.ino()).or_default().push(rel.clone());
+            }
+            out.insert(rel, Node { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), content, target, links: Vec::new() });
+        }
+    }
+    for paths in inodes.values() {
+        for p in paths {
+            let mut others: Vec<String> = paths.iter().filter(|o| *o != p).cloned().collect();
+            others.sort();
+            out.get_mut(p).unwrap().links = others;
+        }
+    }
+    out
+}
+
+/// Differences between two snapshots, one line each, `path: what (keel) vs (oracle)`.
+pub fn diff(keel: &BTreeMap<String, Node>, oracle: &BTreeMap<String, Node>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, k) in keel {
+        let Some(o) = oracle.get(p) else {
+            out.push(format!("{p}: only in keel ({})", k.kind));
+            continue;
+        };
+        if k.kind != o.kind {
+            out.push(format!("{p}: type {} vs {}", k.kind, o.kind));
+            continue;
+        }
+        if k.mode != o.mode {
+            out.push(format!("{p}: mode {:o} vs {:o}", k.mode, o.mode));
+        }
+        if (k.uid, k.gid) != (o.uid, o.gid) {
+            out.push(format!("{p}: owner {}:{} vs {}:{}", k.uid, k.gid, o.uid, o.gid));
+        }
+        if k.content != o.content {
+            out.push(format!("{p}: content {:?} vs {:?}", String::from_utf8_lossy(&k.content), String::from_utf8_lossy(&o.content)));
+        }
+        if k.target != o.target {
+            out.push(format!("{p}: link target {} vs {}", k.target, o.target));
+        }
+        if k.links != o.links {
+            out.push(format!("{p}: hard links {:?} vs {:?}", k.links, o.links));
+        }
+    }
+    for p in oracle.keys().filter(|p| !keel.contains_key(*p)) {
+        out.push(format!("{p}: only in oracle"));
+    }
+    out
+}

@@ -1,0 +1,1 @@
+echo old > $1/etc/exists

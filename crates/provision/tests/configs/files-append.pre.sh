@@ -1,0 +1,2 @@
+set -e
+printf "first\n" > $1/etc/existing-appended

@@ -1,0 +1,2 @@
+set -e
+echo pre > $1/etc/pre-existing

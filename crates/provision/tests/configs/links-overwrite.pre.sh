@@ -1,0 +1,3 @@
+set -e
+echo f > $1/etc/was-file
+ln -s /old/target $1/etc/retarget

@@ -1,0 +1,2 @@
+set -e
+ln -s /etc/target $1/etc/same
