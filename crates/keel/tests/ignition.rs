@@ -5,7 +5,13 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 fn keel(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keel")).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keel"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
@@ -31,12 +37,24 @@ fn validate_exit_codes_and_report_lines() {
     for (i, (config, code, lines)) in cases.iter().enumerate() {
         let file = dir.path().join(format!("c{i}.ign"));
         std::fs::write(&file, config).unwrap();
-        for out in [keel(&["ignition", "validate", file.to_str().unwrap()], b""), keel(&["ignition", "validate", "-"], config.as_bytes())] {
-            assert_eq!(out.status.code(), Some(*code), "{config}: {}", text(&out.stderr));
+        for out in [
+            keel(&["ignition", "validate", file.to_str().unwrap()], b""),
+            keel(&["ignition", "validate", "-"], config.as_bytes()),
+        ] {
+            assert_eq!(
+                out.status.code(),
+                Some(*code),
+                "{config}: {}",
+                text(&out.stderr)
+            );
             let got: Vec<String> = text(&out.stdout).lines().map(String::from).collect();
             assert_eq!(got, *lines, "{config}");
             if *code == 1 {
-                assert!(text(&out.stderr).contains("the config is invalid"), "{}", text(&out.stderr));
+                assert!(
+                    text(&out.stderr).contains("the config is invalid"),
+                    "{}",
+                    text(&out.stderr)
+                );
             }
         }
     }
@@ -64,7 +82,10 @@ fn butane_translates_and_output_validates() {
     if Path::new("/usr/bin/ignition-validate").exists() {
         let file = dir.path().join("out.ign");
         std::fs::write(&file, &json).unwrap();
-        let oracle = Command::new("/usr/bin/ignition-validate").arg(&file).output().unwrap();
+        let oracle = Command::new("/usr/bin/ignition-validate")
+            .arg(&file)
+            .output()
+            .unwrap();
         assert!(oracle.status.success(), "{}", text(&oracle.stdout));
     } else {
         eprintln!("SKIP: ignition-validate not installed; not cross-checking the butane output");
@@ -73,18 +94,37 @@ fn butane_translates_and_output_validates() {
     let input = dir.path().join("config.bu");
     std::fs::write(&input, BUTANE).unwrap();
     let output = dir.path().join("config.ign");
-    let written = keel(&["butane", "-p", "-d", files, "-o", output.to_str().unwrap(), input.to_str().unwrap()], b"");
+    let written = keel(
+        &[
+            "butane",
+            "-p",
+            "-d",
+            files,
+            "-o",
+            output.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        b"",
+    );
     assert!(written.status.success(), "{}", text(&written.stderr));
     assert!(written.stdout.is_empty());
     let pretty = std::fs::read_to_string(&output).unwrap();
-    assert!(pretty.starts_with("{\n  \"ignition\": {\n    \"version\": \"3.3.0\"\n  },"), "{pretty}");
+    assert!(
+        pretty.starts_with("{\n  \"ignition\": {\n    \"version\": \"3.3.0\"\n  },"),
+        "{pretty}"
+    );
     assert!(pretty.contains("\"mode\": 420,"), "{pretty}");
-    assert!(keel(&["ignition", "validate", output.to_str().unwrap()], b"").status.success());
+    assert!(
+        keel(&["ignition", "validate", output.to_str().unwrap()], b"")
+            .status
+            .success()
+    );
 }
 
 #[test]
 fn butane_strict_and_errors() {
-    let warns = "variant: keel\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/a\n      mode: 600\n";
+    let warns =
+        "variant: keel\nversion: 1.0.0\nstorage:\n  files:\n    - path: /etc/a\n      mode: 600\n";
     let lax = keel(&["butane"], warns.as_bytes());
     assert!(lax.status.success());
     assert!(text(&lax.stderr).contains("warning at $.storage.files.0.mode, line 6 col 13: unreasonable mode would be reasonable if specified in octal"), "{}", text(&lax.stderr));
@@ -97,6 +137,9 @@ fn butane_strict_and_errors() {
     let out = keel(&["butane"], bad.as_bytes());
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("error at $.storage.files.0.path, line 5 col 13: path not absolute"), "{err}");
+    assert!(
+        err.contains("error at $.storage.files.0.path, line 5 col 13: path not absolute"),
+        "{err}"
+    );
     assert!(err.contains("error at $.storage.files.0.contents.local, line 7 col 16: local file paths are relative to a files directory that must be specified with -d/--files-dir"), "{err}");
 }
