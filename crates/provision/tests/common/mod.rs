@@ -180,3 +180,120 @@ pub fn diff(keel: &BTreeMap<String, Node>, oracle: &BTreeMap<String, Node>) -> V
     }
     out
 }
+
+/// One canned answer of the test HTTP server: status and body, served for `path`.
+#[derive(Clone)]
+pub struct Route {
+    pub path: String,
+    /// Answer 500 this many times before answering normally.
+    pub fail_first: usize,
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Route {
+    pub fn ok(path: &str, body: impl Into<Vec<u8>>) -> Route {
+        Route { path: path.into(), fail_first: 0, status: 200, body: body.into() }
+    }
+}
+
+/// A small HTTP/1.1 server on 127.0.0.1 (plain, or TLS with `tls`), answering `routes` until
+/// the returned server is dropped. It counts requests per path.
+pub struct TestServer {
+    pub port: u16,
+    pub hits: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn handle(stream: &mut (impl std::io::Read + std::io::Write), routes: &[Route], hits: &std::sync::Mutex<BTreeMap<String, usize>>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let req = String::from_utf8_lossy(&buf).to_string();
+    let path = req.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let n = {
+        let mut h = hits.lock().unwrap();
+        let c = h.entry(path.clone()).or_insert(0);
+        *c += 1;
+        *c
+    };
+    let (status, body) = match routes.iter().find(|r| r.path == path) {
+        Some(r) if n <= r.fail_first => (500, b"try again".to_vec()),
+        Some(r) => (r.status, r.body.clone()),
+        None => (404, b"not found".to_vec()),
+    };
+    let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(&body);
+    let _ = stream.flush();
+}
+
+/// Starts the server; with `tls`, connections are TLS with that server config.
+pub fn serve(routes: Vec<Route>, tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> TestServer {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(Mutex::new(BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (h, s) = (hits.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if s.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(mut tcp) = stream else { continue };
+            let _ = tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            match &tls {
+                Some(cfg) => {
+                    let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                    let mut t = rustls::StreamOwned::new(conn, tcp);
+                    handle(&mut t, &routes, &h);
+                    t.conn.send_close_notify();
+                    let _ = t.conn.complete_io(&mut t.sock);
+                }
+                None => handle(&mut tcp, &routes, &h),
+            }
+        }
+    });
+    TestServer { port, hits, stop }
+}
+
+/// A fresh CA and a server certificate for 127.0.0.1 signed by it: (CA PEM, server config).
+pub fn test_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "keel test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .unwrap();
+    (ca.pem(), std::sync::Arc::new(cfg))
+}
+
+/// A data URL for arbitrary bytes.
+pub fn data_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    format!("data:;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
