@@ -16,8 +16,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Content-addressed OS trees in an OSTree-compatible repository.
-    Repo(keel_store::cli::RepoArgs),
+    /// Content-addressed OS trees in an OSTree-compatible repository; remotes, pull and signing.
+    Repo(RepoCli),
     /// Compose a versioned OS commit from a manifest of Debian packages; diff two commits' packages.
     Compose(keel_compose::cli::ComposeArgs),
     /// Ignition configs: validate (spec 3.0.0-3.5.0).
@@ -26,11 +26,41 @@ enum Command {
     Butane(keel_butane::cli::ButaneArgs),
 }
 
+/// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
+/// so the two command sets meet here), sharing `--repo` and `--json`.
+#[derive(clap::Args)]
+#[command(after_help = keel_store::cli::EXAMPLES)]
+struct RepoCli {
+    /// Path to the repository.
+    #[arg(long, global = true, default_value = ".")]
+    repo: std::path::PathBuf,
+    /// Progress as JSON lines on stderr.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: RepoSub,
+}
+
+#[derive(Subcommand)]
+enum RepoSub {
+    #[command(flatten)]
+    Store(keel_store::cli::RepoCommand),
+    #[command(flatten)]
+    Remote(keel_remote::cli::RemoteCommand),
+}
+
 fn main() {
     let cli = Cli::parse();
     keel_utils::logging::init(cli.verbose);
     let result = match cli.command {
-        Command::Repo(args) => keel_store::cli::run(args),
+        Command::Repo(args) => match args.command {
+            RepoSub::Store(command) => keel_store::cli::run(keel_store::cli::RepoArgs {
+                repo: args.repo,
+                json: args.json,
+                command,
+            }),
+            RepoSub::Remote(command) => keel_remote::cli::run(&args.repo, args.json, command),
+        },
         Command::Compose(args) => keel_compose::cli::run(args),
         Command::Ignition(args) => keel_ignition_config::cli::run(args),
         Command::Butane(args) => keel_butane::cli::run(args),

@@ -9,15 +9,18 @@ use keel_utils::progress::{human_bytes, Mode, Progress};
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Content-addressed OS trees in an OSTree-compatible repository.
-#[derive(Args)]
-#[command(after_help = "Examples:
+/// Examples shown by `keel repo --help`.
+pub const EXAMPLES: &str = "Examples:
   keel repo --repo build/repo init --mode archive
   keel repo --repo build/repo commit -b keel/stable/x86_64 -s 'first' rootfs/
   keel repo --repo build/repo checkout keel/stable/x86_64 /tmp/co
   keel repo --repo build/repo fsck
 
-The repository format is OSTree's: `ostree --repo=build/repo ...` works on the same repository.")]
+The repository format is OSTree's: `ostree --repo=build/repo ...` works on the same repository.";
+
+/// Content-addressed OS trees in an OSTree-compatible repository.
+#[derive(Args)]
+#[command(after_help = EXAMPLES)]
 pub struct RepoArgs {
     /// Path to the repository.
     #[arg(long, global = true, default_value = ".")]

@@ -1,0 +1,394 @@
+//! Remote definitions in the repository config, in OSTree's GKeyFile form so that `ostree`
+//! reads them too:
+//!
+//! ```text
+//! [remote "origin"]
+//! url=http://127.0.0.1:8080/repo
+//! gpg-verify=false
+//! sign-verify=true
+//! sign-verify-summary=true
+//! verification-ed25519-file=/etc/keel/origin.pub
+//! ```
+//!
+//! Edits replace or remove one `[remote "NAME"]` section and keep every other line as it was;
+//! the file is replaced atomically.
+
+use crate::keys::{self, KeyError};
+use ed25519_dalek::VerifyingKey;
+use std::path::{Path, PathBuf};
+
+/// Problems with remote definitions.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The config file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// No such remote.
+    #[error("no remote `{name}` in {} (add it with `keel repo remote add {name} URL`)", path.display())]
+    NoSuchRemote {
+        /// Remote name.
+        name: String,
+        /// The config file.
+        path: PathBuf,
+    },
+    /// The remote exists already.
+    #[error("remote `{name}` already exists in {} (delete it first with `keel repo remote delete {name}`)", path.display())]
+    Exists {
+        /// Remote name.
+        name: String,
+        /// The config file.
+        path: PathBuf,
+    },
+    /// A value is unusable.
+    #[error("{}: remote `{name}`: {reason}", path.display())]
+    Invalid {
+        /// Remote name.
+        name: String,
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key file is unusable.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// One remote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// Name (`origin`).
+    pub name: String,
+    /// Base URL of the archive repository (`http://`, `https://` or `file://`).
+    pub url: String,
+    /// Commits must carry a valid ed25519 signature.
+    pub sign_verify: bool,
+    /// A summary, when the server has one, must carry a valid ed25519 signature.
+    pub sign_verify_summary: bool,
+    /// File of trusted public keys (base64, one per line).
+    pub ed25519_file: Option<PathBuf>,
+    /// A trusted public key given inline (base64).
+    pub ed25519_key: Option<String>,
+}
+
+impl Remote {
+    /// The keys trusted for this remote (empty when it has none configured).
+    pub fn trusted_keys(&self, config_path: &Path) -> Result<Vec<VerifyingKey>, ConfigError> {
+        let mut out = Vec::new();
+        if let Some(f) = &self.ed25519_file {
+            out.extend(keys::load_public_file(f)?);
+        }
+        if let Some(k) = &self.ed25519_key {
+            out.push(
+                keys::parse_public(k).map_err(|reason| ConfigError::Invalid {
+                    name: self.name.clone(),
+                    path: config_path.to_path_buf(),
+                    reason: format!("verification-ed25519-key: {reason}"),
+                })?,
+            );
+        }
+        if (self.sign_verify || self.sign_verify_summary) && out.is_empty() {
+            return Err(ConfigError::Invalid {
+                name: self.name.clone(),
+                path: config_path.to_path_buf(),
+                reason: "sign-verify is on but no verification-ed25519-file or -key is set".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn section_lines(&self) -> Vec<String> {
+        let mut l = vec![
+            section_header(&self.name),
+            format!("url={}", self.url),
+            "gpg-verify=false".to_string(),
+        ];
+        if self.sign_verify {
+            l.push("sign-verify=true".into());
+        }
+        if self.sign_verify_summary {
+            l.push("sign-verify-summary=true".into());
+        }
+        if let Some(f) = &self.ed25519_file {
+            l.push(format!("verification-ed25519-file={}", f.display()));
+        }
+        if let Some(k) = &self.ed25519_key {
+            l.push(format!("verification-ed25519-key={k}"));
+        }
+        l
+    }
+}
+
+fn section_header(name: &str) -> String {
+    format!("[remote \"{name}\"]")
+}
+
+fn parse_header(line: &str) -> Option<&str> {
+    line.trim().strip_prefix("[remote \"")?.strip_suffix("\"]")
+}
+
+fn is_header(line: &str) -> bool {
+    let t = line.trim();
+    t.starts_with('[') && t.ends_with(']')
+}
+
+/// `mode=` in the `[core]` section of a repository config.
+pub fn core_mode(config: &str) -> Option<&str> {
+    let mut in_core = false;
+    for line in config.lines() {
+        if is_header(line) {
+            in_core = line.trim() == "[core]";
+        } else if let (true, Some((k, v))) = (in_core, line.split_once('=')) {
+            if k.trim() == "mode" {
+                return Some(v.trim());
+            }
+        }
+    }
+    None
+}
+
+/// The config file of a repository.
+pub fn config_path(repo: &Path) -> PathBuf {
+    repo.join("config")
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v, "true" | "1" | "yes")
+}
+
+/// Every remote defined in `config` text, in file order.
+pub fn parse_remotes(config: &str) -> Vec<Remote> {
+    let mut out: Vec<Remote> = Vec::new();
+    let mut current = false;
+    for line in config.lines() {
+        if is_header(line) {
+            current = match parse_header(line) {
+                Some(name) => {
+                    out.push(Remote {
+                        name: name.to_string(),
+                        url: String::new(),
+                        sign_verify: false,
+                        sign_verify_summary: false,
+                        ed25519_file: None,
+                        ed25519_key: None,
+                    });
+                    true
+                }
+                None => false,
+            };
+            continue;
+        }
+        let (Some(r), true) = (out.last_mut(), current) else {
+            continue;
+        };
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        match k.trim() {
+            "url" => r.url = v.to_string(),
+            "sign-verify" => r.sign_verify = truthy(v),
+            "sign-verify-summary" => r.sign_verify_summary = truthy(v),
+            "verification-ed25519-file" => r.ed25519_file = Some(PathBuf::from(v)),
+            "verification-ed25519-key" => r.ed25519_key = Some(v.to_string()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// All remotes of the repository at `repo`.
+pub fn list(repo: &Path) -> Result<Vec<Remote>, ConfigError> {
+    Ok(parse_remotes(&read(&config_path(repo))?))
+}
+
+/// One remote by name.
+pub fn get(repo: &Path, name: &str) -> Result<Remote, ConfigError> {
+    let path = config_path(repo);
+    let remote = parse_remotes(&read(&path)?)
+        .into_iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| ConfigError::NoSuchRemote {
+            name: name.to_string(),
+            path: path.clone(),
+        })?;
+    if remote.url.is_empty() {
+        return Err(ConfigError::Invalid {
+            name: name.to_string(),
+            path,
+            reason: "no url= set".into(),
+        });
+    }
+    Ok(remote)
+}
+
+/// `config` without the section of remote `name`; None when there is no such section.
+fn without_section(config: &str, name: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut skipping = false;
+    let mut found = false;
+    for line in config.lines() {
+        if is_header(line) {
+            skipping = parse_header(line) == Some(name);
+            found |= skipping;
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    found.then_some(out)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), ConfigError> {
+    keel_utils::fsutil::write_atomic(path, text.as_bytes(), 0o644).map_err(|source| {
+        ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+}
+
+/// Add a remote (an error if one of that name exists).
+pub fn add(repo: &Path, remote: &Remote) -> Result<(), ConfigError> {
+    let path = config_path(repo);
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: remote.name.clone(),
+        path: path.clone(),
+        reason: reason.to_string(),
+    };
+    if !valid_name(&remote.name) {
+        return Err(invalid("a remote name uses only letters, digits and `-._`"));
+    }
+    let scheme_ok = ["http://", "https://", "file://"]
+        .iter()
+        .any(|s| remote.url.starts_with(s));
+    if !scheme_ok {
+        return Err(invalid(
+            "the URL must start with http://, https:// or file://",
+        ));
+    }
+    remote.trusted_keys(&path)?;
+    let mut text = read(&path)?;
+    if parse_remotes(&text).iter().any(|r| r.name == remote.name) {
+        return Err(ConfigError::Exists {
+            name: remote.name.clone(),
+            path,
+        });
+    }
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push('\n');
+    for l in remote.section_lines() {
+        text.push_str(&l);
+        text.push('\n');
+    }
+    write(&path, &text)
+}
+
+/// Delete a remote.
+pub fn delete(repo: &Path, name: &str) -> Result<(), ConfigError> {
+    let path = config_path(repo);
+    let text = read(&path)?;
+    let new = without_section(&text, name).ok_or_else(|| ConfigError::NoSuchRemote {
+        name: name.to_string(),
+        path: path.clone(),
+    })?;
+    write(&path, &format!("{}\n", new.trim_end_matches('\n')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn remote(name: &str, url: &str) -> Remote {
+        Remote {
+            name: name.into(),
+            url: url.into(),
+            sign_verify: false,
+            sign_verify_summary: false,
+            ed25519_file: None,
+            ed25519_key: None,
+        }
+    }
+
+    #[test]
+    fn parse_table() {
+        let cfg = "[core]\nrepo_version=1\nmode=bare\n\n[remote \"a\"]\nurl=http://x/\ngpg-verify=false\nsign-verify=true\nverification-ed25519-key=K\n\n[remote \"b\"]\nurl = file:///r\n[other]\nurl=nope\n";
+        let got = parse_remotes(cfg);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].url, "http://x/");
+        assert!(got[0].sign_verify && !got[0].sign_verify_summary);
+        assert_eq!(got[0].ed25519_key.as_deref(), Some("K"));
+        assert_eq!(got[1].url, "file:///r");
+        assert!(!got[1].sign_verify);
+    }
+
+    #[test]
+    fn add_list_delete_keep_other_sections() {
+        let d = tempfile::tempdir().unwrap();
+        let base = "[core]\nrepo_version=1\nmode=archive-z2\n";
+        std::fs::write(d.path().join("config"), base).unwrap();
+        add(d.path(), &remote("origin", "http://127.0.0.1:1/")).unwrap();
+        add(d.path(), &remote("second", "file:///srv/repo")).unwrap();
+        assert!(matches!(
+            add(d.path(), &remote("origin", "http://other/")),
+            Err(ConfigError::Exists { .. })
+        ));
+        for (name, url, want) in [
+            ("bad name", "http://x/", "letters"),
+            ("ok", "ftp://x/", "http://"),
+        ] {
+            let err = add(d.path(), &remote(name, url)).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let names: Vec<String> = list(d.path())
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["origin", "second"]);
+        delete(d.path(), "origin").unwrap();
+        assert!(matches!(
+            get(d.path(), "origin"),
+            Err(ConfigError::NoSuchRemote { .. })
+        ));
+        assert_eq!(get(d.path(), "second").unwrap().url, "file:///srv/repo");
+        delete(d.path(), "second").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("config")).unwrap(),
+            base
+        );
+    }
+
+    #[test]
+    fn sign_verify_needs_a_key() {
+        let mut r = remote("s", "http://x/");
+        r.sign_verify = true;
+        let err = r
+            .trusted_keys(Path::new("/r/config"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no verification-ed25519"), "{err}");
+    }
+}

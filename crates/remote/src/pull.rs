@@ -1,0 +1,456 @@
+//! The pull engine: resolve refs, fetch and verify commits, then walk their trees with a pool
+//! of workers and store every missing object after checking its checksum.
+//!
+//! Order of events for each commit (as OSTree does): the commit bytes are checked against
+//! their checksum and, when the remote has keys, against its ed25519 signatures; only then is
+//! `state/<commit>.commitpartial` written and the commit stored. Workers keep their own write
+//! transaction and make it durable every few thousand objects and when they stop, so objects
+//! received before a failure are kept and a new pull does not fetch them again. Refs move only
+//! after every object is durable and the commitpartial markers are removed; a failed pull
+//! leaves the markers and no ref changes. A commit without a marker is complete and is not
+//! walked again.
+
+use crate::error::PullError;
+use crate::sign;
+use crate::source::Source;
+use ed25519_dalek::VerifyingKey;
+use keel_store::objects::{DirMeta, DirTree};
+use keel_store::{Checksum, Commit, ObjectType, Repo, StoreError, Transaction, Variant};
+use keel_utils::progress::Progress;
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Where pulled refs are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefTarget {
+    /// `refs/remotes/<remote>/<ref>` (a normal pull).
+    Remote(String),
+    /// `refs/heads/<ref>` (`--mirror`, and `pull-local`).
+    Local,
+}
+
+/// How to pull.
+#[derive(Debug, Clone)]
+pub struct PullOptions {
+    /// Parent commits to fetch below each pulled commit (-1: the whole history).
+    pub depth: i64,
+    /// Where refs go.
+    pub ref_target: RefTarget,
+    /// When set, every commit must carry an ed25519 signature by one of these keys.
+    pub commit_keys: Option<Vec<VerifyingKey>>,
+    /// Objects a worker stores before making them durable.
+    pub batch: usize,
+}
+
+impl PullOptions {
+    /// Defaults: no history, refs under `refs/remotes/<remote>/`, no signature check.
+    pub fn for_remote(remote: &str) -> PullOptions {
+        PullOptions {
+            depth: 0,
+            ref_target: RefTarget::Remote(remote.to_string()),
+            commit_keys: None,
+            batch: 2000,
+        }
+    }
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Default)]
+pub struct PullReport {
+    /// Refs (or checksums) pulled and the commits they now point to.
+    pub refs: Vec<(String, Checksum)>,
+    /// Commits fetched (not already complete locally).
+    pub commits: usize,
+    /// Objects transferred.
+    pub objects: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+}
+
+/// Pull `refs` (names or full checksums) from `src` into `repo`.
+pub fn pull(
+    repo: &Repo,
+    src: &dyn Source,
+    refs: &[String],
+    opts: &PullOptions,
+    progress: &Progress,
+) -> Result<PullReport, PullError> {
+    let targets = src.resolve(refs)?;
+    let mut commits = Commits {
+        repo,
+        src,
+        opts,
+        roots: Vec::new(),
+        partial: Vec::new(),
+        bytes: 0,
+    };
+    for (name, c) in &targets {
+        let binding = (!Checksum::is_hex(name)).then_some(name.as_str());
+        commits.fetch_chain(c, binding)?;
+    }
+    progress.message(&format!(
+        "{} commit(s) to fetch from {}",
+        commits.partial.len(),
+        src.location()
+    ));
+    let walk = Walk::new(repo, src, progress, opts.batch);
+    let (objects, bytes) = walk.run(&commits.roots)?;
+    for c in &commits.partial {
+        let p = partial_path(repo, c);
+        std::fs::remove_file(&p).map_err(|source| StoreError::Io { path: p, source })?;
+    }
+    for (name, c) in &targets {
+        if Checksum::is_hex(name) {
+            continue;
+        }
+        match &opts.ref_target {
+            RefTarget::Remote(remote) => repo.set_ref(&format!("{remote}:{name}"), Some(c))?,
+            RefTarget::Local => repo.set_ref(name, Some(c))?,
+        }
+    }
+    progress.finish();
+    Ok(PullReport {
+        refs: targets,
+        commits: commits.partial.len(),
+        objects: objects + commits.partial.len() as u64,
+        bytes: bytes + commits.bytes,
+    })
+}
+
+fn partial_path(repo: &Repo, c: &Checksum) -> PathBuf {
+    repo.path().join("state").join(format!("{c}.commitpartial"))
+}
+
+fn verify_hash(
+    src: &dyn Source,
+    t: ObjectType,
+    c: &Checksum,
+    bytes: &[u8],
+) -> Result<(), PullError> {
+    let got = Checksum::of(bytes);
+    if got == *c {
+        return Ok(());
+    }
+    Err(PullError::Corrupt {
+        what: format!("{t} object {c}"),
+        location: src.object_location(t, c),
+        reason: format!("its bytes hash to {got}"),
+    })
+}
+
+/// Fetching and checking commit objects, before any tree is walked.
+struct Commits<'a> {
+    repo: &'a Repo,
+    src: &'a dyn Source,
+    opts: &'a PullOptions,
+    roots: Vec<(Checksum, Checksum)>,
+    partial: Vec<Checksum>,
+    bytes: u64,
+}
+
+impl Commits<'_> {
+    fn fetch_chain(&mut self, tip: &Checksum, binding: Option<&str>) -> Result<(), PullError> {
+        let mut commit = self.fetch(tip, binding)?;
+        let mut depth = self.opts.depth;
+        while depth != 0 {
+            let Some(parent) = commit.parent else { break };
+            commit = self.fetch(&parent, None)?;
+            depth -= 1;
+        }
+        Ok(())
+    }
+
+    fn fetch(&mut self, c: &Checksum, binding: Option<&str>) -> Result<Commit, PullError> {
+        let t = ObjectType::Commit;
+        let have = self.repo.has_object(t, c);
+        let complete = have && !self.repo.is_partial(c);
+        let detached = if self.opts.commit_keys.is_some() || !complete {
+            self.src.detached_metadata(c)?
+        } else {
+            None
+        };
+        let bytes = if have {
+            self.repo.load_metadata_bytes(t, c)?
+        } else {
+            let b = self.src.metadata(t, c)?;
+            verify_hash(self.src, t, c, &b)?;
+            self.bytes += b.len() as u64;
+            b
+        };
+        let commit = Commit::parse(&bytes).map_err(|e| PullError::Corrupt {
+            what: format!("commit {c}"),
+            location: self.src.object_location(t, c),
+            reason: e.0,
+        })?;
+        if let Some(keys) = &self.opts.commit_keys {
+            sign::verify(&bytes, detached.as_deref(), keys).map_err(|source| {
+                PullError::Signature {
+                    what: format!("commit {c}"),
+                    location: self.src.object_location(t, c),
+                    source,
+                }
+            })?;
+        }
+        if let Some(name) = binding {
+            check_binding(&commit, c, name)?;
+        }
+        if !complete {
+            let p = partial_path(self.repo, c);
+            let dir = self.repo.path().join("state");
+            std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir, source })?;
+            keel_utils::fsutil::write_atomic(&p, b"", 0o644)
+                .map_err(|source| StoreError::Io { path: p, source })?;
+            if let Some(m) = &detached {
+                self.repo.write_detached_metadata(c, Some(m))?;
+            }
+            if !have {
+                self.repo.write_metadata_object(t, &bytes)?;
+            }
+            self.roots.push((commit.root_tree, commit.root_meta));
+            self.partial.push(*c);
+        }
+        Ok(commit)
+    }
+}
+
+fn check_binding(commit: &Commit, c: &Checksum, name: &str) -> Result<(), PullError> {
+    match commit.meta("ostree.ref-binding") {
+        Some(Variant::StrList(bindings)) if !bindings.iter().any(|b| b == name) => {
+            Err(PullError::RefBinding {
+                commit: *c,
+                name: name.to_string(),
+                bindings: bindings.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Job {
+    t: ObjectType,
+    c: Checksum,
+    attempt: u32,
+}
+
+#[derive(Default)]
+struct WalkState {
+    queue: VecDeque<Job>,
+    busy: usize,
+    seen: HashSet<(ObjectType, Checksum)>,
+    failed: Option<PullError>,
+    objects: u64,
+    bytes: u64,
+}
+
+/// The parallel tree walk.
+struct Walk<'a> {
+    repo: &'a Repo,
+    src: &'a dyn Source,
+    progress: &'a Progress,
+    batch: usize,
+    state: Mutex<WalkState>,
+    wake: Condvar,
+}
+
+/// What processing one object produced: objects it refers to, bytes transferred, and whether
+/// it was transferred.
+type Done = (Vec<(ObjectType, Checksum)>, u64, bool);
+
+impl<'a> Walk<'a> {
+    fn new(repo: &'a Repo, src: &'a dyn Source, progress: &'a Progress, batch: usize) -> Walk<'a> {
+        Walk {
+            repo,
+            src,
+            progress,
+            batch: batch.max(1),
+            state: Mutex::new(WalkState::default()),
+            wake: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WalkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Walk from the (root dirtree, root dirmeta) pairs; returns (objects, bytes) transferred.
+    fn run(self, roots: &[(Checksum, Checksum)]) -> Result<(u64, u64), PullError> {
+        {
+            let mut st = self.lock();
+            for (tree, meta) in roots {
+                for (t, c) in [(ObjectType::DirMeta, *meta), (ObjectType::DirTree, *tree)] {
+                    if st.seen.insert((t, c)) {
+                        st.queue.push_back(Job { t, c, attempt: 0 });
+                    }
+                }
+            }
+            self.progress.set_total(st.seen.len() as u64);
+        }
+        std::thread::scope(|s| {
+            for _ in 0..self.src.parallel() {
+                s.spawn(|| {
+                    if let Err(e) = self.worker() {
+                        self.fail(e);
+                    }
+                });
+            }
+        });
+        let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        match st.failed {
+            Some(e) => Err(e),
+            None => Ok((st.objects, st.bytes)),
+        }
+    }
+
+    fn next_job(&self) -> Option<Job> {
+        let mut st = self.lock();
+        loop {
+            if st.failed.is_some() {
+                return None;
+            }
+            if let Some(j) = st.queue.pop_front() {
+                st.busy += 1;
+                return Some(j);
+            }
+            if st.busy == 0 {
+                return None;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn finish(&self, (children, bytes, fetched): Done) {
+        let mut st = self.lock();
+        for (t, c) in children {
+            if st.seen.insert((t, c)) {
+                let job = Job { t, c, attempt: 0 };
+                if t == ObjectType::File {
+                    st.queue.push_back(job);
+                } else {
+                    st.queue.push_front(job);
+                }
+            }
+        }
+        st.busy -= 1;
+        if fetched {
+            st.objects += 1;
+            st.bytes += bytes;
+        }
+        self.progress.set_total(st.seen.len() as u64);
+        drop(st);
+        self.progress.inc(1, bytes);
+        self.wake.notify_all();
+    }
+
+    fn requeue(&self, job: Job) {
+        let mut st = self.lock();
+        st.queue.push_front(Job {
+            attempt: job.attempt + 1,
+            ..job
+        });
+        st.busy -= 1;
+        drop(st);
+        self.wake.notify_all();
+    }
+
+    fn fail(&self, e: PullError) {
+        let mut st = self.lock();
+        st.failed.get_or_insert(e);
+        drop(st);
+        self.wake.notify_all();
+    }
+
+    fn worker(&self) -> Result<(), PullError> {
+        let (retries, backoff) = self.src.retry_policy();
+        let mut tx = self.repo.begin()?;
+        let mut stored = 0usize;
+        let mut since = Instant::now();
+        while let Some(job) = self.next_job() {
+            match self.process(job, &tx) {
+                Ok(done) => {
+                    stored += usize::from(done.2);
+                    self.finish(done);
+                }
+                Err(e) if e.is_retryable() && job.attempt < retries => {
+                    tracing::warn!("{e}; retrying");
+                    std::thread::sleep(backoff.saturating_mul(1 << job.attempt.min(16)));
+                    // A failed attempt may leave the object reserved in this transaction.
+                    tx.commit()?;
+                    tx = self.repo.begin()?;
+                    self.requeue(job);
+                }
+                Err(e) => {
+                    {
+                        let mut st = self.lock();
+                        st.busy -= 1;
+                    }
+                    self.fail(e);
+                }
+            }
+            if stored >= self.batch || since.elapsed() > Duration::from_secs(5) {
+                tx.commit()?;
+                tx = self.repo.begin()?;
+                stored = 0;
+                since = Instant::now();
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn fetch_meta(&self, t: ObjectType, c: &Checksum) -> Result<Vec<u8>, PullError> {
+        let bytes = self.src.metadata(t, c)?;
+        verify_hash(self.src, t, c, &bytes)?;
+        Ok(bytes)
+    }
+
+    fn corrupt(&self, t: ObjectType, c: &Checksum, reason: String) -> PullError {
+        PullError::Corrupt {
+            what: format!("{t} object {c}"),
+            location: self.src.object_location(t, c),
+            reason,
+        }
+    }
+
+    fn process(&self, job: Job, tx: &Transaction<'_>) -> Result<Done, PullError> {
+        let (t, c) = (job.t, &job.c);
+        match t {
+            ObjectType::DirTree => {
+                let local = self.repo.has_object(t, c);
+                let bytes = if local {
+                    self.repo.load_metadata_bytes(t, c)?
+                } else {
+                    self.fetch_meta(t, c)?
+                };
+                let tree = DirTree::parse(&bytes).map_err(|e| self.corrupt(t, c, e.0))?;
+                if !local {
+                    tx.write_metadata(t, &bytes)?;
+                }
+                let mut children: Vec<(ObjectType, Checksum)> = tree
+                    .files
+                    .iter()
+                    .map(|(_, f)| (ObjectType::File, *f))
+                    .collect();
+                for (_, dt, dm) in &tree.dirs {
+                    children.push((ObjectType::DirMeta, *dm));
+                    children.push((ObjectType::DirTree, *dt));
+                }
+                let n = if local { 0 } else { bytes.len() as u64 };
+                Ok((children, n, !local))
+            }
+            ObjectType::DirMeta if !self.repo.has_object(t, c) => {
+                let bytes = self.fetch_meta(t, c)?;
+                DirMeta::parse(&bytes).map_err(|e| self.corrupt(t, c, e.0))?;
+                tx.write_metadata(t, &bytes)?;
+                Ok((Vec::new(), bytes.len() as u64, true))
+            }
+            ObjectType::File if !self.repo.has_object(t, c) => {
+                let n = self.src.content(c, tx)?;
+                Ok((Vec::new(), n, true))
+            }
+            _ => Ok((Vec::new(), 0, false)),
+        }
+    }
+}
