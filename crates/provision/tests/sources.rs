@@ -183,7 +183,7 @@ fn tftp_config_url_against_tftpd_hpa() {
     std::fs::write(srv.join("user.ign"), config(user)).unwrap();
     std::fs::write(srv.join("exact"), vec![b'y'; 1024]).unwrap();
     let Some(server) = tftpd(&srv) else {
-        eprintln!("SKIP: tftp_config_url_against_tftpd_hpa: /usr/sbin/in.tftpd missing (apt-get install tftpd-hpa)");
+        skip_line!("SKIP: tftp_config_url_against_tftpd_hpa: /usr/sbin/in.tftpd missing (apt-get install tftpd-hpa)");
         return;
     };
     let exact = keel_provision::tftp::fetch(&format!("tftp://127.0.0.1:{}/exact", server.1), Duration::from_secs(2)).unwrap();

@@ -190,7 +190,10 @@ fn plan(disk: &Disk, table: &Table, at: &str) -> Result<Vec<String>, OpError> {
                 used.push(n);
                 creates.extend(create_args(n, p, None, mib));
             }
-            (Some(e), false) if wipe => deletes.push(format!("--delete={}", e.number())),
+            (Some(e), false) if wipe => {
+                deletes.push(format!("--delete={}", e.number()));
+                used.retain(|n| *n != e.number());
+            }
             (Some(_), false) => return Err(anyhow::anyhow!("it exists, shouldExist is false and wipePartitionEntry is false")).at(at, format!("deleting {what}")),
             (Some(e), true) if matches(p, e, table, mib) => {}
             (Some(e), true) if p.resize == Some(true) && resize_only(p, e, table, mib) => {
@@ -342,6 +345,13 @@ mod tests {
                     ..p(5, None, None)
                 }],
                 Ok(vec![]),
+            ),
+            (
+                vec![
+                    Partition { should_exist: Some(false), wipe_partition_entry: Some(true), ..p(2, None, None) },
+                    p(0, Some("new"), Some(1)),
+                ],
+                Ok(vec!["--delete=2", "--new=2:0:+2048", "--change-name=2:new"]),
             ),
             (
                 vec![Partition {
