@@ -289,7 +289,13 @@ fn check_filesystem(c: &mut Checker, f: &Filesystem, p: &JsonPath) {
             || !f.options.is_empty()
             || !f.mount_options.is_empty();
         if others {
-            c.error(&p.key("format"), "format cannot be empty when path, label, uuid, wipeFilesystem, options, or mountOptions are specified");
+            c.error(&p.key("format"), "format cannot be empty when path, label, uuid, wipeFilesystem, options, or mountOptions is specified");
+        }
+        if f.label.is_some() {
+            c.error(
+                &p.key("label"),
+                "filesystem must specify format if label is specified",
+            );
         }
     } else if !formats.contains(&format) {
         c.error(&p.key("format"), "invalid filesystem format");
