@@ -38,6 +38,19 @@ impl Drop for Loop {
     }
 }
 
+/// Unmounts everything below a root on drop, so a failing test leaves no mounts behind.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for dir in [self.0.join("var"), self.0.clone()] {
+            if keel_provision::mount::is_mounted(&dir).unwrap_or(false) {
+                let _ = Command::new("umount").arg(&dir).status();
+            }
+        }
+    }
+}
+
 fn skip(test: &str, tools: &[&str]) -> bool {
     let reason = if !rustix::process::geteuid().is_root() {
         Some("needs root for loop devices".to_string())
@@ -89,6 +102,7 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
     }
     let disk = Loop::new(400);
     let tmp = tempfile::tempdir().unwrap();
+    let _unmount = Unmount(tmp.path().join("root"));
     let ext4_uuid = "5b9f0c2e-7d43-4d0a-9a51-2c1d3e4f5a6b";
     let layout = |wipe_table: bool| {
         serde_json::json!({
