@@ -24,6 +24,8 @@ enum Command {
     Ignition(keel_ignition_config::cli::IgnitionArgs),
     /// Translate Butane YAML (fcos 1.0.0-1.6.0, keel 1.0.0) to Ignition JSON.
     Butane(keel_butane::cli::ButaneArgs),
+    /// Boot a disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
+    Run(keel_vm::cli::RunArgs),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -64,6 +66,7 @@ fn main() {
         Command::Compose(args) => keel_compose::cli::run(args),
         Command::Ignition(args) => keel_ignition_config::cli::run(args),
         Command::Butane(args) => keel_butane::cli::run(args),
+        Command::Run(args) => keel_vm::cli::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,14 @@
+//! Keel's disk images: a GPT disk with an EFI system partition and a root filesystem holding an
+//! OSTree-style sysroot.
+//!
+//! - [`layout`]: the partition table and filesystem labels (the fixed design).
+//! - [`loopdev`]: loop devices and mounts as guards that undo themselves.
+//! - [`esp`]: the FAT EFI system partition, written with mtools (no vfat mount needed).
+//! - [`assemble`]: the disk pipeline: file, GPT, root filesystem, caller's content, ESP.
+//! - [`output`]: qcow2 / raw / raw.xz, written crash-safely.
+
+pub mod assemble;
+pub mod esp;
+pub mod layout;
+pub mod loopdev;
+pub mod output;

@@ -1,0 +1,21 @@
+//! Keel's VM runner and VM test harness.
+//!
+//! - [`qemu`]: the QEMU command line (q35, OVMF, virtio disk, user networking with an SSH port
+//!   forward, Ignition in fw_cfg, serial console) and the KVM probe.
+//! - [`drive`]: a VM's writable firmware variables and the qcow2 overlay that keeps images
+//!   pristine.
+//! - [`console`]: the serial console log and waiting for a line in it.
+//! - [`ssh`]: per-run SSH keys and commands over the forwarded port.
+//! - [`oci`]: OCI image archives built on the host (busybox) for container tests.
+//! - [`machine`]: a running VM (QEMU child process, killed on drop).
+//! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
+//! - [`cli`]: `keel run`.
+
+pub mod cli;
+pub mod console;
+pub mod drive;
+pub mod harness;
+pub mod machine;
+pub mod oci;
+pub mod qemu;
+pub mod ssh;
