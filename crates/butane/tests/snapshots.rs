@@ -28,7 +28,6 @@ fn oracle_accepts(json: &str, dir: &Path, name: &str) -> Option<(bool, String)> 
 #[test]
 fn butane_snapshots() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
-    let update = std::env::var_os("KEEL_UPDATE_SNAPSHOTS").is_some();
     let opts = Options {
         files_dir: Some(dir.join("files")),
         strict: false,
@@ -65,16 +64,8 @@ fn butane_snapshots() {
             Err(e) => expected.push((err_path, format!("{}\n{}", e.reason, lines(&e.reports)))),
         }
         for (snap, got) in expected {
-            let want = std::fs::read_to_string(&snap).unwrap_or_default();
-            if got != want {
-                if update {
-                    std::fs::write(&snap, &got).unwrap();
-                } else {
-                    problems.push(format!(
-                        "{name}: differs from {}:\n--- want\n{want}--- got\n{got}",
-                        snap.display()
-                    ));
-                }
+            if let Err(diff) = keel_utils::snapshot::check(&snap, &got) {
+                problems.push(format!("{name}: {diff}"));
             }
         }
         let Ok(out) = result else { continue };

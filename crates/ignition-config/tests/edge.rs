@@ -12,7 +12,6 @@ use std::path::Path;
 fn edge_cases_match_snapshots_and_ignition() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/edge");
     let known = known_differences(&dir);
-    let update = std::env::var_os("KEEL_UPDATE_SNAPSHOTS").is_some();
     let mut problems = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -34,17 +33,8 @@ fn edge_cases_match_snapshots_and_ignition() {
             "exit {keel}\n{}",
             lines.iter().map(|l| format!("{l}\n")).collect::<String>()
         );
-        let snap = path.with_extension("expected");
-        let want = std::fs::read_to_string(&snap).unwrap_or_default();
-        if got != want {
-            if update {
-                std::fs::write(&snap, &got).unwrap();
-            } else {
-                problems.push(format!(
-                    "{name}: report differs from {}:\n--- want\n{want}--- got\n{got}",
-                    snap.display()
-                ));
-            }
+        if let Err(diff) = keel_utils::snapshot::check(&path.with_extension("expected"), &got) {
+            problems.push(format!("{name}: {diff}"));
         }
         let checked = keel_ignition_config::check(&bytes);
         let oracle_knows = checked

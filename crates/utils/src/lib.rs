@@ -7,9 +7,11 @@
 //!   JSON lines with `--json`.
 //! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
+//! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
 
 pub mod cmd;
 pub mod fsutil;
 pub mod http;
 pub mod logging;
 pub mod progress;
+pub mod snapshot;
