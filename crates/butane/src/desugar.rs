@@ -261,6 +261,27 @@ impl Desugar<'_> {
                 )
             }
         };
+        // Configs embedded for merge/replace must themselves be valid Ignition configs.
+        let key = |i: usize| match path.0.get(i) {
+            Some(keel_ignition_config::report::Segment::Key(k)) => k.as_str(),
+            _ => "",
+        };
+        if key(0) == "ignition" && key(1) == "config" {
+            let checked = keel_ignition_config::check(&data);
+            if let Some(first) = checked
+                .reports
+                .iter()
+                .find(|r| r.is_error())
+                .filter(|_| !checked.is_valid())
+            {
+                self.report(
+                    Severity::Error,
+                    &at,
+                    e.value.pos,
+                    format!("the embedded config is not a valid Ignition config: {first}"),
+                );
+            }
+        }
         // Spec 3.0.0 only has `compression` on file contents and appends.
         let in_files = matches!(path.0.first(), Some(keel_ignition_config::report::Segment::Key(k)) if k == "storage")
             && path.0.len() >= 3;
