@@ -123,6 +123,9 @@ pub fn validate(cfg: &Config, version: Version, positions: &Positions) -> Vec<Re
     if let Some(sd) = &cfg.systemd {
         systemd::check(&mut c, sd, &root.key("systemd"));
     }
+    if version.at_least(4) {
+        check_systemd_path_conflicts(&mut c, cfg);
+    }
     if let Some(pw) = &cfg.passwd {
         let p = root.key("passwd");
         c.duplicates(
@@ -155,6 +158,55 @@ pub fn validate(cfg: &Config, version: Version, positions: &Positions) -> Vec<Re
         }
     }
     c.reports
+}
+
+/// Files, directories and links may not be written where a unit or drop-in with contents goes.
+/// Ignition enforces this from 2.15 on; 2.14 (the oracle for 3.0-3.3) does not, so keel checks
+/// it for spec 3.4.0 and newer only.
+fn check_systemd_path_conflicts(c: &mut Checker, cfg: &Config) {
+    let mut unit_paths = HashSet::new();
+    for u in cfg.units() {
+        let name = u.name.as_deref().unwrap_or("");
+        if u.contents.as_deref().is_some_and(|x| !x.is_empty()) {
+            unit_paths.insert(format!("/etc/systemd/system/{name}"));
+        }
+        for d in u
+            .dropins
+            .iter()
+            .filter(|d| d.contents.as_deref().is_some_and(|x| !x.is_empty()))
+        {
+            unit_paths.insert(format!(
+                "/etc/systemd/system/{name}.d/{}",
+                d.name.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let s = cfg.storage();
+    let lists = [
+        (
+            "files",
+            s.files.iter().map(|f| f.path.clone()).collect::<Vec<_>>(),
+        ),
+        (
+            "directories",
+            s.directories.iter().map(|d| d.path.clone()).collect(),
+        ),
+        ("links", s.links.iter().map(|l| l.path.clone()).collect()),
+    ];
+    for (list, paths) in lists {
+        for (i, p) in paths.iter().enumerate() {
+            if p.as_ref().is_some_and(|p| unit_paths.contains(p)) {
+                c.error(
+                    &JsonPath::root()
+                        .key("storage")
+                        .key(list)
+                        .index(i)
+                        .key("path"),
+                    "path conflicts with systemd unit or dropin",
+                );
+            }
+        }
+    }
 }
 
 fn check_proxy(c: &mut Checker, proxy: &Proxy, p: &JsonPath) {
