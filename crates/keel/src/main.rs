@@ -20,8 +20,8 @@ enum Command {
     Repo(RepoCli),
     /// Compose a versioned OS commit from a manifest of Debian packages; diff two commits' packages.
     Compose(keel_compose::cli::ComposeArgs),
-    /// Ignition configs: validate (spec 3.0.0-3.5.0).
-    Ignition(keel_ignition_config::cli::IgnitionArgs),
+    /// Ignition configs: validate (spec 3.0.0-3.5.0), apply to a root, run the first-boot stages.
+    Ignition(IgnitionCli),
     /// Translate Butane YAML (fcos 1.0.0-1.6.0, keel 1.0.0) to Ignition JSON.
     Butane(keel_butane::cli::ButaneArgs),
     /// Boot a disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
@@ -51,6 +51,23 @@ enum RepoSub {
     Remote(keel_remote::cli::RemoteCommand),
 }
 
+/// `keel ignition`: validation from keel-ignition-config and provisioning from keel-provision
+/// (which depends on the former, so the two command sets meet here).
+#[derive(clap::Args)]
+#[command(after_help = "Examples:\n  keel ignition validate config.ign\n  keel ignition apply --root /mnt/root config.ign\n  keel ignition stage files --root /sysroot --platform qemu\n  keel ignition firstboot-complete --boot /boot")]
+struct IgnitionCli {
+    #[command(subcommand)]
+    command: IgnitionSub,
+}
+
+#[derive(Subcommand)]
+enum IgnitionSub {
+    #[command(flatten)]
+    Config(keel_ignition_config::cli::IgnitionCommand),
+    #[command(flatten)]
+    Provision(keel_provision::cli::ProvisionCommand),
+}
+
 fn main() {
     let cli = Cli::parse();
     keel_utils::logging::init(cli.verbose);
@@ -64,7 +81,10 @@ fn main() {
             RepoSub::Remote(command) => keel_remote::cli::run(&args.repo, args.json, command),
         },
         Command::Compose(args) => keel_compose::cli::run(args),
-        Command::Ignition(args) => keel_ignition_config::cli::run(args),
+        Command::Ignition(args) => match args.command {
+            IgnitionSub::Config(command) => keel_ignition_config::cli::run(keel_ignition_config::cli::IgnitionArgs { command }),
+            IgnitionSub::Provision(command) => keel_provision::cli::run(command),
+        },
         Command::Butane(args) => keel_butane::cli::run(args),
         Command::Run(args) => keel_vm::cli::run(args),
     };
