@@ -287,7 +287,10 @@ fn disable(root: &Path, name: &str) -> Result<()> {
         if fs::read_link(&host).is_ok_and(|t| t == target) {
             fs::remove_file(&host).with_context(|| format!("removing {}", host.display()))?;
             // Like systemctl, drop a `.wants`/`.requires` directory left empty.
-            if let Some(dir) = host.parent().filter(|d| d.extension().is_some_and(|e| e == "wants" || e == "requires")) {
+            if let Some(dir) = host.parent().filter(|d| {
+                d.extension()
+                    .is_some_and(|e| e == "wants" || e == "requires")
+            }) {
                 let _ = fs::remove_dir(dir);
             }
         }
@@ -329,7 +332,14 @@ mod tests {
             u("x@1.service", Some(true)),
             u("x@2.service", Some(true)),
         ];
-        assert_eq!(preset_lines(&units), ["disable b.timer", "enable a.service", "enable x@.service 1 2"]);
+        assert_eq!(
+            preset_lines(&units),
+            [
+                "disable b.timer",
+                "enable a.service",
+                "enable x@.service 1 2"
+            ]
+        );
     }
 
     #[test]

@@ -16,13 +16,21 @@ use std::process::Command;
 
 /// Listed differences (see KNOWN-DIFFERENCES.md): config file name, then each expected diff
 /// line (keel's value first).
-const KNOWN: &[(&str, &[&str])] = &[
-    ("special-mode-bits.ign", &["/opt/setgid: mode 2755 vs 755", "/opt/setuid: mode 4755 vs 755"]),
-];
+const KNOWN: &[(&str, &[&str])] = &[(
+    "special-mode-bits.ign",
+    &[
+        "/opt/setgid: mode 2755 vs 755",
+        "/opt/setuid: mode 4755 vs 755",
+    ],
+)];
 
 fn configs() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/configs");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "ign")).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ign"))
+        .collect();
     v.sort();
     v
 }
@@ -34,7 +42,13 @@ fn ignored(rel: &str) -> bool {
 
 fn enabled_units(config: &Path) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(config).unwrap()).unwrap();
-    v["systemd"]["units"].as_array().into_iter().flatten().filter(|u| u["enabled"] == serde_json::json!(true) && u["mask"] != serde_json::json!(true)).filter_map(|u| u["name"].as_str().map(str::to_string)).collect()
+    v["systemd"]["units"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|u| u["enabled"] == serde_json::json!(true) && u["mask"] != serde_json::json!(true))
+        .filter_map(|u| u["name"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn prepare(config: &Path, root: &Path) {
@@ -59,7 +73,11 @@ fn run_one(config: &Path) -> Result<Outcome, String> {
     prepare(config, &keel_root);
     let text = std::fs::read_to_string(config).unwrap();
     let oracle_cfg = tmp.path().join("oracle.ign");
-    std::fs::write(&oracle_cfg, text.replace("\"3.4.0\"", "\"3.4.0-experimental\"")).unwrap();
+    std::fs::write(
+        &oracle_cfg,
+        text.replace("\"3.4.0\"", "\"3.4.0-experimental\""),
+    )
+    .unwrap();
     let oracle = run_oracle(&oracle_cfg, &oracle_root);
     let work = tmp.path().join("work");
     let keel = run_keel(&stage_env(&keel_root, &work, config));
@@ -67,25 +85,55 @@ fn run_one(config: &Path) -> Result<Outcome, String> {
         let want_path = std::fs::read_to_string(config.with_extension("path")).unwrap();
         let err = match (&oracle, &keel) {
             (Err(_), Err(e)) => format!("{e:#}"),
-            _ => return Err(format!("{name}: both must fail; oracle: {:?}, keel: {:?}", oracle.err(), keel.err().map(|e| format!("{e:#}")))),
+            _ => {
+                return Err(format!(
+                    "{name}: both must fail; oracle: {:?}, keel: {:?}",
+                    oracle.err(),
+                    keel.err().map(|e| format!("{e:#}"))
+                ))
+            }
         };
         if !err.contains(want_path.trim()) {
-            return Err(format!("{name}: keel's error does not name {}: {err}", want_path.trim()));
+            return Err(format!(
+                "{name}: keel's error does not name {}: {err}",
+                want_path.trim()
+            ));
         }
-        return Ok(Outcome { name, diffs: Vec::new() });
+        return Ok(Outcome {
+            name,
+            diffs: Vec::new(),
+        });
     }
     oracle.map_err(|e| format!("{name}: oracle failed: {e}"))?;
     keel.map_err(|e| format!("{name}: keel failed: {e:#}"))?;
     // 2.14 never enables units itself (it relies on presets at first boot); keel also creates
     // the enablement symlinks, which must equal what `systemctl --root enable` makes.
     for unit in enabled_units(config) {
-        let st = Command::new("systemctl").arg("--root").arg(&oracle_root).args(["enable", &unit]).output().unwrap();
-        assert!(st.status.success(), "systemctl enable {unit}: {}", String::from_utf8_lossy(&st.stderr));
+        let st = Command::new("systemctl")
+            .arg("--root")
+            .arg(&oracle_root)
+            .args(["enable", &unit])
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "systemctl enable {unit}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
     }
-    let result: serde_json::Value = serde_json::from_slice(&std::fs::read(keel_root.join("etc/.ignition-result.json")).map_err(|e| format!("{name}: result file: {e}"))?).unwrap();
-    let oracle_result: serde_json::Value = serde_json::from_slice(&std::fs::read(oracle_root.join("etc/.ignition-result.json")).unwrap()).unwrap();
+    let result: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(keel_root.join("etc/.ignition-result.json"))
+            .map_err(|e| format!("{name}: result file: {e}"))?,
+    )
+    .unwrap();
+    let oracle_result: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(oracle_root.join("etc/.ignition-result.json")).unwrap(),
+    )
+    .unwrap();
     let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    if keys(&result) != keys(&oracle_result) || result["userConfigProvided"] != oracle_result["userConfigProvided"] {
+    if keys(&result) != keys(&oracle_result)
+        || result["userConfigProvided"] != oracle_result["userConfigProvided"]
+    {
         return Err(format!("{name}: result file {result} vs {oracle_result}"));
     }
     let mut keel_tree = snapshot(&keel_root, &ignored);
@@ -95,7 +143,11 @@ fn run_one(config: &Path) -> Result<Outcome, String> {
         if let Some(n) = tree.get_mut("/etc/systemd/system-preset/20-ignition.preset") {
             let mut lines: Vec<&str> = std::str::from_utf8(&n.content).unwrap().lines().collect();
             lines.sort();
-            n.content = lines.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+            n.content = lines
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+                .into_bytes();
         }
     }
     let diffs = diff(&keel_tree, &oracle_tree);
@@ -113,7 +165,11 @@ fn files_stage_matches_ignition_2_14() {
     for config in &configs {
         match run_one(config) {
             Ok(o) => {
-                let known: Vec<String> = KNOWN.iter().find(|(n, _)| *n == o.name).map(|(_, d)| d.iter().map(|s| s.to_string()).collect()).unwrap_or_default();
+                let known: Vec<String> = KNOWN
+                    .iter()
+                    .find(|(n, _)| *n == o.name)
+                    .map(|(_, d)| d.iter().map(|s| s.to_string()).collect())
+                    .unwrap_or_default();
                 if o.diffs != known {
                     failures.push(format!("{}:\n    {}", o.name, o.diffs.join("\n    ")));
                 }
@@ -121,5 +177,11 @@ fn files_stage_matches_ignition_2_14() {
             Err(e) => failures.push(e),
         }
     }
-    assert!(failures.is_empty(), "{} of {} configs differ:\n{}", failures.len(), configs.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} configs differ:\n{}",
+        failures.len(),
+        configs.len(),
+        failures.join("\n")
+    );
 }

@@ -22,8 +22,18 @@ impl Loop {
     fn new(size_mib: u64) -> Loop {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("disk.img");
-        std::fs::File::create(&img).unwrap().set_len(size_mib << 20).unwrap();
-        let dev = cmd::run_stdout(Command::new("losetup").args(["--find", "--show", "--partscan"]).arg(&img)).unwrap().trim().to_string();
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(size_mib << 20)
+            .unwrap();
+        let dev = cmd::run_stdout(
+            Command::new("losetup")
+                .args(["--find", "--show", "--partscan"])
+                .arg(&img),
+        )
+        .unwrap()
+        .trim()
+        .to_string();
         Loop { dev, _dir: dir }
     }
 
@@ -57,7 +67,10 @@ fn skip(test: &str, tools: &[&str]) -> bool {
     } else if !Path::new("/dev/loop-control").exists() {
         Some("no /dev/loop-control".to_string())
     } else {
-        tools.iter().find(|t| !cmd::have(t)).map(|t| format!("{t} is not installed (see scripts/debian-packages.txt)"))
+        tools
+            .iter()
+            .find(|t| !cmd::have(t))
+            .map(|t| format!("{t} is not installed (see scripts/debian-packages.txt)"))
     };
     match reason {
         Some(r) => {
@@ -68,11 +81,30 @@ fn skip(test: &str, tools: &[&str]) -> bool {
     }
 }
 
-const TOOLS: &[&str] = &["losetup", "sgdisk", "sfdisk", "partx", "blkid", "wipefs", "mkfs.ext4", "mkfs.xfs", "mkfs.vfat", "mkswap", "mount", "umount"];
+const TOOLS: &[&str] = &[
+    "losetup",
+    "sgdisk",
+    "sfdisk",
+    "partx",
+    "blkid",
+    "wipefs",
+    "mkfs.ext4",
+    "mkfs.xfs",
+    "mkfs.vfat",
+    "mkswap",
+    "mount",
+    "umount",
+];
 
 /// A stage environment whose user config is `cfg`.
 fn env_for(tmp: &Path, cfg: serde_json::Value) -> StageEnv {
-    let path = tmp.join(format!("cfg-{}.ign", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()));
+    let path = tmp.join(format!(
+        "cfg-{}.ign",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
     std::fs::write(&path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let work = tmp.join(path.file_stem().unwrap());
     let root = tmp.join("root");
@@ -88,11 +120,19 @@ fn run(env: &StageEnv, stages_: &[Stage]) -> anyhow::Result<()> {
 }
 
 fn blkid(dev: &str, tag: &str) -> String {
-    cmd::run_stdout(Command::new("blkid").args(["-p", "-o", "value", "-s", tag, dev])).unwrap_or_default().trim().to_string()
+    cmd::run_stdout(Command::new("blkid").args(["-p", "-o", "value", "-s", tag, dev]))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
 }
 
 fn names(dev: &str) -> Vec<(u32, String, u64)> {
-    read_table(dev).unwrap().partitions.iter().map(|p| (p.number(), p.name.clone(), p.size / 2048)).collect()
+    read_table(dev)
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| (p.number(), p.name.clone(), p.size / 2048))
+        .collect()
 }
 
 #[test]
@@ -127,9 +167,26 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
     // First boot: create everything, mount, write a file, unmount.
     let env = env_for(tmp.path(), layout(true));
     run(&env, &[Stage::FetchOffline, Stage::Disks, Stage::Mount]).unwrap();
-    assert_eq!(names(&disk.dev), [(1, "EFI".into(), 32), (2, "swap".into(), 16), (3, "root".into(), 32), (4, "var".into(), 318)]);
-    for (n, fs, label) in [(1, "vfat", "EFI"), (2, "swap", "swap"), (3, "ext4", "root"), (4, "xfs", "var")] {
-        assert_eq!((blkid(&disk.part(n), "TYPE"), blkid(&disk.part(n), "LABEL")), (fs.to_string(), label.to_string()), "partition {n}");
+    assert_eq!(
+        names(&disk.dev),
+        [
+            (1, "EFI".into(), 32),
+            (2, "swap".into(), 16),
+            (3, "root".into(), 32),
+            (4, "var".into(), 318)
+        ]
+    );
+    for (n, fs, label) in [
+        (1, "vfat", "EFI"),
+        (2, "swap", "swap"),
+        (3, "ext4", "root"),
+        (4, "xfs", "var"),
+    ] {
+        assert_eq!(
+            (blkid(&disk.part(n), "TYPE"), blkid(&disk.part(n), "LABEL")),
+            (fs.to_string(), label.to_string()),
+            "partition {n}"
+        );
     }
     assert_eq!(blkid(&disk.part(3), "UUID"), ext4_uuid);
     assert!(keel_provision::mount::is_mounted(&env.root.join("var")).unwrap());
@@ -142,15 +199,28 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
     // Same layout again without wipeTable: partitions match, filesystems are reused.
     let env = env_for(tmp.path(), layout(false));
     run(&env, &[Stage::FetchOffline, Stage::Disks, Stage::Mount]).unwrap();
-    assert_eq!(blkid(&disk.part(4), "UUID"), xfs_uuid, "xfs must be reused, not recreated");
-    assert_eq!(std::fs::read_to_string(env.root.join("var/lib/marker")).unwrap(), "on xfs");
+    assert_eq!(
+        blkid(&disk.part(4), "UUID"),
+        xfs_uuid,
+        "xfs must be reused, not recreated"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.root.join("var/lib/marker")).unwrap(),
+        "on xfs"
+    );
     stages::run(Stage::Umount, &env).unwrap();
 
     // A partition that does not match, without wipePartitionEntry: fails, naming the entry.
     let mismatch = serde_json::json!({"ignition": {"version": "3.3.0"}, "storage": {"disks": [{"device": disk.dev, "partitions": [{"number": 1, "label": "other"}]}]}});
     let env = env_for(tmp.path(), mismatch);
-    let err = format!("{:#}", run(&env, &[Stage::FetchOffline, Stage::Disks]).unwrap_err());
-    assert!(err.contains("$.storage.disks.0.partitions.0") && err.contains("does not match"), "{err}");
+    let err = format!(
+        "{:#}",
+        run(&env, &[Stage::FetchOffline, Stage::Disks]).unwrap_err()
+    );
+    assert!(
+        err.contains("$.storage.disks.0.partitions.0") && err.contains("does not match"),
+        "{err}"
+    );
 
     // Delete 3 and shrink 2 in place (resize keeps the start, GUID and type); then a partition
     // found by label with number 0 takes the lowest free number (3). (Ignition's validation
@@ -161,9 +231,21 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
         serde_json::json!([{"number": 0, "label": "extra", "startMiB": 49, "sizeMiB": 8}]),
     ] {
         let cfg = serde_json::json!({"ignition": {"version": "3.3.0"}, "storage": {"disks": [{"device": disk.dev, "partitions": parts}]}});
-        run(&env_for(tmp.path(), cfg), &[Stage::FetchOffline, Stage::Disks]).unwrap();
+        run(
+            &env_for(tmp.path(), cfg),
+            &[Stage::FetchOffline, Stage::Disks],
+        )
+        .unwrap();
     }
-    assert_eq!(names(&disk.dev), [(1, "EFI".into(), 32), (2, "swap".into(), 8), (3, "extra".into(), 8), (4, "var".into(), 318)]);
+    assert_eq!(
+        names(&disk.dev),
+        [
+            (1, "EFI".into(), 32),
+            (2, "swap".into(), 8),
+            (3, "extra".into(), 8),
+            (4, "var".into(), 318)
+        ]
+    );
     assert_eq!(read_table(&disk.dev).unwrap().partitions[1].start, start2);
 
     // A filesystem of another type: refused without wipeFilesystem, replaced with it.
@@ -174,7 +256,10 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
         assert_eq!(r.is_ok(), ok, "{r:?}");
         if let Err(e) = r {
             let e = format!("{e:#}");
-            assert!(e.contains("$.storage.filesystems.0") && e.contains("wipeFilesystem is false"), "{e}");
+            assert!(
+                e.contains("$.storage.filesystems.0") && e.contains("wipeFilesystem is false"),
+                "{e}"
+            );
         }
     }
     assert_eq!(blkid(&disk.part(1), "TYPE"), "ext4");
@@ -182,7 +267,10 @@ fn partitions_filesystems_and_mounts_on_a_loop_device() {
 
 #[test]
 fn raid1_on_two_loop_devices() {
-    if skip("raid1_on_two_loop_devices", &["losetup", "mdadm", "mkfs.ext4", "blkid"]) {
+    if skip(
+        "raid1_on_two_loop_devices",
+        &["losetup", "mdadm", "mkfs.ext4", "blkid"],
+    ) {
         return;
     }
     if !Path::new("/proc/mdstat").exists() {
@@ -196,13 +284,18 @@ fn raid1_on_two_loop_devices() {
         "filesystems": [{"device": "/dev/md/keeltest", "format": "ext4", "label": "mirrored"}]}});
     let env = env_for(tmp.path(), cfg);
     let result = run(&env, &[Stage::FetchOffline, Stage::Disks]);
-    let _ = Command::new("mdadm").args(["--stop", "/dev/md/keeltest"]).status();
+    let _ = Command::new("mdadm")
+        .args(["--stop", "/dev/md/keeltest"])
+        .status();
     result.unwrap();
 }
 
 #[test]
 fn luks2_volume_with_key_file() {
-    if skip("luks2_volume_with_key_file", &["losetup", "cryptsetup", "mkfs.ext4", "blkid"]) {
+    if skip(
+        "luks2_volume_with_key_file",
+        &["losetup", "cryptsetup", "mkfs.ext4", "blkid"],
+    ) {
         return;
     }
     if !Path::new("/dev/mapper/control").exists() {
@@ -216,8 +309,13 @@ fn luks2_volume_with_key_file() {
         "filesystems": [{"device": "/dev/mapper/keeltest", "format": "ext4", "label": "inside"}]}});
     let env = env_for(tmp.path(), cfg);
     let result = run(&env, &[Stage::FetchOffline, Stage::Disks]);
-    let _ = Command::new("cryptsetup").args(["close", "keeltest"]).status();
+    let _ = Command::new("cryptsetup")
+        .args(["close", "keeltest"])
+        .status();
     result.unwrap();
     assert_eq!(blkid(&disk.dev, "TYPE"), "crypto_LUKS");
-    assert_eq!(std::fs::read(PathBuf::from(&env.luks_key_dir).join("keeltest")).unwrap(), b"secret-key");
+    assert_eq!(
+        std::fs::read(PathBuf::from(&env.luks_key_dir).join("keeltest")).unwrap(),
+        b"secret-key"
+    );
 }

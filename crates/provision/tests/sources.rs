@@ -17,7 +17,10 @@ fn config(v: serde_json::Value) -> Vec<u8> {
 }
 
 fn file_config(files: &[(&str, &str)]) -> serde_json::Value {
-    let files: Vec<serde_json::Value> = files.iter().map(|(p, src)| serde_json::json!({"path": p, "contents": {"source": src}})).collect();
+    let files: Vec<serde_json::Value> = files
+        .iter()
+        .map(|(p, src)| serde_json::json!({"path": p, "contents": {"source": src}}))
+        .collect();
     serde_json::json!({"ignition": {"version": "3.3.0"}, "storage": {"files": files}})
 }
 
@@ -32,7 +35,16 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 fn offline_stage_defers_to_fetch_over_http_with_retries_gzip_and_hash() {
     let child = config(file_config(&[("/etc/from-child", "data:,child")]));
     let gz = gzip(&child);
-    let server = serve(vec![Route { fail_first: 2, ..Route::ok("/child.ign.gz", gz) }, Route::ok("/motd", "served over http\n")], None);
+    let server = serve(
+        vec![
+            Route {
+                fail_first: 2,
+                ..Route::ok("/child.ign.gz", gz)
+            },
+            Route::ok("/motd", "served over http\n"),
+        ],
+        None,
+    );
     let base = format!("http://127.0.0.1:{}", server.port);
     let hash = format!("sha512-{}", hex::encode(sha2::Sha512::digest(&child)));
     let mut user = file_config(&[("/etc/motd", &format!("{base}/motd"))]);
@@ -46,26 +58,61 @@ fn offline_stage_defers_to_fetch_over_http_with_retries_gzip_and_hash() {
 
     stages::run(Stage::FetchOffline, &env).unwrap();
     assert!(env.neednet.exists(), "fetch-offline must flag neednet");
-    assert!(!env.cache.exists(), "no cache while the config needs the network");
+    assert!(
+        !env.cache.exists(),
+        "no cache while the config needs the network"
+    );
 
     stages::run(Stage::Fetch, &env).unwrap();
     assert!(env.cache.exists());
-    assert_eq!(server.hits.lock().unwrap()["/child.ign.gz"], 3, "two 500s, then success");
+    assert_eq!(
+        server.hits.lock().unwrap()["/child.ign.gz"],
+        3,
+        "two 500s, then success"
+    );
     stages::run(Stage::Files, &env).unwrap();
-    assert_eq!(std::fs::read_to_string(root.join("etc/from-child")).unwrap(), "child");
-    assert_eq!(std::fs::read_to_string(root.join("etc/motd")).unwrap(), "served over http\n");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&env.state).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/from-child")).unwrap(),
+        "child"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/motd")).unwrap(),
+        "served over http\n"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env.state).unwrap()).unwrap();
     assert_eq!(state["fetchedConfigs"][1]["kind"], "merge", "{state}");
 }
 
 #[test]
 fn fetch_failures_name_the_source_and_the_cause() {
-    let server = serve(vec![Route { fail_first: usize::MAX, ..Route::ok("/always-500", "x") }], None);
+    let server = serve(
+        vec![Route {
+            fail_first: usize::MAX,
+            ..Route::ok("/always-500", "x")
+        }],
+        None,
+    );
     let base = format!("http://127.0.0.1:{}", server.port);
     let cases = [
-        (format!("{base}/missing.ign"), 30, "$.ignition.config.merge.0 (http://127.0.0.1", "HTTP 404"),
-        (format!("{base}/always-500"), 2, "$.ignition.config.merge.0", "gave up after"),
-        (format!("{base}/always-500"), 2, "ignition.timeouts.httpTotal", "HTTP 500"),
+        (
+            format!("{base}/missing.ign"),
+            30,
+            "$.ignition.config.merge.0 (http://127.0.0.1",
+            "HTTP 404",
+        ),
+        (
+            format!("{base}/always-500"),
+            2,
+            "$.ignition.config.merge.0",
+            "gave up after",
+        ),
+        (
+            format!("{base}/always-500"),
+            2,
+            "ignition.timeouts.httpTotal",
+            "HTTP 500",
+        ),
     ];
     for (url, total, want_where, want_why) in cases {
         let tmp = tempfile::tempdir().unwrap();
@@ -75,8 +122,15 @@ fn fetch_failures_name_the_source_and_the_cause() {
         let env = stage_env(tmp.path(), &tmp.path().join("work"), &cfg_path);
         let start = Instant::now();
         let err = format!("{:#}", stages::run(Stage::Fetch, &env).unwrap_err());
-        assert!(start.elapsed() < Duration::from_secs(total as u64 + 5), "httpTotal not honoured: {:?}", start.elapsed());
-        assert!(err.contains(want_where) && err.contains(want_why), "{url}: {err}");
+        assert!(
+            start.elapsed() < Duration::from_secs(total as u64 + 5),
+            "httpTotal not honoured: {:?}",
+            start.elapsed()
+        );
+        assert!(
+            err.contains(want_where) && err.contains(want_why),
+            "{url}: {err}"
+        );
         assert!(!env.cache.exists());
     }
 }
@@ -101,10 +155,16 @@ fn https_uses_the_configs_ca_bundle() {
         let result = stages::run(Stage::Fetch, &env).and_then(|_| stages::run(Stage::Files, &env));
         if with_ca {
             result.unwrap();
-            assert_eq!(std::fs::read_to_string(root.join("etc/tls-child")).unwrap(), "over tls");
+            assert_eq!(
+                std::fs::read_to_string(root.join("etc/tls-child")).unwrap(),
+                "over tls"
+            );
         } else {
             let err = format!("{:#}", result.unwrap_err());
-            assert!(err.contains("certificate") || err.contains("UnknownIssuer"), "{err}");
+            assert!(
+                err.contains("certificate") || err.contains("UnknownIssuer"),
+                "{err}"
+            );
         }
     }
 }
@@ -120,8 +180,19 @@ fn kernel_cmdline_qemu_fw_cfg_and_base_configs() {
     let sys = &env.sources.system_config_dir;
     std::fs::create_dir_all(sys.join("base.d")).unwrap();
     std::fs::create_dir_all(sys.join("base.platform.d/qemu")).unwrap();
-    std::fs::write(sys.join("base.d/10-base.ign"), config(file_config(&[("/etc/base", "data:,base"), ("/etc/shared", "data:,base")]))).unwrap();
-    std::fs::write(sys.join("base.platform.d/qemu/10-qemu.ign"), config(file_config(&[("/etc/platform", "data:,qemu")]))).unwrap();
+    std::fs::write(
+        sys.join("base.d/10-base.ign"),
+        config(file_config(&[
+            ("/etc/base", "data:,base"),
+            ("/etc/shared", "data:,base"),
+        ])),
+    )
+    .unwrap();
+    std::fs::write(
+        sys.join("base.platform.d/qemu/10-qemu.ign"),
+        config(file_config(&[("/etc/platform", "data:,qemu")])),
+    )
+    .unwrap();
     // The qemu platform reads fw_cfg under the sysfs root.
     let fw = env.sources.sysfs.join(QEMU_FW_CFG);
     std::fs::create_dir_all(fw.parent().unwrap()).unwrap();
@@ -131,18 +202,33 @@ fn kernel_cmdline_qemu_fw_cfg_and_base_configs() {
     env.sources.platform = Platform::Qemu;
     stages::run(Stage::FetchOffline, &env).unwrap();
     stages::run(Stage::Files, &env).unwrap();
-    for (path, want) in [("etc/base", "base"), ("etc/platform", "qemu"), ("etc/shared", "user")] {
-        assert_eq!(std::fs::read_to_string(root.join(path)).unwrap(), want, "{path}");
+    for (path, want) in [
+        ("etc/base", "base"),
+        ("etc/platform", "qemu"),
+        ("etc/shared", "user"),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(root.join(path)).unwrap(),
+            want,
+            "{path}"
+        );
     }
     // ignition.config.url on the kernel command line wins over the platform.
     std::fs::remove_file(&env.cache).unwrap();
     let root = tmp.path().join("root2");
     env.root = root.clone();
-    env.sources.cmdline = KernelCmdline::parse(&format!("quiet ignition.config.url={}", data_url(&config(file_config(&[("/etc/cmdline", "data:,cmdline")])))));
+    env.sources.cmdline = KernelCmdline::parse(&format!(
+        "quiet ignition.config.url={}",
+        data_url(&config(file_config(&[("/etc/cmdline", "data:,cmdline")])))
+    ));
     stages::run(Stage::FetchOffline, &env).unwrap();
     stages::run(Stage::Files, &env).unwrap();
-    assert_eq!(std::fs::read_to_string(root.join("etc/cmdline")).unwrap(), "cmdline");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&env.state).unwrap()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/cmdline")).unwrap(),
+        "cmdline"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&env.state).unwrap()).unwrap();
     assert_eq!(state["fetchedConfigs"][0]["source"], "cmdline");
 }
 
@@ -161,9 +247,20 @@ fn tftpd(dir: &Path) -> Option<Tftpd> {
     if !bin.exists() {
         return None;
     }
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = std::process::Command::new(bin)
-        .args(["--foreground", "--address", &format!("127.0.0.1:{port}"), "--user", "root", "--secure"])
+        .args([
+            "--foreground",
+            "--address",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "root",
+            "--secure",
+        ])
         .arg(dir)
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -186,18 +283,38 @@ fn tftp_config_url_against_tftpd_hpa() {
         skip_line!("SKIP: tftp_config_url_against_tftpd_hpa: /usr/sbin/in.tftpd missing (apt-get install tftpd-hpa)");
         return;
     };
-    let exact = keel_provision::tftp::fetch(&format!("tftp://127.0.0.1:{}/exact", server.1), Duration::from_secs(2)).unwrap();
+    let exact = keel_provision::tftp::fetch(
+        &format!("tftp://127.0.0.1:{}/exact", server.1),
+        Duration::from_secs(2),
+    )
+    .unwrap();
     assert_eq!(exact.len(), 1024);
-    let missing = keel_provision::tftp::fetch(&format!("tftp://127.0.0.1:{}/nope", server.1), Duration::from_secs(2)).unwrap_err();
+    let missing = keel_provision::tftp::fetch(
+        &format!("tftp://127.0.0.1:{}/nope", server.1),
+        Duration::from_secs(2),
+    )
+    .unwrap_err();
     assert!(missing.to_string().contains("server error"), "{missing}");
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
-    let mut env = stage_env(&root, &tmp.path().join("work"), &tmp.path().join("unused.ign"));
+    let mut env = stage_env(
+        &root,
+        &tmp.path().join("work"),
+        &tmp.path().join("unused.ign"),
+    );
     env.sources.platform = Platform::Metal;
-    env.sources.cmdline = KernelCmdline::parse(&format!("ignition.config.url=tftp://127.0.0.1:{}/user.ign", server.1));
+    env.sources.cmdline = KernelCmdline::parse(&format!(
+        "ignition.config.url=tftp://127.0.0.1:{}/user.ign",
+        server.1
+    ));
     stages::run(Stage::FetchOffline, &env).unwrap();
     assert!(env.neednet.exists());
     stages::run(Stage::Fetch, &env).unwrap();
     stages::run(Stage::Files, &env).unwrap();
-    assert_eq!(std::fs::read_to_string(root.join("etc/tftp")).unwrap().len(), 700);
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/tftp"))
+            .unwrap()
+            .len(),
+        700
+    );
 }

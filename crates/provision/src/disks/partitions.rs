@@ -348,7 +348,11 @@ mod tests {
             ),
             (
                 vec![
-                    Partition { should_exist: Some(false), wipe_partition_entry: Some(true), ..p(2, None, None) },
+                    Partition {
+                        should_exist: Some(false),
+                        wipe_partition_entry: Some(true),
+                        ..p(2, None, None)
+                    },
                     p(0, Some("new"), Some(1)),
                 ],
                 Ok(vec!["--delete=2", "--new=2:0:+2048", "--change-name=2:new"]),

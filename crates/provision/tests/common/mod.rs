@@ -34,7 +34,9 @@ pub fn skip_reason(needs_oracle: bool) -> Option<String> {
         }
     }
     if needs_oracle && !Path::new(ORACLE_BIN).exists() {
-        return Some(format!("Ignition 2.14 oracle {ORACLE_BIN} missing (apt-get install ignition)"));
+        return Some(format!(
+            "Ignition 2.14 oracle {ORACLE_BIN} missing (apt-get install ignition)"
+        ));
     }
     None
 }
@@ -59,12 +61,22 @@ pub fn seeded_root(dir: &Path) -> PathBuf {
     for f in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
         let src = Path::new("/etc").join(f);
         if src.exists() {
-            let out = Command::new("cp").arg("-a").arg(&src).arg(root.join("etc")).status().unwrap();
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg(&src)
+                .arg(root.join("etc"))
+                .status()
+                .unwrap();
             assert!(out.success());
         }
     }
     if Path::new("/etc/skel").exists() {
-        assert!(Command::new("cp").args(["-a", "/etc/skel"]).arg(root.join("etc")).status().unwrap().success());
+        assert!(Command::new("cp")
+            .args(["-a", "/etc/skel"])
+            .arg(root.join("etc"))
+            .status()
+            .unwrap()
+            .success());
     }
     if Path::new("/etc/default/useradd").exists() {
         std::fs::copy("/etc/default/useradd", root.join("etc/default/useradd")).unwrap();
@@ -75,11 +87,22 @@ pub fn seeded_root(dir: &Path) -> PathBuf {
 /// Runs the Ignition 2.14 oracle (stages mode) on `config` into `root`.
 pub fn run_oracle(config: &Path, root: &Path) -> Result<(), String> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ignition-oracle.sh");
-    let out = Command::new("bash").arg(script).arg("stages").arg(config).arg(root).env_remove("IGNITION_CONFIG_FILE").output().unwrap();
+    let out = Command::new("bash")
+        .arg(script)
+        .arg("stages")
+        .arg(config)
+        .arg(root)
+        .env_remove("IGNITION_CONFIG_FILE")
+        .output()
+        .unwrap();
     if out.status.success() {
         Ok(())
     } else {
-        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 }
 
@@ -87,7 +110,13 @@ pub fn run_oracle(config: &Path, root: &Path) -> Result<(), String> {
 pub fn stage_env(root: &Path, work: &Path, config: &Path) -> StageEnv {
     StageEnv {
         root: root.to_path_buf(),
-        sources: SourceEnv { platform: Platform::File, cmdline: KernelCmdline::default(), system_config_dir: work.join("sysconf"), sysfs: work.join("sys"), config_file: Some(config.to_path_buf()) },
+        sources: SourceEnv {
+            platform: Platform::File,
+            cmdline: KernelCmdline::default(),
+            system_config_dir: work.join("sysconf"),
+            sysfs: work.join("sys"),
+            config_file: Some(config.to_path_buf()),
+        },
         cache: work.join("ignition.json"),
         neednet: work.join("neednet"),
         state: work.join("state"),
@@ -134,7 +163,11 @@ pub fn snapshot(root: &Path, ignore: &dyn Fn(&str) -> bool) -> BTreeMap<String, 
             let m = std::fs::symlink_metadata(&p).unwrap();
             let ft = m.file_type();
             let (kind, content, target) = if ft.is_symlink() {
-                ('l', Vec::new(), std::fs::read_link(&p).unwrap().display().to_string())
+                (
+                    'l',
+                    Vec::new(),
+                    std::fs::read_link(&p).unwrap().display().to_string(),
+                )
             } else if ft.is_dir() {
                 stack.push(p.clone());
                 ('d', Vec::new(), String::new())
@@ -144,7 +177,18 @@ pub fn snapshot(root: &Path, ignore: &dyn Fn(&str) -> bool) -> BTreeMap<String, 
             if kind == 'f' && m.nlink() > 1 {
                 inodes.entry(m.ino()).or_default().push(rel.clone());
             }
-            out.insert(rel, Node { kind, mode: m.mode() & 0o7777, uid: m.uid(), gid: m.gid(), content, target, links: Vec::new() });
+            out.insert(
+                rel,
+                Node {
+                    kind,
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    content,
+                    target,
+                    links: Vec::new(),
+                },
+            );
         }
     }
     for paths in inodes.values() {
@@ -173,10 +217,17 @@ pub fn diff(keel: &BTreeMap<String, Node>, oracle: &BTreeMap<String, Node>) -> V
             out.push(format!("{p}: mode {:o} vs {:o}", k.mode, o.mode));
         }
         if (k.uid, k.gid) != (o.uid, o.gid) {
-            out.push(format!("{p}: owner {}:{} vs {}:{}", k.uid, k.gid, o.uid, o.gid));
+            out.push(format!(
+                "{p}: owner {}:{} vs {}:{}",
+                k.uid, k.gid, o.uid, o.gid
+            ));
         }
         if k.content != o.content {
-            out.push(format!("{p}: content {:?} vs {:?}", String::from_utf8_lossy(&k.content), String::from_utf8_lossy(&o.content)));
+            out.push(format!(
+                "{p}: content {:?} vs {:?}",
+                String::from_utf8_lossy(&k.content),
+                String::from_utf8_lossy(&o.content)
+            ));
         }
         if k.target != o.target {
             out.push(format!("{p}: link target {} vs {}", k.target, o.target));
@@ -203,7 +254,12 @@ pub struct Route {
 
 impl Route {
     pub fn ok(path: &str, body: impl Into<Vec<u8>>) -> Route {
-        Route { path: path.into(), fail_first: 0, status: 200, body: body.into() }
+        Route {
+            path: path.into(),
+            fail_first: 0,
+            status: 200,
+            body: body.into(),
+        }
     }
 }
 
@@ -222,7 +278,11 @@ impl Drop for TestServer {
     }
 }
 
-fn handle(stream: &mut (impl std::io::Read + std::io::Write), routes: &[Route], hits: &std::sync::Mutex<BTreeMap<String, usize>>) {
+fn handle(
+    stream: &mut (impl std::io::Read + std::io::Write),
+    routes: &[Route],
+    hits: &std::sync::Mutex<BTreeMap<String, usize>>,
+) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -244,7 +304,10 @@ fn handle(stream: &mut (impl std::io::Read + std::io::Write), routes: &[Route], 
         Some(r) => (r.status, r.body.clone()),
         None => (404, b"not found".to_vec()),
     };
-    let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+    let head = format!(
+        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(&body);
     let _ = stream.flush();
@@ -287,7 +350,9 @@ pub fn test_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "keel test CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "keel test CA");
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let key = KeyPair::generate().unwrap();
     let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
@@ -297,7 +362,10 @@ pub fn test_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()))
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
         .unwrap();
     (ca.pem(), std::sync::Arc::new(cfg))
 }
@@ -305,5 +373,8 @@ pub fn test_ca() -> (String, std::sync::Arc<rustls::ServerConfig>) {
 /// A data URL for arbitrary bytes.
 pub fn data_url(bytes: &[u8]) -> String {
     use base64::Engine;
-    format!("data:;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "data:;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
