@@ -26,6 +26,9 @@ enum Command {
     Butane(keel_butane::cli::ButaneArgs),
     /// Boot a disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
     Run(keel_vm::cli::RunArgs),
+    /// Node deployments: status, upgrade, deploy, rollback, kargs, pin, finalize, prepare-root, health.
+    #[command(flatten)]
+    Node(keel_deploy::cli::NodeCommand),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -87,6 +90,7 @@ fn main() {
         },
         Command::Butane(args) => keel_butane::cli::run(args),
         Command::Run(args) => keel_vm::cli::run(args),
+        Command::Node(command) => keel_deploy::cli::run(command),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -3,6 +3,7 @@
 //! - [`cmd`]: the one way Keel runs a system tool (mkfs, mmdebstrap, qemu-img, …): stderr is
 //!   captured and put into the error, together with the command line.
 //! - [`fsutil`]: crash-safe file replacement (temp file, fsync, rename, fsync of the directory).
+//! - [`fatfile`]: the same for vfat (the EFI system partition), where `chmod` fails.
 //! - [`progress`]: progress reporting for long work: a bar on a terminal, plain lines otherwise,
 //!   JSON lines with `--json`.
 //! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
@@ -10,6 +11,7 @@
 //! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
 
 pub mod cmd;
+pub mod fatfile;
 pub mod fsutil;
 pub mod http;
 pub mod logging;

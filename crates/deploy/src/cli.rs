@@ -1,0 +1,502 @@
+//! The node commands (`keel status`, `upgrade`, `deploy`, `rollback`, ...), like rpm-ostree and
+//! bootc. They are top-level commands, so this module exports a clap `Subcommand` enum that the
+//! binary flattens into its own.
+
+use crate::etcmerge::Change;
+use crate::{
+    health, prepare_root, DeployOptions, DeploymentStatus, Finalized, KargEdit, LocalRef, Status,
+    Sysroot, UpgradeCheck, DEFAULT_STATEROOT,
+};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use keel_store::{Checksum, Repo};
+use keel_utils::cmd;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Options every node command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The sysroot: `/` on a booted node, or a directory holding `ostree/` and `boot/` (the ESP).
+    #[arg(long, default_value = "/")]
+    pub sysroot: PathBuf,
+    /// The stateroot (OS name) to operate on.
+    #[arg(long, default_value = DEFAULT_STATEROOT)]
+    pub stateroot: String,
+    /// Treat this deployment (`<commit>.<serial>`) as the booted one: for directory sysroots,
+    /// where nothing is booted. On a node the booted deployment is detected.
+    #[arg(long, value_name = "DEPLOYMENT")]
+    pub booted: Option<String>,
+}
+
+impl Common {
+    fn open(&self) -> Result<Sysroot> {
+        Ok(Sysroot::open(&self.sysroot, &self.stateroot)?.with_booted(self.booted.clone()))
+    }
+}
+
+/// Node commands.
+#[derive(Subcommand, Debug)]
+pub enum NodeCommand {
+    /// Show the deployments: booted, staged, rollback; version, commit, origin, pins, boot counting.
+    #[command(
+        after_help = "Examples:\n  keel status\n  keel status --json\n  keel status --sysroot /mnt/sysroot"
+    )]
+    Status {
+        #[command(flatten)]
+        common: Common,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Upgrade to the newest commit of the origin ref: staged on a booted node (applied at shutdown).
+    #[command(
+        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`"
+    )]
+    Upgrade {
+        #[command(flatten)]
+        common: Common,
+        /// Only say whether an upgrade is available.
+        #[arg(long)]
+        check: bool,
+        /// Stage and lock finalization, so shutdown does not apply it until unlocked.
+        #[arg(long)]
+        stage_only: bool,
+        /// Reboot into it afterwards.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Deploy a given version or commit (staged on a booted node).
+    #[command(
+        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n\nVERSION is looked up in the history of the origin ref; otherwise REV is a commit, a unique prefix or a ref."
+    )]
+    Deploy {
+        #[command(flatten)]
+        common: Common,
+        /// A version of the origin ref's history, a commit checksum (or unique prefix), or a ref.
+        rev: String,
+        /// Reboot into it afterwards.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Make the previous deployment the default boot entry (a staged one is dropped).
+    #[command(after_help = "Examples:\n  keel rollback\n  keel rollback --reboot")]
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        /// Reboot afterwards.
+        #[arg(long)]
+        reboot: bool,
+    },
+    /// Remove deployments no boot entry uses and prune the repository.
+    #[command(after_help = "Example:\n  keel cleanup")]
+    Cleanup {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Pin a deployment so that no cleanup removes it.
+    #[command(
+        after_help = "Example:\n  keel pin 1   # keep the rollback deployment (`keel status` shows indexes)"
+    )]
+    Pin {
+        #[command(flatten)]
+        common: Common,
+        /// Deployment index (0 = default).
+        index: usize,
+    },
+    /// Unpin a deployment.
+    #[command(after_help = "Example:\n  keel unpin 1")]
+    Unpin {
+        #[command(flatten)]
+        common: Common,
+        /// Deployment index (0 = default).
+        index: usize,
+    },
+    /// Show or change kernel arguments (a change makes a new default deployment, boot-counted).
+    #[command(
+        after_help = "Examples:\n  keel kargs\n  keel kargs --append console=ttyS0 --delete quiet\n  keel kargs --replace console=hvc0"
+    )]
+    Kargs {
+        #[command(flatten)]
+        common: Common,
+        /// Add KEY or KEY=VALUE.
+        #[arg(long, value_name = "KARG")]
+        append: Vec<String>,
+        /// Remove KEY (all values) or KEY=VALUE.
+        #[arg(long, value_name = "KARG")]
+        delete: Vec<String>,
+        /// Set KEY=VALUE where KEY is present.
+        #[arg(long, value_name = "KARG")]
+        replace: Vec<String>,
+    },
+    /// Apply the staged deployment (run at shutdown by keel-finalize-staged.service), or lock/unlock it.
+    #[command(
+        after_help = "Examples:\n  keel finalize\n  keel finalize --lock     # shutdown will not apply it\n  keel finalize --unlock"
+    )]
+    Finalize {
+        #[command(flatten)]
+        common: Common,
+        /// Block finalization of the staged deployment (nothing else is done).
+        #[arg(long, conflicts_with = "unlock")]
+        lock: bool,
+        /// Allow finalization again (nothing else is done).
+        #[arg(long)]
+        unlock: bool,
+    },
+    /// Show the /etc changes of a deployment against its defaults (like `ostree admin config-diff`).
+    #[command(
+        after_help = "Example:\n  keel config-diff\n\nM modified, D deleted, A added; these survive upgrades."
+    )]
+    ConfigDiff {
+        #[command(flatten)]
+        common: Common,
+        /// Deployment index (0 = default).
+        #[arg(long, default_value_t = 0)]
+        index: usize,
+    },
+    /// Lay out a new sysroot in a directory (the image builder does this through the library).
+    #[command(
+        after_help = "Example:\n  keel init-sysroot --sysroot /mnt/root   # with the ESP mounted at /mnt/root/boot"
+    )]
+    InitSysroot {
+        /// The directory.
+        #[arg(long)]
+        sysroot: PathBuf,
+        /// The stateroot to create.
+        #[arg(long, default_value = DEFAULT_STATEROOT)]
+        stateroot: String,
+    },
+    /// In the initramfs: mount the deployment named by `ostree=` as the new root at /sysroot.
+    #[command(
+        after_help = "Example (keel-prepare-root.service):\n  keel prepare-root --sysroot /sysroot"
+    )]
+    PrepareRoot {
+        /// Where the physical root filesystem is mounted.
+        #[arg(long, default_value = "/sysroot")]
+        sysroot: PathBuf,
+        /// The kernel command line to read.
+        #[arg(long, default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
+    },
+    /// Boot health checks that gate boot-complete.target (and so the blessing of a new entry).
+    #[command(subcommand, after_help = "Example:\n  keel health check")]
+    Health(HealthCommand),
+}
+
+/// `keel health` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum HealthCommand {
+    /// Run the built-in checks and the scripts in /usr/lib/keel/health.d and /etc/keel/health.d.
+    #[command(
+        after_help = "Examples:\n  keel health check\n  keel health check --json\n\nExit status 1 when a check fails."
+    )]
+    Check {
+        /// Root of the system to check.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Only run the scripts.
+        #[arg(long)]
+        no_builtin: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn reboot() -> Result<()> {
+    cmd::run_inherit(Command::new("systemctl").arg("reboot"))?;
+    Ok(())
+}
+
+/// A version in the origin ref's history, else any rev the repository resolves.
+fn resolve_target(s: &Sysroot, rev: &str) -> Result<Checksum> {
+    let repo: Repo = s.repo()?;
+    let status = s.status()?;
+    let origin = status.deployments.first().and_then(|d| d.origin.clone());
+    if let Some(r) = origin {
+        let mut next = repo.resolve_rev(&r).ok();
+        while let Some(c) = next {
+            let Ok(commit) = repo.read_commit(&c) else {
+                break;
+            };
+            if commit.version() == Some(rev) {
+                return Ok(c);
+            }
+            next = commit.parent;
+        }
+    }
+    repo.resolve_rev(rev).with_context(|| {
+        format!(
+            "`{rev}` is neither a version in the origin's history nor a commit or ref in {}",
+            repo.path().display()
+        )
+    })
+}
+
+fn print_deployment(d: &DeploymentStatus, booted: bool) {
+    let mark = if booted { '●' } else { ' ' };
+    let idx = d.index.map_or("-".to_string(), |i| i.to_string());
+    let role = format!("{:?}", d.role).to_lowercase();
+    println!(
+        "{mark} {idx} {role:<8} {}",
+        d.version.as_deref().unwrap_or("(no version)")
+    );
+    println!("      commit: {}  deployment: {}", d.commit, d.deployment);
+    if let Some(t) = &d.timestamp {
+        println!("      date: {t}");
+    }
+    if let Some(o) = &d.origin {
+        println!("      origin: {o}");
+    }
+    if d.pinned {
+        println!("      pinned: yes");
+    }
+    if let Some(c) = &d.boot_counting {
+        if c.tries_left == 0 {
+            println!("      boot counting: FAILED after {} tries", c.tries_done);
+        } else {
+            println!(
+                "      boot counting: {} tries left, {} done (not yet blessed)",
+                c.tries_left, c.tries_done
+            );
+        }
+    }
+}
+
+fn print_status(st: &Status) {
+    if let Some(n) = &st.rolled_back {
+        println!(
+            "Rolled back from {} ({}): {}",
+            n.from_version.as_deref().unwrap_or("?"),
+            n.from_deployment,
+            n.reason
+        );
+    }
+    if let Some(s) = &st.staged {
+        let lock = if st.finalization_locked {
+            " (finalization locked)"
+        } else {
+            ""
+        };
+        println!("Staged{lock}:");
+        print_deployment(s, false);
+    }
+    println!("Deployments ({}):", st.stateroot);
+    if st.deployments.is_empty() {
+        println!("  none");
+    }
+    for d in &st.deployments {
+        print_deployment(d, st.booted.as_deref() == Some(d.deployment.as_str()));
+    }
+    if let Some(n) = &st.next_boot {
+        println!("Next boot: {n}");
+    }
+    for f in &st.failed {
+        println!(
+            "Failed before: {} ({}): {}",
+            f.commit,
+            f.version.as_deref().unwrap_or("?"),
+            f.reason
+        );
+    }
+}
+
+/// Run a node command.
+pub fn run(command: NodeCommand) -> Result<()> {
+    match command {
+        NodeCommand::Status { common, json } => {
+            let st = common.open()?.status()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&st)?);
+            } else {
+                print_status(&st);
+            }
+        }
+        NodeCommand::Upgrade {
+            common,
+            check,
+            stage_only,
+            reboot: do_reboot,
+        } => {
+            let s = common.open()?;
+            match s.check_upgrade(&LocalRef)? {
+                UpgradeCheck::UpToDate(c) => println!("No upgrade available: {c} is already deployed."),
+                UpgradeCheck::PreviouslyFailed { commit, version } => bail!(
+                    "the newest commit {commit} ({}) failed to boot healthy before; not deploying it on \
+                     its own. `keel deploy {commit}` overrides.",
+                    version.as_deref().unwrap_or("no version")
+                ),
+                UpgradeCheck::Available { commit, version } => {
+                    let v = version.as_deref().unwrap_or("no version");
+                    if check {
+                        println!("Upgrade available: {v} ({commit})");
+                        return Ok(());
+                    }
+                    let stage = s.booted_name().is_some();
+                    let d = s.deploy(&commit, &DeployOptions { stage, lock_finalization: stage_only, ..Default::default() })?;
+                    report_deployed(&d.name(), v, stage, stage_only);
+                    if do_reboot {
+                        reboot()?;
+                    }
+                }
+            }
+        }
+        NodeCommand::Deploy {
+            common,
+            rev,
+            reboot: do_reboot,
+        } => {
+            let s = common.open()?;
+            let commit = resolve_target(&s, &rev)?;
+            let stage = s.booted_name().is_some();
+            // Deploying a ref makes upgrades follow it; a version or commit keeps the origin.
+            let origin_refspec = s.repo()?.read_ref(&rev).ok().flatten().map(|_| rev.clone());
+            let d = s.deploy(
+                &commit,
+                &DeployOptions {
+                    stage,
+                    origin_refspec,
+                    ..Default::default()
+                },
+            )?;
+            report_deployed(&d.name(), &rev, stage, false);
+            if do_reboot {
+                reboot()?;
+            }
+        }
+        NodeCommand::Rollback {
+            common,
+            reboot: do_reboot,
+        } => {
+            let list = common.open()?.rollback()?;
+            println!(
+                "Default boot entry is now {}; reboot to use it.",
+                list[0].name()
+            );
+            if do_reboot {
+                reboot()?;
+            }
+        }
+        NodeCommand::Cleanup { common } => {
+            let r = common.open()?.cleanup()?;
+            println!(
+                "Removed {} deployment(s), pruned {} object(s).",
+                r.deployments_removed, r.objects_pruned
+            );
+        }
+        NodeCommand::Pin { common, index } => {
+            let d = common.open()?.set_pinned(index, true)?;
+            println!("Pinned {}.", d.name());
+        }
+        NodeCommand::Unpin { common, index } => {
+            let d = common.open()?.set_pinned(index, false)?;
+            println!("Unpinned {}.", d.name());
+        }
+        NodeCommand::Kargs {
+            common,
+            append,
+            delete,
+            replace,
+        } => {
+            let s = common.open()?;
+            let edits: Vec<KargEdit> = append
+                .into_iter()
+                .map(KargEdit::Append)
+                .chain(delete.into_iter().map(KargEdit::Delete))
+                .chain(replace.into_iter().map(KargEdit::Replace))
+                .collect();
+            if edits.is_empty() {
+                println!("{}", s.kargs()?.join(" "));
+            } else {
+                let d = s.set_kargs(&edits)?;
+                println!(
+                    "New default deployment {} with: {}",
+                    d.name(),
+                    d.kargs.join(" ")
+                );
+            }
+        }
+        NodeCommand::Finalize {
+            common,
+            lock,
+            unlock,
+        } => {
+            let s = common.open()?;
+            if lock || unlock {
+                s.set_finalization_locked(lock)?;
+                println!("Finalization {}.", if lock { "locked" } else { "unlocked" });
+                return Ok(());
+            }
+            match s.finalize_staged()? {
+                Finalized::NothingStaged => println!("Nothing is staged."),
+                Finalized::Locked => {
+                    println!("Finalization is locked; the staged deployment is not applied.")
+                }
+                Finalized::Done(d) => {
+                    println!("Finalized {}: it is the default boot entry.", d.name())
+                }
+            }
+        }
+        NodeCommand::ConfigDiff { common, index } => {
+            let changes = common.open()?.etc_diff(index)?;
+            for kind in [Change::Modified, Change::Removed, Change::Added] {
+                for c in changes.iter().filter(|c| c.change == kind) {
+                    println!("{}    {}", kind.letter(), c.path);
+                }
+            }
+        }
+        NodeCommand::InitSysroot { sysroot, stateroot } => {
+            Sysroot::init(&sysroot, &stateroot)?;
+            println!("Initialized {} (stateroot {stateroot}).", sysroot.display());
+        }
+        NodeCommand::PrepareRoot { sysroot, cmdline } => {
+            let t = prepare_root::prepare_root(&sysroot, &cmdline)?;
+            println!(
+                "Mounted deployment {} ({}) at {}.",
+                t.name,
+                t.stateroot,
+                sysroot.display()
+            );
+        }
+        NodeCommand::Health(HealthCommand::Check {
+            root,
+            no_builtin,
+            json,
+        }) => {
+            let results = health::run_checks(&root, !no_builtin);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results)?);
+            } else {
+                for r in &results {
+                    println!(
+                        "{} {}: {}",
+                        if r.ok { "ok  " } else { "FAIL" },
+                        r.name,
+                        r.detail
+                    );
+                }
+            }
+            let failed: Vec<&str> = results
+                .iter()
+                .filter(|r| !r.ok)
+                .map(|r| r.name.as_str())
+                .collect();
+            if !failed.is_empty() {
+                bail!("health checks failed: {}", failed.join(", "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn report_deployed(name: &str, what: &str, staged: bool, locked: bool) {
+    match (staged, locked) {
+        (true, true) => {
+            println!("Staged {what} as {name}; finalization is locked (`keel finalize --unlock`).")
+        }
+        (true, false) => {
+            println!("Staged {what} as {name}; it becomes the default at the next shutdown.")
+        }
+        _ => println!("Deployed {what} as {name}; it is the default boot entry."),
+    }
+}

@@ -1,0 +1,78 @@
+//! Keel's node deployments (the `ostree admin` / rpm-ostree client part): an OSTree-layout
+//! sysroot, deployments checked out from `/ostree/repo`, BLS type 1 boot entries for
+//! systemd-boot with boot counting, the three-way `/etc` merge, staging with finalization at
+//! shutdown, rollback, retention, and `prepare-root` for the initramfs.
+//!
+//! # Public API (a contract: the image builder, the pull and the update agent use it)
+//!
+//! ```text
+//! Sysroot::init(path, stateroot)         lay out <path>/ostree/{repo (bare),deploy/<stateroot>/{deploy,var}},
+//!                                        <path>/boot/loader/entries (the ESP is mounted at <path>/boot)
+//! Sysroot::open(path, stateroot)         "/" on a booted system = physical root /sysroot + ESP /boot
+//!   .with_booted(Some(name))             treat a deployment as booted (directory sysroots, tests)
+//! sysroot.deploy(&commit, &DeployOptions { kargs, origin_refspec, stage, lock_finalization })
+//!                                        -> Deployment; checkout + .origin; then staged, or /etc
+//!                                        merge + kernel on the ESP + entry swap + cleanup
+//! sysroot.finalize_staged()              -> Finalized::{NothingStaged, Locked, Done(Deployment)}
+//! sysroot.status()                       -> Status (serde): deployments with role/version/origin/
+//!                                        pin/boot counting, staged, rolled_back notice, failed commits
+//! sysroot.rollback()                     previous (or booted) deployment becomes the default
+//! sysroot.set_kargs(&[KargEdit]) / kargs()
+//! sysroot.set_pinned(index, bool)
+//! sysroot.cleanup()                      undeploy unlisted, prune the repo (refs only)
+//! sysroot.check_upgrade(&dyn Fetcher)    -> UpgradeCheck; LocalRef resolves the origin locally,
+//!                                        the pull implements Fetcher
+//! sysroot.set_finalization_locked(bool), staged(), failed_commits(), etc_diff(index)
+//! prepare_root::{resolve, prepare_root}  the initramfs step
+//! etcmerge::{diff, merge}                the /etc three-way merge on plain directories
+//! ```
+//!
+//! # On-disk contract (ostree 2022.7 reads it; see ARCHITECTURE.md "Deployments and boot")
+//! - `ostree/deploy/<stateroot>/deploy/<commit>.<serial>` (+ `.origin`), shared `.../var`.
+//! - `ostree/boot.<B> -> boot.<B>.0`, `boot.<B>.0/<stateroot>/<bootcsum>/<n> -> ../../../deploy/...`.
+//! - ESP: `loader/entries/ostree-<serial>-<stateroot>[+<left>[-<done>]].conf` (`version` =
+//!   serial, `sort-key keel`), kernels at `ostree/<stateroot>-<bootcsum>/{vmlinuz,initramfs.img}`,
+//!   `EFI/BOOT/BOOTX64.EFI`, `EFI/systemd/systemd-bootx64.efi`, `loader/loader.conf`.
+//! - `<run>/staged-deployment` (JSON) and `<run>/staged-deployment-locked`; run = `/run/keel`.
+//! - `ostree/deploy/<stateroot>/keel-failed.json`: commits whose boot tries ran out.
+//!
+//! Only one stateroot is managed per sysroot at a time; entries of other stateroots are left alone.
+
+pub mod bls;
+pub mod bootconfig;
+pub mod cli;
+mod error;
+pub mod etcmerge;
+pub mod health;
+pub mod kargs;
+mod ops;
+pub mod origin;
+pub mod prepare_root;
+pub mod space;
+mod staging;
+mod status;
+mod sysroot;
+pub mod tree;
+mod upgrade;
+
+pub use error::DeployError;
+pub use kargs::KargEdit;
+pub use ops::{CleanupReport, DeployOptions, Finalized};
+pub use staging::StagedRecord;
+pub use status::{BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status};
+pub use sysroot::{Deployment, Sysroot, BOOT_TRIES, DEFAULT_STATEROOT};
+pub use upgrade::{Fetcher, LocalRef, UpgradeCheck};
+
+impl Sysroot {
+    /// The `/etc` changes of deployment `index` (0 = default) against its defaults, like
+    /// `ostree admin config-diff`.
+    pub fn etc_diff(&self, index: usize) -> Result<Vec<etcmerge::EtcChange>, DeployError> {
+        let state = bootconfig::load(self)?;
+        let d = state
+            .deployments
+            .get(index)
+            .ok_or(DeployError::NoSuchDeployment(index))?;
+        let dir = self.deploy_path(&d.name());
+        etcmerge::diff(&dir.join("usr/etc"), &dir.join("etc"))
+    }
+}

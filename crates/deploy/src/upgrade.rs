@@ -1,0 +1,85 @@
+//! Finding the commit an upgrade goes to. The origin refspec of the merge deployment names
+//! what to follow; a [`Fetcher`] turns it into a commit in the sysroot repository. Today
+//! [`LocalRef`] resolves it in `/ostree/repo`; the pull (issue 3) plugs in as another fetcher.
+
+use crate::bootconfig;
+use crate::error::DeployError;
+use crate::sysroot::Sysroot;
+use keel_store::{Checksum, Repo};
+
+/// Brings the commit a refspec names into the repository and returns it.
+pub trait Fetcher {
+    /// Fetch `refspec` (`remote:ref` or `ref`) into `repo`.
+    fn fetch(&self, repo: &Repo, refspec: &str) -> Result<Checksum, DeployError>;
+}
+
+/// Resolves the refspec in the local repository, fetching nothing.
+pub struct LocalRef;
+
+impl Fetcher for LocalRef {
+    fn fetch(&self, repo: &Repo, refspec: &str) -> Result<Checksum, DeployError> {
+        Ok(repo.resolve_rev(refspec)?)
+    }
+}
+
+/// The result of [`Sysroot::check_upgrade`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpgradeCheck {
+    /// The default (or staged) deployment already has this commit.
+    UpToDate(Checksum),
+    /// A new commit is available.
+    Available {
+        /// Its checksum.
+        commit: Checksum,
+        /// Its version.
+        version: Option<String>,
+    },
+    /// The newest commit failed to boot healthy before; it is not deployed automatically.
+    PreviouslyFailed {
+        /// Its checksum.
+        commit: Checksum,
+        /// Its version.
+        version: Option<String>,
+    },
+}
+
+impl Sysroot {
+    /// Where the origin of the merge deployment (booted, else default) points now.
+    pub fn check_upgrade(&self, fetcher: &dyn Fetcher) -> Result<UpgradeCheck, DeployError> {
+        let state = bootconfig::load(self)?;
+        let booted = self.booted_name();
+        let merge = state
+            .deployments
+            .iter()
+            .find(|d| Some(d.name()) == booted)
+            .or(state.deployments.first())
+            .ok_or_else(|| DeployError::State("no deployment yet; nothing to upgrade".into()))?;
+        let origin = self.origin(&merge.name())?;
+        let refspec = origin.refspec().ok_or_else(|| {
+            DeployError::State(format!(
+                "deployment {} follows no refspec (its .origin has none); use `keel deploy COMMIT`",
+                merge.name()
+            ))
+        })?;
+        let repo = self.repo()?;
+        let commit = fetcher.fetch(&repo, refspec)?;
+        let staged = self.staged()?.map(|r| r.deployment);
+        let current = state.deployments.first().map(|d| d.commit);
+        let staged_commit = staged
+            .as_deref()
+            .and_then(crate::sysroot::Deployment::parse_name)
+            .map(|(c, _)| c);
+        if Some(commit) == current || Some(commit) == staged_commit {
+            return Ok(UpgradeCheck::UpToDate(commit));
+        }
+        let version = repo.read_commit(&commit)?.version().map(str::to_string);
+        if self
+            .failed_commits()?
+            .iter()
+            .any(|f| f.commit == commit.to_hex())
+        {
+            return Ok(UpgradeCheck::PreviouslyFailed { commit, version });
+        }
+        Ok(UpgradeCheck::Available { commit, version })
+    }
+}

@@ -1,0 +1,53 @@
+//! Crash-safe writes for filesystems without Unix permissions (the vfat EFI system partition):
+//! temp file, fsync, rename, fsync the directory, like `fsutil::write_atomic_with`, but without
+//! the `chmod` that vfat refuses with EPERM when the mode differs from its mount mask.
+
+use crate::fsutil::{sync_dir, temp_sibling};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+/// Atomically replace `target` with what `fill` writes; the file mode is the filesystem's default.
+pub fn write_atomic_nomode(
+    target: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let tmp = temp_sibling(target);
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        fill(&mut f)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, target)?;
+        sync_dir(
+            target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn replaces_content_and_leaves_no_temp_files() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("entry.conf");
+        for content in ["first", "second"] {
+            write_atomic_nomode(&p, |f| f.write_all(content.as_bytes())).unwrap();
+            assert_eq!(fs::read_to_string(&p).unwrap(), content);
+        }
+        let err = write_atomic_nomode(&p, |_| Err(io::Error::other("fill failed")));
+        assert!(err.is_err());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "second");
+        assert_eq!(fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+}
