@@ -119,7 +119,10 @@ impl Ctx<'_> {
                 RepoMode::Archive => false,
             };
         let mut obj = self.repo.open_content(c)?;
-        let linkable = can_link && !(mode == RepoMode::BareUser && obj.header.is_symlink());
+        // Like OSTree, empty files are always copied: they are often modified in place (lock files).
+        let linkable = can_link
+            && !(mode == RepoMode::BareUser && obj.header.is_symlink())
+            && (obj.size != 0 || obj.header.is_symlink());
         if linkable {
             match fs::hard_link(&obj.path, dest) {
                 Ok(()) => return Ok(()),

@@ -26,6 +26,11 @@ use std::sync::Mutex;
 /// Files up to this size are read into memory once; larger ones are streamed twice.
 const SMALL_FILE: u64 = 1 << 20;
 
+thread_local! {
+    /// Each worker's reusable small-file buffer (no allocator churn, bounded memory).
+    static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Where a new commit's parent comes from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum ParentSpec {
@@ -221,16 +226,18 @@ impl Scan<'_, '_> {
             }
             c
         } else if md.len() <= SMALL_FILE {
-            let mut data = Vec::with_capacity(md.len() as usize);
-            File::open(path)
-                .and_then(|mut f| f.read_to_end(&mut data))
-                .at(path)?;
-            let c = content_checksum(&header, &data);
-            if self.tx.claim(ObjectType::File, &c) {
-                self.tx
-                    .write_content_trusted(&c, &header, &mut data.as_slice(), None)?;
-            }
-            c
+            BUFFER.with_borrow_mut(|data| {
+                data.clear();
+                File::open(path)
+                    .and_then(|mut f| f.read_to_end(data))
+                    .at(path)?;
+                let c = content_checksum(&header, data);
+                if self.tx.claim(ObjectType::File, &c) {
+                    self.tx
+                        .write_content_trusted(&c, &header, &mut data.as_slice(), None)?;
+                }
+                Ok::<_, StoreError>(c)
+            })?
         } else {
             let mut f = File::open(path).at(path)?;
             let mut h = Hasher::new();

@@ -142,7 +142,7 @@ impl Repo {
             }
         }
         errors.extend(walk.errors);
-        errors.sort_by(|a, b| (a.checksum, a.kind).cmp(&(b.checksum, b.kind)));
+        errors.sort_by_key(|e| (e.checksum, e.kind));
         errors.dedup();
         progress.finish();
         Ok(FsckReport {

@@ -185,7 +185,7 @@ impl<'a> StructReader<'a> {
 
 /// Split an array of fixed-size elements.
 pub fn array_fixed(data: &[u8], elem: usize) -> Result<std::slice::ChunksExact<'_, u8>, GvError> {
-    if elem == 0 || data.len() % elem != 0 {
+    if elem == 0 || !data.len().is_multiple_of(elem) {
         return bad(format!(
             "array of {}-byte elements has size {}",
             elem,
@@ -202,7 +202,7 @@ pub fn array_var(data: &[u8], align: usize) -> Result<Vec<&[u8]>, GvError> {
     }
     let w = offset_size(data.len());
     let table = read_offset(data, data.len() - w, w)?;
-    if table > data.len() || (data.len() - table) % w != 0 {
+    if table > data.len() || !(data.len() - table).is_multiple_of(w) {
         return bad("array framing offsets are invalid");
     }
     let n = (data.len() - table) / w;

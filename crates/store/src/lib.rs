@@ -7,6 +7,7 @@ mod checkout;
 pub mod checksum;
 pub mod cli;
 mod commit;
+mod deflate;
 mod diff;
 mod error;
 mod fsck;

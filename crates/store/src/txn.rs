@@ -7,7 +7,6 @@ use crate::error::{IoPath, StoreError};
 use crate::objects::{DirMeta, FileHeader, ObjectType};
 use crate::repo::{Repo, RepoLock, RepoMode};
 use crate::xattrs;
-use flate2::write::DeflateEncoder;
 use std::collections::HashSet;
 use std::fs::{self, File, FileTimes, OpenOptions};
 use std::io::{self, Read, Write};
@@ -63,17 +62,13 @@ fn clean_stale_staging(tmp: &Path) {
 
 struct HashingReader<'a> {
     inner: &'a mut dyn Read,
-    hasher: Option<Hasher>,
-    len: u64,
+    hasher: Hasher,
 }
 
 impl Read for HashingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = &mut self.hasher {
-            h.update(&buf[..n]);
-        }
-        self.len += n as u64;
+        self.hasher.update(&buf[..n]);
         Ok(n)
     }
 }
@@ -186,6 +181,13 @@ impl<'r> Transaction<'r> {
         true
     }
 
+    fn unclaim(&self, t: ObjectType, c: &Checksum) {
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(t, *c));
+    }
+
     /// Write a metadata object (verifies nothing about its contents; the name is its hash).
     pub fn write_metadata(&self, t: ObjectType, bytes: &[u8]) -> Result<Checksum, StoreError> {
         let c = Checksum::of(bytes);
@@ -219,23 +221,31 @@ impl<'r> Transaction<'r> {
             }
         }
         let tmp = self.temp_path();
-        let c = match self.write_file_object(&tmp, header, content, None, true) {
-            Ok(c) => c.unwrap_or_else(|| Checksum([0; 32])),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
+        let mut hasher = Hasher::new();
+        hasher.update(&header.stream_prefix());
+        let mut reader = HashingReader {
+            inner: content,
+            hasher,
         };
-        if let Some(e) = expected {
-            if *e != c {
-                let _ = fs::remove_file(&tmp);
-                return Err(StoreError::Corrupt {
-                    kind: ObjectType::File,
-                    checksum: *e,
-                    reason: format!("received content hashes to {c}"),
-                });
+        let written = self.write_file_object(&tmp, header, &mut reader, None);
+        let c = reader.hasher.finish();
+        let verdict = match (written, expected) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(e)) if *e != c => Err(StoreError::Corrupt {
+                kind: ObjectType::File,
+                checksum: *e,
+                reason: format!("received content hashes to {c}"),
+            }),
+            (Ok(()), _) => Ok(()),
+        };
+        if let Err(err) = verdict {
+            let _ = fs::remove_file(&tmp);
+            if let Some(e) = expected {
+                self.unclaim(ObjectType::File, e);
             }
-        } else if !self.claim(ObjectType::File, &c) {
+            return Err(err);
+        }
+        if expected.is_none() && !self.claim(ObjectType::File, &c) {
             fs::remove_file(&tmp).at(&tmp)?;
             return Ok(c);
         }
@@ -254,8 +264,9 @@ impl<'r> Transaction<'r> {
         file: Option<&File>,
     ) -> Result<(), StoreError> {
         let tmp = self.temp_path();
-        if let Err(e) = self.write_file_object(&tmp, header, content, file, false) {
+        if let Err(e) = self.write_file_object(&tmp, header, content, file) {
             let _ = fs::remove_file(&tmp);
+            self.unclaim(ObjectType::File, c);
             return Err(e);
         }
         let dest = self.staged_path(ObjectType::File, c);
@@ -268,13 +279,7 @@ impl<'r> Transaction<'r> {
         header: &FileHeader,
         content: &mut dyn Read,
         file: Option<&File>,
-        hash: bool,
-    ) -> Result<Option<Checksum>, StoreError> {
-        let mut hasher = hash.then(|| {
-            let mut h = Hasher::new();
-            h.update(&header.stream_prefix());
-            h
-        });
+    ) -> Result<(), StoreError> {
         let mode = self.repo.mode();
         if header.is_symlink() && mode != RepoMode::Archive && mode != RepoMode::BareUser {
             std::os::unix::fs::symlink(&header.symlink_target, tmp).at(tmp)?;
@@ -282,8 +287,7 @@ impl<'r> Transaction<'r> {
                 std::os::unix::fs::lchown(tmp, Some(header.uid), Some(header.gid)).at(tmp)?;
                 xattrs::set_path(tmp, &header.xattrs)?;
             }
-            zero_link_times(tmp)?;
-            return Ok(hasher.map(Hasher::finish));
+            return zero_link_times(tmp);
         }
         let disk_mode = match mode {
             RepoMode::Archive => 0o644,
@@ -297,31 +301,20 @@ impl<'r> Transaction<'r> {
             .mode(0o600)
             .open(tmp)
             .at(tmp)?;
-        let mut reader = HashingReader {
-            inner: content,
-            hasher: hasher.take(),
-            len: 0,
-        };
         if mode == RepoMode::Archive {
             out.write_all(&header.archive_prefix(0)).at(tmp)?;
             if !header.is_symlink() {
-                let mut enc = DeflateEncoder::new(
-                    io::BufWriter::with_capacity(128 * 1024, &mut out),
-                    flate2::Compression::new(ARCHIVE_LEVEL),
-                );
-                io::copy(&mut reader, &mut enc).at(tmp)?;
-                enc.finish().and_then(|mut w| w.flush()).at(tmp)?;
+                let size = crate::deflate::deflate_raw(content, &mut out, ARCHIVE_LEVEL).at(tmp)?;
+                out.write_all_at(&size.to_be_bytes(), 8).at(tmp)?;
             }
-            out.write_all_at(&reader.len.to_be_bytes(), 8).at(tmp)?;
         } else if header.is_symlink() {
             let mut target = header.symlink_target.clone().into_bytes();
             target.push(0);
             out.write_all(&target).at(tmp)?;
-        } else if let (Some(src), false) = (file, reader.hasher.is_some()) {
-            let mut src = src;
+        } else if let Some(mut src) = file {
             io::copy(&mut src, &mut out).at(tmp)?;
         } else {
-            io::copy(&mut reader, &mut out).at(tmp)?;
+            io::copy(content, &mut out).at(tmp)?;
         }
         if mode == RepoMode::Bare {
             std::os::unix::fs::fchown(&out, Some(header.uid), Some(header.gid)).at(tmp)?;
@@ -350,7 +343,7 @@ impl<'r> Transaction<'r> {
         if mode != RepoMode::Archive {
             out.set_times(zero_times()).at(tmp)?;
         }
-        Ok(reader.hasher.map(Hasher::finish))
+        Ok(())
     }
 
     /// Make every staged object durable and move it into `objects/`.
