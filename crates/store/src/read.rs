@@ -46,6 +46,29 @@ fn corrupt(c: &Checksum, reason: impl Into<String>) -> StoreError {
     }
 }
 
+/// Inflates an archive object's content and, at the end, rejects bytes after the deflate stream.
+struct Inflate {
+    z: DeflateDecoder<BufReader<File>>,
+    compressed: u64,
+}
+
+impl Read for Inflate {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.z.read(buf)?;
+        if n == 0 && !buf.is_empty() && self.z.total_in() != self.compressed {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "deflate stream ends after {} of {} bytes",
+                    self.z.total_in(),
+                    self.compressed
+                ),
+            ));
+        }
+        Ok(n)
+    }
+}
+
 impl Repo {
     /// Open a content object: its header and a stream of its (uncompressed) content.
     pub fn open_content(&self, c: &Checksum) -> Result<ContentReader, StoreError> {
@@ -77,7 +100,10 @@ impl Repo {
                 let content: Box<dyn Read + Send> = if header.is_symlink() {
                     empty()
                 } else {
-                    Box::new(DeflateDecoder::new(BufReader::with_capacity(128 * 1024, f)))
+                    Box::new(Inflate {
+                        z: DeflateDecoder::new(BufReader::with_capacity(128 * 1024, f)),
+                        compressed: md.len().saturating_sub(8 + len),
+                    })
                 };
                 (header, size, content)
             }
