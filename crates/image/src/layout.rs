@@ -4,6 +4,8 @@
 
 /// One MiB.
 pub const MIB: u64 = 1 << 20;
+/// One GiB.
+pub const GIB: u64 = 1 << 30;
 /// Size of the EFI system partition.
 pub const ESP_SIZE: u64 = 512 * MIB;
 /// Filesystem label of the ESP.

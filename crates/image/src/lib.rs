@@ -6,9 +6,16 @@
 //! - [`esp`]: the FAT EFI system partition, written with mtools (no vfat mount needed).
 //! - [`assemble`]: the disk pipeline: file, GPT, root filesystem, caller's content, ESP.
 //! - [`output`]: qcow2 / raw / raw.xz, written crash-safely.
+//! - [`sysroot`]: the root filesystem's content: pulled commit, one deployment, kargs.
+//! - [`build`] and [`cli`]: `keel image build`.
+//! - [`growfs`]: the first-boot step that grows the root partition and filesystem.
 
 pub mod assemble;
+pub mod build;
+pub mod cli;
 pub mod esp;
+pub mod growfs;
 pub mod layout;
 pub mod loopdev;
 pub mod output;
+pub mod sysroot;

@@ -26,6 +26,8 @@ enum Command {
     Butane(keel_butane::cli::ButaneArgs),
     /// Boot a disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
     Run(keel_vm::cli::RunArgs),
+    /// Bootable disk images (qcow2, raw, raw.xz) from an OS commit; first-boot root growing.
+    Image(keel_image::cli::ImageArgs),
     /// Node deployments: status, upgrade, deploy, rollback, kargs, pin, finalize, prepare-root, health.
     #[command(flatten)]
     Node(keel_deploy::cli::NodeCommand),
@@ -90,6 +92,7 @@ fn main() {
         },
         Command::Butane(args) => keel_butane::cli::run(args),
         Command::Run(args) => keel_vm::cli::run(args),
+        Command::Image(args) => keel_image::cli::run(args),
         Command::Node(command) => keel_deploy::cli::run(command),
     };
     if let Err(e) = result {

@@ -1,0 +1,149 @@
+//! Filling the root filesystem: an OSTree-style sysroot with the commit pulled into
+//! `/ostree/repo` and deployed once by keel-deploy (which also puts systemd-boot, the kernel,
+//! the initramfs and the BLS entry into `<root>/boot`, the future ESP), plus the first-boot
+//! marker.
+
+use anyhow::{Context, Result};
+use keel_deploy::{DeployOptions, Sysroot};
+use keel_remote::pull::{pull, PullOptions, RefTarget};
+use keel_remote::source::LocalSource;
+use keel_store::{Checksum, Repo};
+use keel_utils::progress::Progress;
+use std::io::Read;
+use std::path::Path;
+
+/// The stateroot every image uses.
+pub const STATEROOT: &str = "keel";
+/// File in the OS tree listing its default kernel arguments (written by compose).
+pub const TREE_KARGS: &str = "usr/lib/keel/kargs";
+/// The first-boot marker (karg, and file on the ESP that `keel ignition firstboot-complete`
+/// removes).
+pub const FIRSTBOOT: &str = "ignition.firstboot";
+
+/// The platform an image is for: decides `ignition.platform.id` and the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Platform {
+    /// QEMU/KVM: config from fw_cfg, serial console on ttyS0.
+    Qemu,
+    /// Bare metal: config from `ignition.config.url` or the boot partition.
+    Metal,
+}
+
+impl Platform {
+    /// The `ignition.platform.id` value.
+    pub fn id(self) -> &'static str {
+        match self {
+            Platform::Qemu => "qemu",
+            Platform::Metal => "metal",
+        }
+    }
+}
+
+/// Kernel arguments of the image's only boot entry: root filesystem, the tree's defaults, the
+/// platform (and serial console on qemu) and the first-boot marker.
+pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
+    let mut k: Vec<String> = vec!["root=LABEL=root".into(), "rw".into()];
+    k.extend(tree_defaults.split_whitespace().map(str::to_string));
+    if platform == Platform::Qemu && !k.iter().any(|a| a.starts_with("console=ttyS0")) {
+        k.push("console=ttyS0,115200n8".into());
+    }
+    k.push(format!("ignition.platform.id={}", platform.id()));
+    k.push(FIRSTBOOT.into());
+    k
+}
+
+/// Read the regular file at `path` (relative, `/`-separated) from `commit`, if it exists.
+pub fn read_tree_file(repo: &Repo, commit: &Checksum, path: &str) -> Result<Option<Vec<u8>>> {
+    let c = repo.read_commit(commit)?;
+    let mut tree = repo.read_dirtree(&c.root_tree)?;
+    let mut parts = path.split('/').peekable();
+    while let Some(part) = parts.next() {
+        if parts.peek().is_none() {
+            let Some((_, file)) = tree.files.iter().find(|(n, _)| n == part) else {
+                return Ok(None);
+            };
+            let mut r = repo.open_content(file)?;
+            let mut data = Vec::new();
+            r.content
+                .read_to_end(&mut data)
+                .with_context(|| format!("reading {path} from commit {commit}"))?;
+            return Ok(Some(data));
+        }
+        let Some((_, sub, _)) = tree.dirs.iter().find(|(n, _, _)| n == part) else {
+            return Ok(None);
+        };
+        tree = repo.read_dirtree(sub)?;
+    }
+    Ok(None)
+}
+
+/// Make `root` a sysroot holding `commit` from `src` (under `refname`), deployed with its
+/// kernel and boot entry in `<root>/boot`.
+pub fn populate(
+    root: &Path,
+    src: &Path,
+    refname: &str,
+    commit: &Checksum,
+    platform: Platform,
+    progress: &Progress,
+) -> Result<()> {
+    let sysroot = Sysroot::init(root, STATEROOT)
+        .with_context(|| format!("creating the sysroot in {}", root.display()))?;
+    let repo = sysroot.repo()?;
+    let source = LocalSource::open(src)?;
+    let opts = PullOptions {
+        ref_target: RefTarget::Local,
+        ..PullOptions::for_remote("")
+    };
+    progress.message(&format!(
+        "copying {refname} ({commit}) into the image's repository"
+    ));
+    pull(&repo, &source, &[refname.to_string()], &opts, progress)
+        .with_context(|| format!("copying {refname} from {} into the image", src.display()))?;
+    let defaults = read_tree_file(&repo, commit, TREE_KARGS)?
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    progress.message("deploying");
+    sysroot
+        .deploy(
+            commit,
+            &DeployOptions {
+                kargs: Some(kargs(&defaults, platform)),
+                origin_refspec: Some(refname.to_string()),
+                stage: false,
+                lock_finalization: false,
+            },
+        )
+        .with_context(|| format!("deploying {commit} into the image"))?;
+    let marker = root.join("boot").join(FIRSTBOOT);
+    std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kargs_table() {
+        for (defaults, platform, want) in [
+            (
+                "console=tty0 console=ttyS0,115200n8\n",
+                Platform::Qemu,
+                "root=LABEL=root rw console=tty0 console=ttyS0,115200n8 ignition.platform.id=qemu ignition.firstboot",
+            ),
+            (
+                "",
+                Platform::Qemu,
+                "root=LABEL=root rw console=ttyS0,115200n8 ignition.platform.id=qemu ignition.firstboot",
+            ),
+            (
+                "console=tty0",
+                Platform::Metal,
+                "root=LABEL=root rw console=tty0 ignition.platform.id=metal ignition.firstboot",
+            ),
+        ] {
+            assert_eq!(kargs(defaults, platform).join(" "), want);
+        }
+    }
+}
