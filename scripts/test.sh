@@ -11,3 +11,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== VM tests: compose the default OS, build its image, boot it (scripts/vmtest.sh)"
+bash scripts/vmtest.sh

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Boot a Keel disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:
-  keel run keel.qcow2 --butane examples/container.bu --ssh
+  keel run keel.qcow2 --butane examples/container.bu --files-dir build --ssh
   keel run keel.qcow2 --ignition config.ign --memory 4096 --cpus 4
   keel run keel.raw --persist          # boot the image itself; changes stay in it
 
@@ -26,9 +26,15 @@ pub struct RunArgs {
     /// Butane config (YAML), translated with `keel butane` first.
     #[arg(long)]
     pub butane: Option<PathBuf>,
+    /// Directory for the Butane config's `local:` files (default: the config's directory).
+    #[arg(long, requires = "butane")]
+    pub files_dir: Option<PathBuf>,
     /// Forward a free loopback port to the VM's SSH port and print the ssh command.
     #[arg(long)]
     pub ssh: bool,
+    /// Private key to show in the printed ssh command.
+    #[arg(long, requires = "ssh")]
+    pub ssh_identity: Option<PathBuf>,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 2048)]
     pub memory: u32,
@@ -75,7 +81,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let target = SshTarget {
             user: "core".into(),
             port,
-            key: None,
+            key: args.ssh_identity.clone(),
         };
         eprintln!("SSH, once the VM is up: {}", target.login_command());
     }
@@ -99,6 +105,11 @@ fn config_file(args: &RunArgs, state: &Path) -> Result<Option<PathBuf>> {
         .with_context(|| format!("reading Butane config {}", bu.display()))?;
     let out = state.join("config.ign");
     let keel = std::env::current_exe().context("locating the keel binary")?;
-    Config::Butane(yaml).write_ignition(&out, &keel)?;
+    let files_dir = args
+        .files_dir
+        .clone()
+        .or_else(|| bu.parent().map(|p| p.to_path_buf()))
+        .filter(|p| !p.as_os_str().is_empty());
+    Config::Butane { yaml, files_dir }.write_ignition(&out, &keel)?;
     Ok(Some(out))
 }

@@ -16,8 +16,13 @@ use std::time::{Duration, Instant};
 /// A test's provisioning config.
 #[derive(Debug, Clone)]
 pub enum Config {
-    /// Butane YAML, translated with `keel butane`.
-    Butane(String),
+    /// Butane YAML, translated with `keel butane`; `local:` paths are relative to `files_dir`.
+    Butane {
+        /// The YAML text.
+        yaml: String,
+        /// The `--files-dir` for `local:` contents and `ssh_authorized_keys_local`.
+        files_dir: Option<PathBuf>,
+    },
     /// Ignition JSON as is.
     Ignition(serde_json::Value),
 }
@@ -28,17 +33,16 @@ impl Config {
         match self {
             Config::Ignition(v) => std::fs::write(path, serde_json::to_vec_pretty(v)?)
                 .with_context(|| format!("writing {}", path.display())),
-            Config::Butane(yaml) => {
+            Config::Butane { yaml, files_dir } => {
                 let bu = path.with_extension("bu");
                 std::fs::write(&bu, yaml).with_context(|| format!("writing {}", bu.display()))?;
-                cmd::run(
-                    Command::new(keel)
-                        .arg("butane")
-                        .arg(&bu)
-                        .arg("-o")
-                        .arg(path),
-                )
-                .with_context(|| format!("translating {} with keel butane", bu.display()))?;
+                let mut c = Command::new(keel);
+                c.arg("butane").arg(&bu).arg("-o").arg(path);
+                if let Some(d) = files_dir {
+                    c.arg("--files-dir").arg(d);
+                }
+                cmd::run(&mut c)
+                    .with_context(|| format!("translating {} with keel butane", bu.display()))?;
                 Ok(())
             }
         }

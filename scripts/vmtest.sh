@@ -1,0 +1,33 @@
+#!/bin/bash
+# Keel's VM test step: compose the default OS (reused while the manifest, overlays and keel
+# binary are unchanged), build the qcow2 image, and run the VM suite
+# (crates/vm/tests/vm_suite.rs) against it. Needs root (compose, loop devices).
+#   KEEL_VMTEST_DIR   work directory (default /var/tmp/keel-vmtest)
+#   KEEL_VMTEST_ONLY  comma-separated test names (basic,bad-config)
+#   KEEL_VMTEST_KEEP  keep the VMs' directories (console logs, disks)
+#   KEEL_ACCEL        kvm|tcg to skip the accelerator probe
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=${KEEL_VMTEST_DIR:-/var/tmp/keel-vmtest}
+target=${CARGO_TARGET_DIR:-$PWD/target}
+mkdir -p "$work"
+
+cargo build --locked -p keel
+keel="$target/debug/keel"
+
+key=$( { cat manifests/keel.toml; find overlays -type f -print0 2>/dev/null | sort -z | xargs -0r cat; cat "$keel"; } | sha256sum | cut -c1-16)
+if [ "$(cat "$work/repo.key" 2>/dev/null)" != "$key" ]; then
+    rm -rf "$work/repo" "$work/repo.key"
+    start=$(date +%s)
+    "$keel" compose manifests/keel.toml --repo "$work/repo" --cache /var/cache/keel-debs
+    echo "compose: $(( $(date +%s) - start )) s"
+    echo "$key" > "$work/repo.key"
+else
+    echo "compose: reusing $work/repo (key $key)"
+fi
+
+"$keel" image build --repo "$work/repo" --platform qemu -o "$work/keel.qcow2"
+
+KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
+    KEEL_VMTEST_REPORT="$work/vmtest-report.json" \
+    cargo test --locked -p keel-vm --test vm_suite -- --nocapture
