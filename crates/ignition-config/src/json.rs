@@ -4,6 +4,7 @@
 //! person sees the same text from both tools.
 
 use crate::tree::{Entry, Node, Pos, Value};
+use std::cell::Cell;
 
 /// Nesting deeper than this is refused instead of recursing further.
 const MAX_DEPTH: usize = 512;
@@ -22,9 +23,7 @@ pub fn parse(input: &[u8]) -> Result<Node, SyntaxError> {
         Ok(t) => t,
         Err(e) => {
             let valid = &input[..e.valid_up_to()];
-            let mut p = Parser::new(valid);
-            p.i = valid.len();
-            let pos = p.pos_at(valid.len());
+            let pos = Parser::new(valid).pos_at(valid.len());
             return Err(SyntaxError {
                 pos,
                 message: format!(
@@ -51,8 +50,8 @@ pub fn parse(input: &[u8]) -> Result<Node, SyntaxError> {
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
-    line: usize,
-    line_start: usize,
+    /// The last position computed, with its byte offset.
+    last_pos: Cell<(usize, Pos)>,
 }
 
 impl<'a> Parser<'a> {
@@ -60,32 +59,29 @@ impl<'a> Parser<'a> {
         Parser {
             s,
             i: 0,
-            line: 1,
-            line_start: 0,
+            last_pos: Cell::new((0, Pos { line: 1, col: 1 })),
         }
     }
 
-    /// Position of byte offset `at`, which must be on the current line.
+    /// Position of byte offset `at`. Positions are asked for in increasing order, so scanning
+    /// on from the previous answer keeps this linear in the input size.
     fn pos_at(&self, at: usize) -> Pos {
-        let mut line = self.line;
-        let mut start = self.line_start;
-        if at < start {
-            // Only happens for the UTF-8 error path, where lines were not tracked.
-            line = 1;
-            start = 0;
+        let (mut from, mut pos) = self.last_pos.get();
+        if at < from {
+            (from, pos) = (0, Pos { line: 1, col: 1 });
         }
-        let from = start;
-        for (k, b) in self.s[from..at].iter().enumerate() {
+        for b in &self.s[from..at] {
             if *b == b'\n' {
-                line += 1;
-                start = from + k + 1;
+                pos = Pos {
+                    line: pos.line + 1,
+                    col: 1,
+                };
+            } else if (*b & 0xC0) != 0x80 {
+                pos.col += 1;
             }
         }
-        let col = 1 + self.s[start..at]
-            .iter()
-            .filter(|b| (**b & 0xC0) != 0x80)
-            .count();
-        Pos { line, col }
+        self.last_pos.set((at, pos));
+        pos
     }
 
     fn error_at(&self, at: usize, message: String) -> SyntaxError {
@@ -112,12 +108,7 @@ impl<'a> Parser<'a> {
     fn skip_ws(&mut self) {
         while let Some(&b) = self.s.get(self.i) {
             match b {
-                b'\n' => {
-                    self.i += 1;
-                    self.line += 1;
-                    self.line_start = self.i;
-                }
-                b' ' | b'\t' | b'\r' => self.i += 1,
+                b' ' | b'\t' | b'\r' | b'\n' => self.i += 1,
                 _ => break,
             }
         }
