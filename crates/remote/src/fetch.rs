@@ -20,6 +20,11 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Limit for any single read (response headers or a body chunk) to make progress.
     pub read_timeout: Duration,
+    /// Limit for a whole first attempt over a pooled connection. ureq 2 does not apply
+    /// `read_timeout` to the response headers of a reused connection, so first attempts get
+    /// this overall deadline; retries use a fresh connection with per-read timeouts only (so a
+    /// large object on a slow link still completes).
+    pub first_attempt_budget: Duration,
     /// Attempts after the first for retryable failures.
     pub retries: u32,
     /// Wait before the first retry; doubles for each further one.
@@ -35,6 +40,7 @@ impl Default for FetchOptions {
         FetchOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(30),
+            first_attempt_budget: Duration::from_secs(300),
             retries: 4,
             backoff: Duration::from_millis(250),
             max_metadata_size: MAX_METADATA_SIZE,
@@ -109,7 +115,8 @@ pub struct Body {
 
 /// An HTTP client bound to one remote base URL.
 pub struct Fetcher {
-    agent: ureq::Agent,
+    pooled: ureq::Agent,
+    fresh: ureq::Agent,
     base: String,
     opts: FetchOptions,
     requests: AtomicU64,
@@ -120,15 +127,18 @@ impl Fetcher {
     /// A client for the repository at `base_url` (`http://` or `https://`).
     pub fn new(base_url: &str, opts: FetchOptions) -> Fetcher {
         let parallel = opts.parallel.clamp(1, 64);
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(opts.connect_timeout)
-            .timeout_read(opts.read_timeout)
-            .max_idle_connections(parallel * 2)
-            .max_idle_connections_per_host(parallel)
-            .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let builder = || {
+            ureq::AgentBuilder::new()
+                .timeout_connect(opts.connect_timeout)
+                .timeout_read(opts.read_timeout)
+                .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
+        };
         Fetcher {
-            agent,
+            pooled: builder()
+                .max_idle_connections(parallel * 2)
+                .max_idle_connections_per_host(parallel)
+                .build(),
+            fresh: builder().max_idle_connections(0).build(),
             base: base_url.trim_end_matches('/').to_string(),
             opts,
             requests: AtomicU64::new(0),
@@ -161,12 +171,21 @@ impl Fetcher {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Start one GET of `path` (no retries) and return its body stream.
-    pub fn open(&self, path: &str, what: &str) -> Result<Body, FetchError> {
+    /// Start one GET of `path` (no retries) and return its body stream. `attempt` 0 uses a
+    /// pooled connection under [`FetchOptions::first_attempt_budget`]; later attempts use a
+    /// fresh connection.
+    pub fn open(&self, path: &str, what: &str, attempt: u32) -> Result<Body, FetchError> {
         let url = self.url(path);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("GET {url}");
-        match self.agent.get(&url).call() {
+        tracing::debug!("GET {url} (attempt {attempt})");
+        let req = if attempt == 0 {
+            self.pooled
+                .get(&url)
+                .timeout(self.opts.first_attempt_budget)
+        } else {
+            self.fresh.get(&url)
+        };
+        match req.call() {
             Ok(resp) => {
                 let length = resp
                     .header("Content-Length")
@@ -198,11 +217,11 @@ impl Fetcher {
     /// with exponential backoff in between.
     pub fn retrying<T>(
         &self,
-        mut attempt: impl FnMut() -> Result<T, FetchError>,
+        mut attempt: impl FnMut(u32) -> Result<T, FetchError>,
     ) -> Result<T, FetchError> {
         let mut n = 0;
         loop {
-            match attempt() {
+            match attempt(n) {
                 Err(e) if e.is_retryable() && n < self.opts.retries => {
                     let wait = self.backoff(n);
                     tracing::warn!("{e}; retrying in {wait:?}");
@@ -226,8 +245,8 @@ impl Fetcher {
         what: &str,
         max: u64,
     ) -> Result<Option<Vec<u8>>, FetchError> {
-        let r = self.retrying(|| {
-            let body = self.open(path, what)?;
+        let r = self.retrying(|n| {
+            let body = self.open(path, what, n)?;
             self.read_body(body, what, max)
         });
         match r {
@@ -239,8 +258,8 @@ impl Fetcher {
 
     /// GET a whole body of at most `max` bytes, with retries; 404 is an error.
     pub fn get(&self, path: &str, what: &str, max: u64) -> Result<Vec<u8>, FetchError> {
-        self.retrying(|| {
-            let body = self.open(path, what)?;
+        self.retrying(|n| {
+            let body = self.open(path, what, n)?;
             self.read_body(body, what, max)
         })
     }

@@ -373,7 +373,9 @@ impl<'a> Walk<'a> {
                     stored += usize::from(done.2);
                     self.finish(done);
                 }
-                Err(e) if e.is_retryable() && job.attempt < retries => {
+                Err(e)
+                    if job.t == ObjectType::File && e.is_retryable() && job.attempt < retries =>
+                {
                     tracing::warn!("{e}; retrying");
                     std::thread::sleep(backoff.saturating_mul(1 << job.attempt.min(16)));
                     // A failed attempt may leave the object reserved in this transaction.
@@ -447,7 +449,7 @@ impl<'a> Walk<'a> {
                 Ok((Vec::new(), bytes.len() as u64, true))
             }
             ObjectType::File if !self.repo.has_object(t, c) => {
-                let n = self.src.content(c, tx)?;
+                let n = self.src.content(c, tx, job.attempt)?;
                 Ok((Vec::new(), n, true))
             }
             _ => Ok((Vec::new(), 0, false)),

@@ -25,10 +25,11 @@ pub trait Source: Sync {
     fn metadata(&self, t: ObjectType, c: &Checksum) -> Result<Vec<u8>, PullError>;
     /// Detached metadata of a commit, if it has any.
     fn detached_metadata(&self, c: &Checksum) -> Result<Option<Vec<u8>>, PullError>;
-    /// Store content object `c` into `tx`, verifying its checksum; one attempt. Returns the
-    /// bytes transferred.
-    fn content(&self, c: &Checksum, tx: &Transaction<'_>) -> Result<u64, PullError>;
-    /// Retries and first backoff for failed content transfers.
+    /// Store content object `c` into `tx`, verifying its checksum; one attempt (numbered from
+    /// 0). Returns the bytes transferred.
+    fn content(&self, c: &Checksum, tx: &Transaction<'_>, attempt: u32) -> Result<u64, PullError>;
+    /// Retries and first backoff for failed content transfers (metadata is retried inside
+    /// [`Source::metadata`]).
     fn retry_policy(&self) -> (u32, Duration);
     /// Transfers to run in parallel.
     fn parallel(&self) -> usize;
@@ -306,9 +307,11 @@ impl Source for HttpSource {
             .get_optional(&object_rel_path(t, c), &what(t, c), self.max_meta())?)
     }
 
-    fn content(&self, c: &Checksum, tx: &Transaction<'_>) -> Result<u64, PullError> {
+    fn content(&self, c: &Checksum, tx: &Transaction<'_>, attempt: u32) -> Result<u64, PullError> {
         let path = object_rel_path(ObjectType::File, c);
-        let body = self.fetcher.open(&path, &what(ObjectType::File, c))?;
+        let body = self
+            .fetcher
+            .open(&path, &what(ObjectType::File, c), attempt)?;
         self.receive_file(c, tx, body)
     }
 
@@ -372,7 +375,7 @@ impl Source for LocalSource {
         }
     }
 
-    fn content(&self, c: &Checksum, tx: &Transaction<'_>) -> Result<u64, PullError> {
+    fn content(&self, c: &Checksum, tx: &Transaction<'_>, _attempt: u32) -> Result<u64, PullError> {
         let mut obj = self.repo.open_content(c)?;
         tx.write_content(Some(c), &obj.header, &mut obj.content)?;
         Ok(obj.size)

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod gen;
+pub mod http;
 pub mod rng;
 pub mod tools;
 pub mod xattr;
