@@ -1,5 +1,6 @@
 //! Shared fixtures for the pull tests: a small archive repository written by keel, client
-//! repositories, and a pull helper with short timeouts.
+//! repositories, and a pull helper with short timeouts. Each test binary uses a subset.
+#![allow(dead_code)]
 
 use keel_remote::fetch::FetchOptions;
 use keel_remote::pull::{self, PullOptions, PullReport};
