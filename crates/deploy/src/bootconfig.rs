@@ -219,8 +219,44 @@ fn syncfs(p: &Path) -> Result<(), DeployError> {
     rustix::fs::syncfs(&f).at(p)
 }
 
-/// Make the disk match [`load`]'s view: finish or undo an interrupted swap.
+/// Remove temp files a killed atomic write left in `dir` (`.<name>.tmp-<pid>-<n>`).
+fn remove_temp_files(dir: &Path) -> Result<(), DeployError> {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd {
+        let e = e.at(dir)?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".tmp-") && e.file_type().at(dir)?.is_file() {
+            remove_path(&e.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Directories where Keel writes files atomically (and a kill can leave temp files).
+fn write_dirs(s: &Sysroot) -> Vec<PathBuf> {
+    let b = s.boot();
+    let mut dirs = vec![
+        entries_dir(s),
+        b.join("loader"),
+        b.join("EFI/BOOT"),
+        b.join("EFI/systemd"),
+        s.stateroot_dir(),
+        s.stateroot_dir().join("deploy"),
+    ];
+    if let Ok(rd) = fs::read_dir(b.join("ostree")) {
+        dirs.extend(rd.flatten().map(|e| e.path()));
+    }
+    dirs
+}
+
+/// Make the disk match [`load`]'s view: finish or undo an interrupted swap, and remove temp
+/// files of interrupted writes.
 pub fn repair(s: &Sysroot, state: &BootState, repo: &Repo) -> Result<(), DeployError> {
+    for d in write_dirs(s) {
+        remove_temp_files(&d)?;
+    }
     let Some(b) = state.bootversion else {
         for f in &state.found {
             remove_path(&f.path)?;
@@ -332,7 +368,9 @@ fn install_bootloader(s: &Sysroot, deploy: &Path) -> Result<(), DeployError> {
             efi.display()
         );
     }
-    let conf = s.boot().join("loader/loader.conf");
+    let loader = s.boot().join("loader");
+    fs::create_dir_all(&loader).at(&loader)?;
+    let conf = loader.join("loader.conf");
     if fs::read_to_string(&conf).ok().as_deref() != Some(LOADER_CONF) {
         write_atomic_nomode(&conf, |f| f.write_all(LOADER_CONF.as_bytes())).at(&conf)?;
     }

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     /// A filesystem operation failed on `path`.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file or directory at fault.
         path: PathBuf,
         /// The OS error.
-        source: io::Error,
+        error: io::Error,
     },
     /// The repository at `/ostree/repo` failed.
     #[error(transparent)]
@@ -79,9 +79,9 @@ pub(crate) trait IoPath<T> {
 
 impl<T> IoPath<T> for io::Result<T> {
     fn at(self, path: &Path) -> Result<T, DeployError> {
-        self.map_err(|source| DeployError::Io {
+        self.map_err(|error| DeployError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 }
@@ -90,7 +90,7 @@ impl<T> IoPath<T> for Result<T, rustix::io::Errno> {
     fn at(self, path: &Path) -> Result<T, DeployError> {
         self.map_err(|e| DeployError::Io {
             path: path.to_path_buf(),
-            source: e.into(),
+            error: e.into(),
         })
     }
 }

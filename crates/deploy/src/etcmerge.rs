@@ -206,6 +206,17 @@ pub(crate) fn copy_preserving(
     Ok(())
 }
 
+/// Copy the tree `src` to the new path `dst` with every attribute (`cp -a`).
+pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<(), DeployError> {
+    cmd::run(
+        Command::new("cp")
+            .args(["-a", "--no-target-directory", "--"])
+            .arg(src)
+            .arg(dst),
+    )?;
+    Ok(())
+}
+
 /// Replay the node's changes (`old_defaults` → `old_etc`) onto `new_etc`, which starts as a copy
 /// of the new defaults. Returns the changes applied.
 pub fn merge(

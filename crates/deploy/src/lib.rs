@@ -57,7 +57,7 @@ mod upgrade;
 
 pub use error::DeployError;
 pub use kargs::KargEdit;
-pub use ops::{CleanupReport, DeployOptions, Finalized};
+pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
 pub use staging::StagedRecord;
 pub use status::{BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status};
 pub use sysroot::{Deployment, Sysroot, BOOT_TRIES, DEFAULT_STATEROOT};

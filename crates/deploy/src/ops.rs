@@ -20,6 +20,9 @@ use std::io;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// The unit that finalizes a staged deployment at shutdown.
+pub const FINALIZE_UNIT: &str = "keel-finalize-staged.service";
+
 /// Options of [`Sysroot::deploy`].
 #[derive(Debug, Clone, Default)]
 pub struct DeployOptions {
@@ -77,6 +80,17 @@ fn clear_immutable(p: &Path) -> Result<(), DeployError> {
 }
 
 impl Sysroot {
+    /// Finish (or undo) a boot-entry swap that a crash interrupted. Does nothing while another
+    /// process holds the sysroot lock (it is changing the sysroot and repairs first itself).
+    pub fn repair(&self) -> Result<(), DeployError> {
+        let Some(_lock) = self.lock_if_free()? else {
+            return Ok(());
+        };
+        let repo = self.repo()?;
+        let state = bootconfig::load(self)?;
+        bootconfig::repair(self, &state, &repo)
+    }
+
     /// Lock, repair an interrupted swap, and load the boot state.
     fn begin(&self) -> Result<(fs::File, Repo, BootState), DeployError> {
         let lock = self.lock()?;
@@ -193,9 +207,26 @@ impl Sysroot {
             }
             self.write_staged(&rec, opts.lock_finalization)?;
             tracing::info!("staged {}; it becomes the default at shutdown", dep.name());
+            self.arm_finalize_unit();
             return Ok(dep);
         }
         self.complete(&repo, &state, dep, merge.as_ref())
+    }
+
+    /// On a booted node, start `keel-finalize-staged.service` so its stop job finalizes at
+    /// shutdown (its `.path` unit does the same when enabled).
+    fn arm_finalize_unit(&self) {
+        if self.root() != Path::new("/sysroot") {
+            return;
+        }
+        let r = keel_utils::cmd::run(std::process::Command::new("systemctl").args([
+            "start",
+            "--no-block",
+            FINALIZE_UNIT,
+        ]));
+        if let Err(e) = r {
+            tracing::warn!("could not start {FINALIZE_UNIT}; the staged deployment is finalized only by `keel finalize`: {e}");
+        }
     }
 
     /// `/etc` (new defaults + the merge deployment's changes), then the entry swap and cleanup.
@@ -230,18 +261,7 @@ impl Sysroot {
         let (etc, tmp) = (dir.join("etc"), dir.join("etc.tmp"));
         remove_tree(&tmp)?;
         remove_tree(&etc)?;
-        fs::create_dir(&tmp).at(&tmp)?;
-        let defaults = dir.join("usr/etc");
-        let entries: Vec<String> = fs::read_dir(&defaults)
-            .at(&defaults)?
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<Result<_, _>>()
-            .at(&defaults)?;
-        for name in entries {
-            etcmerge::copy_preserving(&defaults, &name, &tmp)?;
-        }
-        let md = fs::metadata(&defaults).at(&defaults)?;
-        fs::set_permissions(&tmp, md.permissions()).at(&tmp)?;
+        etcmerge::copy_tree(&dir.join("usr/etc"), &tmp)?;
         if let Some(m) = merge {
             let mdir = self.deploy_path(&m.name());
             let changes = etcmerge::merge(&mdir.join("usr/etc"), &mdir.join("etc"), &tmp)?;

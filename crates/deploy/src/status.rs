@@ -183,8 +183,12 @@ impl Sysroot {
         })
     }
 
-    /// The status; records a commit whose boot tries ran out (best effort on a read-only root).
+    /// The status. Like every command it first finishes a boot-entry swap a crash interrupted,
+    /// and it records a commit whose boot tries ran out (both best effort on a read-only root).
     pub fn status(&self) -> Result<Status, DeployError> {
+        if let Err(e) = self.repair() {
+            tracing::warn!("could not finish an interrupted boot-entry swap: {e}");
+        }
         let state = bootconfig::load(self)?;
         let booted = self.booted_name();
         let booted_idx = state

@@ -172,6 +172,18 @@ impl Sysroot {
 
     /// Take the sysroot lock (`ostree/lock`, like ostree) for a change; released on drop.
     pub(crate) fn lock(&self) -> Result<File, DeployError> {
+        Ok(self
+            .take_lock(true)?
+            .expect("a blocking flock returns only when taken"))
+    }
+
+    /// Take the sysroot lock if nobody holds it.
+    pub(crate) fn lock_if_free(&self) -> Result<Option<File>, DeployError> {
+        self.take_lock(false)
+    }
+
+    fn take_lock(&self, wait: bool) -> Result<Option<File>, DeployError> {
+        use rustix::fs::FlockOperation::{LockExclusive, NonBlockingLockExclusive};
         let p = self.root.join("ostree/lock");
         let f = OpenOptions::new()
             .create(true)
@@ -179,8 +191,18 @@ impl Sysroot {
             .write(true)
             .open(&p)
             .at(&p)?;
-        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive).at(&p)?;
-        Ok(f)
+        match rustix::fs::flock(
+            &f,
+            if wait {
+                LockExclusive
+            } else {
+                NonBlockingLockExclusive
+            },
+        ) {
+            Ok(()) => Ok(Some(f)),
+            Err(rustix::io::Errno::WOULDBLOCK) if !wait => Ok(None),
+            Err(e) => Err(e).at(&p),
+        }
     }
 
     /// Names of the deployment directories on disk (complete or not).

@@ -105,9 +105,9 @@ pub fn inspect(repo: &Repo, commit: &Checksum) -> Result<TreeInfo, DeployError> 
         boot_bytes += r.size;
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            let n = r.content.read(&mut buf).map_err(|source| DeployError::Io {
+            let n = r.content.read(&mut buf).map_err(|error| DeployError::Io {
                 path: r.path.clone(),
-                source,
+                error,
             })?;
             if n == 0 {
                 break;

@@ -69,9 +69,6 @@ impl Sysroot {
             .as_deref()
             .and_then(crate::sysroot::Deployment::parse_name)
             .map(|(c, _)| c);
-        if Some(commit) == current || Some(commit) == staged_commit {
-            return Ok(UpgradeCheck::UpToDate(commit));
-        }
         let version = repo.read_commit(&commit)?.version().map(str::to_string);
         if self
             .failed_commits()?
@@ -79,6 +76,9 @@ impl Sysroot {
             .any(|f| f.commit == commit.to_hex())
         {
             return Ok(UpgradeCheck::PreviouslyFailed { commit, version });
+        }
+        if Some(commit) == current || Some(commit) == staged_commit {
+            return Ok(UpgradeCheck::UpToDate(commit));
         }
         Ok(UpgradeCheck::Available { commit, version })
     }

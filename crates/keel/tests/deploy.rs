@@ -1,0 +1,650 @@
+//! `keel` node commands on directory sysroots (nothing is booted; `--booted` names the
+//! deployment a node would run): upgrades keep /etc and /var, staging and finalization,
+//! retention, rollback by command and by boot counting, SIGKILL at many points, a full ESP.
+//! `ostree admin status` and `ostree admin config-diff` (ostree 2022.7) are the oracles.
+
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+fn ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    sysroot: PathBuf,
+}
+
+impl Fixture {
+    fn new(test: &str) -> Option<Fixture> {
+        if !keel_testsupport::require(test, &["ostree", "cp"]) {
+            return None;
+        }
+        let dir = keel_testsupport::scratch_dir("deploy");
+        let base = dir.path().to_path_buf();
+        let sysroot = base.join("sysroot");
+        ok(Command::new(KEEL)
+            .args(["init-sysroot", "--sysroot"])
+            .arg(&sysroot));
+        Some(Fixture {
+            _dir: dir,
+            base,
+            sysroot,
+        })
+    }
+
+    fn keel(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(KEEL);
+        c.args(args).arg("--sysroot").arg(&self.sysroot);
+        c
+    }
+
+    /// Commit a tree (the base defaults, then `edit`) as `version` on ref keel/test.
+    fn commit(&self, version: &str, edit: impl Fn(&Path)) -> String {
+        let t = self.base.join(format!("tree-{version}"));
+        let _ = fs::remove_dir_all(&t);
+        let k = t.join("usr/lib/modules/6.1.0-test");
+        fs::create_dir_all(&k).unwrap();
+        fs::create_dir_all(t.join("usr/etc/sub")).unwrap();
+        fs::write(k.join("vmlinuz"), format!("kernel {version}")).unwrap();
+        fs::write(k.join("initramfs.img"), "initramfs").unwrap();
+        for (p, c) in [
+            ("foo.conf", "foo1"),
+            ("bar.conf", "bar1"),
+            ("same.conf", "same1"),
+            ("sub/x", "x1"),
+        ] {
+            fs::write(t.join("usr/etc").join(p), c).unwrap();
+        }
+        edit(&t);
+        let out = ok(Command::new("ostree")
+            .arg(format!(
+                "--repo={}",
+                self.sysroot.join("ostree/repo").display()
+            ))
+            .args(["commit", "-b", "keel/test", "-s", version])
+            .arg(format!("--add-metadata-string=version={version}"))
+            .arg(format!("--tree=dir={}", t.display())));
+        out.trim().to_string()
+    }
+
+    /// Commit and deploy 1, then upgrade to 2: (deployment 2, deployment 1, commit 2).
+    fn two_deployments(&self) -> (String, String, String) {
+        self.commit("1", |_| {});
+        ok(&mut self.keel(&["deploy", "keel/test"]));
+        let c2 = self.commit("2", |_| {});
+        ok(&mut self.keel(&["upgrade"]));
+        let names = self.names();
+        (names[0].clone(), names[1].clone(), c2)
+    }
+
+    fn status(&self, booted: Option<&str>) -> Value {
+        let mut c = self.keel(&["status", "--json"]);
+        if let Some(b) = booted {
+            c.args(["--booted", b]);
+        }
+        serde_json::from_str(&ok(&mut c)).expect("status JSON")
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.status(None)["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["deployment"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn deploy_dir(&self, name: &str) -> PathBuf {
+        self.sysroot.join("ostree/deploy/keel/deploy").join(name)
+    }
+
+    fn deploy_dirs(&self) -> usize {
+        fs::read_dir(self.sysroot.join("ostree/deploy/keel/deploy"))
+            .unwrap()
+            .filter(|e| {
+                !e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".origin")
+            })
+            .count()
+    }
+
+    fn entries(&self) -> Vec<(String, String)> {
+        let dir = self.sysroot.join("boot/loader/entries");
+        let mut v: Vec<(String, String)> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    fs::read_to_string(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// ostree 2022.7 needs `boot/loader` to be a `loader.N` symlink (or absent): a vfat ESP
+    /// cannot hold one, so the oracle reads through a view with `boot/loader -> loader.0 ->`
+    /// our real `loader` directory and `ostree -> ` our `ostree`.
+    fn ostree_view(&self) -> PathBuf {
+        let v = self.base.join("ostree-view");
+        if !v.exists() {
+            fs::create_dir_all(v.join("boot")).unwrap();
+            symlink(self.sysroot.join("ostree"), v.join("ostree")).unwrap();
+            symlink("loader.0", v.join("boot/loader")).unwrap();
+            symlink(self.sysroot.join("boot/loader"), v.join("boot/loader.0")).unwrap();
+        }
+        v
+    }
+
+    /// Deployment names in the order `ostree admin status` lists them.
+    fn ostree_status(&self) -> Vec<String> {
+        let out = ok(Command::new("ostree")
+            .args(["admin", "status"])
+            .arg(format!("--sysroot={}", self.ostree_view().display())));
+        out.lines()
+            .filter_map(|l| l.trim_start_matches(['*', ' ']).strip_prefix("keel "))
+            .map(|s| s.trim().to_string())
+            .collect()
+    }
+
+    /// Did a crash leave a swap half done (`.new` entries, or both boot.0 and boot.1)?
+    fn interrupted_swap(&self) -> bool {
+        let links = ["boot.0", "boot.1"]
+            .iter()
+            .filter(|l| self.sysroot.join("ostree").join(l).exists())
+            .count();
+        links > 1 || self.entries().iter().any(|(n, _)| n.ends_with(".new"))
+    }
+
+    /// Every `*.conf` entry (what systemd-boot reads) boots a complete deployment with its
+    /// kernel present, and `keel status` lists only complete deployments.
+    fn assert_consistent(&self, context: &str) {
+        for (name, text) in self.entries() {
+            if !name.ends_with(".conf") {
+                continue;
+            }
+            let opt = |key: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+                    .unwrap_or_else(|| panic!("{context}: {name} has no {key}"))
+            };
+            let options = opt("options ");
+            let link = options
+                .split_whitespace()
+                .find_map(|a| a.strip_prefix("ostree="))
+                .expect("ostree=");
+            let target = fs::canonicalize(self.sysroot.join(link.trim_start_matches('/')))
+                .unwrap_or_else(|e| panic!("{context}: {name}: {link}: {e}"));
+            assert!(
+                target.join("etc").is_dir() && target.join("usr").is_dir(),
+                "{context}: {name} boots an incomplete deployment"
+            );
+            for key in ["linux ", "initrd "] {
+                let p = opt(key);
+                assert!(
+                    self.sysroot
+                        .join("boot")
+                        .join(p.trim_start_matches('/'))
+                        .is_file(),
+                    "{context}: {name}: {p} missing"
+                );
+            }
+        }
+        for n in self.names() {
+            assert!(
+                self.deploy_dir(&n).join("etc").is_dir(),
+                "{context}: listed deployment {n} is incomplete"
+            );
+        }
+    }
+}
+
+fn read(p: &Path) -> Option<String> {
+    fs::read_to_string(p).ok()
+}
+
+#[test]
+fn upgrade_keeps_etc_and_var_and_ostree_reads_the_sysroot() {
+    let Some(f) = Fixture::new("upgrade_keeps_etc_and_var") else {
+        return;
+    };
+    f.commit("1", |_| {});
+    ok(&mut f.keel(&["deploy", "keel/test"]));
+    let d1 = f.names()[0].clone();
+    let etc1 = f.deploy_dir(&d1).join("etc");
+    fs::write(etc1.join("foo.conf"), "local edit").unwrap();
+    fs::remove_file(etc1.join("bar.conf")).unwrap();
+    fs::write(etc1.join("local.conf"), "mine").unwrap();
+    fs::write(etc1.join("sub/x"), "x local").unwrap();
+    let var = f.sysroot.join("ostree/deploy/keel/var");
+    fs::create_dir_all(var.join("home/core")).unwrap();
+    fs::write(var.join("home/core/notes"), "keep me").unwrap();
+    fs::write(var.join("lib/data"), "db").unwrap();
+
+    let keel_diff = ok(&mut f.keel(&["config-diff"]));
+    let view = f.ostree_view();
+    let ostree_diff = ok(Command::new("ostree")
+        .args(["admin", "config-diff", "--os=keel"])
+        .arg(format!("--sysroot={}", view.display())));
+    let sorted = |s: &str| {
+        let mut v: Vec<String> = s.lines().map(str::to_string).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(&keel_diff),
+        sorted(&ostree_diff),
+        "keel config-diff vs ostree admin config-diff"
+    );
+    assert_eq!(
+        sorted(&keel_diff),
+        [
+            "A    local.conf",
+            "D    bar.conf",
+            "M    foo.conf",
+            "M    sub/x"
+        ]
+    );
+
+    f.commit("2", |t| {
+        let e = t.join("usr/etc");
+        fs::write(e.join("foo.conf"), "foo2").unwrap();
+        fs::write(e.join("bar.conf"), "bar2").unwrap();
+        fs::write(e.join("same.conf"), "same2").unwrap();
+        fs::write(e.join("new.conf"), "new2").unwrap();
+    });
+    assert!(ok(&mut f.keel(&["upgrade", "--check"])).contains("Upgrade available: 2"));
+    ok(&mut f.keel(&["upgrade"]));
+    let st = f.status(None);
+    let versions: Vec<&str> = st["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2", "1"]);
+    assert_eq!(st["deployments"][0]["role"], "default");
+    assert_eq!(st["deployments"][1]["role"], "rollback");
+    assert_eq!(st["deployments"][0]["origin"], "keel/test");
+    let etc2 = f
+        .deploy_dir(st["deployments"][0]["deployment"].as_str().unwrap())
+        .join("etc");
+    assert_eq!(read(&etc2.join("foo.conf")).as_deref(), Some("local edit"));
+    assert_eq!(read(&etc2.join("bar.conf")), None);
+    assert_eq!(read(&etc2.join("local.conf")).as_deref(), Some("mine"));
+    assert_eq!(read(&etc2.join("sub/x")).as_deref(), Some("x local"));
+    assert_eq!(read(&etc2.join("same.conf")).as_deref(), Some("same2"));
+    assert_eq!(read(&etc2.join("new.conf")).as_deref(), Some("new2"));
+    assert_eq!(
+        read(&var.join("home/core/notes")).as_deref(),
+        Some("keep me")
+    );
+    assert_eq!(read(&var.join("lib/data")).as_deref(), Some("db"));
+
+    assert_eq!(
+        f.ostree_status(),
+        f.names(),
+        "ostree admin status lists keel's deployments in keel's order"
+    );
+    assert!(ok(&mut f.keel(&["upgrade"])).contains("No upgrade available"));
+    f.assert_consistent("after upgrade");
+}
+
+#[test]
+fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
+    let Some(f) = Fixture::new("staged_upgrade_finalizes") else {
+        return;
+    };
+    let (d2, d1, _) = f.two_deployments();
+    ok(&mut f.keel(&["pin", "1"]));
+    assert_eq!(f.status(None)["deployments"][1]["pinned"], true);
+
+    f.commit("3", |_| {});
+    let before = f.entries();
+    let out = ok(&mut f.keel(&["upgrade", "--booted", &d2]));
+    assert!(out.contains("Staged"), "{out}");
+    assert_eq!(
+        f.entries(),
+        before,
+        "staging must not touch the boot entries"
+    );
+    let st = f.status(Some(&d2));
+    assert_eq!(st["staged"]["version"], "3");
+    assert_eq!(st["staged"]["role"], "staged");
+    assert_eq!(st["deployments"][0]["role"], "booted");
+    // A change made after staging still reaches the new deployment: /etc merges at finalize.
+    fs::write(f.deploy_dir(&d2).join("etc/late.conf"), "late").unwrap();
+
+    ok(&mut f.keel(&["finalize", "--lock"]));
+    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("locked"));
+    assert_eq!(f.entries(), before, "a locked finalization changes nothing");
+    ok(&mut f.keel(&["finalize", "--unlock"]));
+    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Finalized"));
+    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Nothing is staged"));
+
+    let st = f.status(Some(&d2));
+    let roles: Vec<(&str, &str)> = st["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["version"].as_str().unwrap(), d["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        roles,
+        [("3", "pending"), ("2", "booted"), ("1", "rollback")]
+    );
+    assert_eq!(st["deployments"][0]["boot_counting"]["tries_left"], 3);
+    let d3 = st["deployments"][0]["deployment"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        read(&f.deploy_dir(&d3).join("etc/late.conf")).as_deref(),
+        Some("late")
+    );
+    assert_eq!(f.ostree_status(), [d3.clone(), d2.clone(), d1.clone()]);
+
+    // Unpinned and neither booted nor merge: 1 and the never-booted 3 go; booted 2 stays.
+    ok(&mut f.keel(&["unpin", "2"]));
+    f.commit("4", |_| {});
+    ok(&mut f.keel(&["upgrade", "--booted", &d2]));
+    ok(&mut f.keel(&["finalize", "--booted", &d2]));
+    let st = f.status(Some(&d2));
+    let versions: Vec<&str> = st["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["4", "2"]);
+    assert_eq!(f.deploy_dirs(), 2);
+    assert!(!f.deploy_dir(&d1).exists() && !f.deploy_dir(&d3).exists());
+    let boots: Vec<_> = fs::read_dir(f.sysroot.join("boot/ostree"))
+        .unwrap()
+        .collect();
+    assert_eq!(
+        boots.len(),
+        2,
+        "one kernel directory per remaining deployment"
+    );
+
+    let out = ok(&mut f.keel(&["cleanup"]));
+    assert!(out.contains("pruned"), "{out}");
+    let fsck = run(Command::new("ostree")
+        .arg(format!(
+            "--repo={}",
+            f.sysroot.join("ostree/repo").display()
+        ))
+        .arg("fsck"));
+    assert!(
+        fsck.status.success(),
+        "ostree fsck after cleanup: {}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    f.assert_consistent("after retention");
+}
+
+#[test]
+fn rollback_by_command_and_by_boot_counting() {
+    let Some(f) = Fixture::new("rollback") else {
+        return;
+    };
+    let (d2, d1, c2) = f.two_deployments();
+
+    ok(&mut f.keel(&["rollback"]));
+    assert_eq!(f.names(), [d1.clone(), d2.clone()]);
+    assert_eq!(f.ostree_status(), [d1.clone(), d2.clone()]);
+    ok(&mut f.keel(&["rollback"]));
+    assert_eq!(f.names(), [d2.clone(), d1.clone()]);
+
+    // Three boots of 2 never reached boot-complete.target: systemd-boot renamed its entry.
+    let dir = f.sysroot.join("boot/loader/entries");
+    let (newest, _) = f
+        .entries()
+        .into_iter()
+        .max_by_key(|(n, _)| n.split('-').nth(1).unwrap().parse::<u64>().unwrap())
+        .unwrap();
+    let bad = newest.replace("+3.conf", "+0-3.conf");
+    assert_ne!(bad, newest, "new entries are boot-counted: {newest}");
+    fs::rename(dir.join(&newest), dir.join(&bad)).unwrap();
+    let st = f.status(Some(&d1));
+    assert_eq!(st["deployments"][0]["role"], "failed");
+    assert_eq!(st["next_boot"], d1.as_str());
+    assert!(
+        st["rolled_back"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("boot counting exhausted"),
+        "{st}"
+    );
+    assert_eq!(st["failed"][0]["commit"], c2.as_str());
+    let text = ok(&mut f.keel(&["status", "--booted", &d1]));
+    assert!(text.contains("Rolled back from 2"), "{text}");
+    assert!(f
+        .sysroot
+        .join("ostree/deploy/keel/keel-failed.json")
+        .is_file());
+    let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to boot healthy before"));
+
+    // A karg change is a new boot-counted default deployment of the same commit.
+    ok(&mut f.keel(&["rollback", "--booted", &d1]));
+    ok(&mut f.keel(&[
+        "kargs",
+        "--append",
+        "quiet",
+        "--append",
+        "console=ttyS0",
+        "--booted",
+        &d1,
+    ]));
+    assert_eq!(ok(&mut f.keel(&["kargs", "--booted", &d1])).trim(), "");
+    let st = f.status(None);
+    assert_eq!(
+        st["deployments"][0]["kargs"],
+        serde_json::json!(["quiet", "console=ttyS0"])
+    );
+    assert_eq!(st["deployments"][0]["version"], "1");
+    assert_eq!(ok(&mut f.keel(&["kargs"])).trim(), "quiet console=ttyS0");
+    f.assert_consistent("after rollbacks");
+}
+
+/// The syscalls that move a sysroot from one state to the next (every crash-safe step ends in
+/// one): a kill just before the n-th of them visits every intermediate state in order.
+const STEPS: &str = "rename,renameat,renameat2,symlink,symlinkat";
+
+/// Run keel `args` under strace, SIGKILLed (with its children) on entry to the `n`-th step
+/// syscall; true when it ran to completion instead.
+fn kill_at(f: &Fixture, args: &[&str], n: usize) -> bool {
+    let mut c = Command::new("strace");
+    c.args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("trace={STEPS}"))
+        .arg("-e")
+        .arg(format!("inject={STEPS}:signal=KILL:when={n}"))
+        .arg(KEEL)
+        .args(args)
+        .arg("--sysroot")
+        .arg(&f.sysroot);
+    run(&mut c).status.success()
+}
+
+/// Kill `args` at step 1, 2, ... until it completes; after each kill the sysroot must be
+/// consistent and ostree must agree. `prepare` runs before each attempt. Returns (kills, kills
+/// that cut an entry swap in half).
+fn kill_at_every_step(
+    f: &Fixture,
+    what: &str,
+    prepare: impl Fn(usize),
+    args: impl Fn(usize) -> Vec<String>,
+) -> (usize, usize) {
+    let mut cut = 0;
+    for n in 1..80 {
+        prepare(n);
+        let a = args(n);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        if kill_at(f, &a, n) {
+            return (n - 1, cut);
+        }
+        cut += usize::from(f.interrupted_swap());
+        f.assert_consistent(&format!("{what} killed at step {n}"));
+        // `keel status` (inside assert_consistent) finished the interrupted swap: ostree agrees.
+        assert_eq!(
+            f.ostree_status(),
+            f.names(),
+            "ostree agrees after {what} killed at step {n}"
+        );
+    }
+    panic!("{what} never completed");
+}
+
+#[test]
+fn sigkill_at_every_step_of_deploy_finalize_and_rollback_leaves_a_bootable_sysroot() {
+    let Some(f) = Fixture::new("sigkill") else {
+        return;
+    };
+    if !keel_testsupport::require("sigkill", &["strace"]) {
+        return;
+    }
+    let many = |t: &Path| {
+        for i in 0..50 {
+            fs::write(t.join(format!("usr/etc/f{i}")), format!("{i}")).unwrap();
+        }
+    };
+    f.commit("1", many);
+    ok(&mut f.keel(&["deploy", "keel/test"]));
+    f.commit("2", many);
+    ok(&mut f.keel(&["upgrade"]));
+    let version = |n: usize| {
+        if n.is_multiple_of(2) {
+            "1".to_string()
+        } else {
+            "2".to_string()
+        }
+    };
+
+    let (deploy_kills, deploy_cut) =
+        kill_at_every_step(&f, "deploy", |_| {}, |n| vec!["deploy".into(), version(n)]);
+    let booted = f.names()[0].clone();
+    let (fin_kills, fin_cut) = kill_at_every_step(
+        &f,
+        "finalize",
+        |n| {
+            ok(&mut f.keel(&["deploy", &version(n), "--booted", &booted]));
+        },
+        |_| vec!["finalize".into(), "--booted".into(), booted.clone()],
+    );
+    let (rb_kills, rb_cut) =
+        kill_at_every_step(&f, "rollback", |_| {}, |_| vec!["rollback".into()]);
+    eprintln!(
+        "kills: deploy {deploy_kills} ({deploy_cut} mid-swap), finalize {fin_kills} ({fin_cut}), rollback {rb_kills} ({rb_cut})"
+    );
+    assert!(
+        deploy_kills >= 5 && fin_kills >= 5 && rb_kills >= 5,
+        "too few steps; is strace injecting?"
+    );
+    assert!(
+        deploy_cut > 0 && fin_cut > 0 && rb_cut > 0,
+        "no kill landed inside an entry swap"
+    );
+
+    ok(&mut f.keel(&["cleanup"]));
+    let leftovers: Vec<String> = f
+        .entries()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.ends_with(".conf"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let farms: Vec<String> = fs::read_dir(f.sysroot.join("ostree"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("boot."))
+        .collect();
+    assert_eq!(farms.len(), 2, "one boot.N link and its farm: {farms:?}");
+    assert_eq!(f.deploy_dirs(), f.names().len());
+    f.assert_consistent("end");
+}
+
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn full_esp_fails_before_changing_anything() {
+    let Some(f) = Fixture::new("full_esp") else {
+        return;
+    };
+    if !keel_testsupport::require("full_esp", &["mkfs.ext4", "mount", "umount"]) {
+        return;
+    }
+    let img = f.base.join("esp.img");
+    fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
+    ok(Command::new("mkfs.ext4").args(["-q", "-m", "0"]).arg(&img));
+    let esp = f.sysroot.join("boot");
+    let mounted = run(Command::new("mount")
+        .arg("-o")
+        .arg("loop")
+        .arg(&img)
+        .arg(&esp));
+    if !mounted.status.success() {
+        keel_testsupport::skip(&format!(
+            "full_esp: cannot loop-mount: {}",
+            String::from_utf8_lossy(&mounted.stderr)
+        ));
+        return;
+    }
+    let _guard = Mount(esp.clone());
+    f.commit("1", |_| {});
+    ok(&mut f.keel(&["deploy", "keel/test"]));
+    let before = (f.entries(), f.deploy_dirs(), f.names());
+    f.commit("2", |t| {
+        let big: Vec<u8> = (0..6u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+            .collect();
+        fs::write(t.join("usr/lib/modules/6.1.0-test/vmlinuz"), big).unwrap();
+    });
+    let out = run(&mut f.keel(&["upgrade"]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not enough free space on /dev/loop") && err.contains("(ext4)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("kernel and initramfs") && err.contains("bytes needed"),
+        "{err}"
+    );
+    assert_eq!(
+        (f.entries(), f.deploy_dirs(), f.names()),
+        before,
+        "nothing changed"
+    );
+}
