@@ -90,7 +90,9 @@ impl Sysroot {
         mkdir(&var.join("tmp"), 0o1777)?;
         ensure_symlink("../run/lock", &var.join("lock"))?;
         ensure_symlink("../run", &var.join("run"))?;
-        mkdir(&path.join("boot/loader/entries"), 0o755)?;
+        // The ESP may already be mounted there: vfat refuses chmod, so no mode is set.
+        let entries = path.join("boot/loader/entries");
+        fs::create_dir_all(&entries).at(&entries)?;
         Self::open(path, stateroot)
     }
 

@@ -648,3 +648,55 @@ fn full_esp_fails_before_changing_anything() {
         "nothing changed"
     );
 }
+
+#[test]
+fn prepare_root_mounts_the_deployment_in_a_private_mount_namespace() {
+    let Some(f) = Fixture::new("prepare_root") else {
+        return;
+    };
+    if !keel_testsupport::require("prepare_root", &["unshare", "mount"]) {
+        return;
+    }
+    f.commit("1", |_| {});
+    ok(&mut f.keel(&["deploy", "keel/test"]));
+    let name = f.names()[0].clone();
+    fs::write(
+        f.sysroot.join("ostree/deploy/keel/var/lib/marker"),
+        "shared var",
+    )
+    .unwrap();
+    let (_, entry) = f.entries().into_iter().next().unwrap();
+    let options = entry
+        .lines()
+        .find_map(|l| l.strip_prefix("options "))
+        .unwrap()
+        .to_string();
+    let cmdline = f.base.join("cmdline");
+    fs::write(&cmdline, format!("BOOT_IMAGE=/vmlinuz {options} quiet\n")).unwrap();
+    // In a private mount namespace with its own /run: the sysroot is a mount point, as
+    // /sysroot is in the initramfs; nothing leaks to the host.
+    let script = format!(
+        r#"set -e
+mount -t tmpfs tmpfs /run
+mount --bind "$S" "$S"
+"$KEEL" prepare-root --sysroot "$S" --cmdline "$CMDLINE"
+test -f /run/ostree-booted
+test -f "$S/usr/lib/modules/6.1.0-test/vmlinuz"
+test "$(cat "$S/var/lib/marker")" = "shared var"
+test -d "$S/sysroot/ostree/deploy/keel/deploy/{name}"
+touch "$S/etc/written-at-boot"
+if touch "$S/usr/written" 2>/dev/null; then echo "/usr is writable"; exit 1; fi
+echo mounted"#
+    );
+    let out = ok(Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("S", &f.sysroot)
+        .env("KEEL", KEEL)
+        .env("CMDLINE", &cmdline));
+    assert!(
+        out.contains(&format!("Mounted deployment {name}")) && out.ends_with("mounted\n"),
+        "{out}"
+    );
+    assert!(f.deploy_dir(&name).join("etc/written-at-boot").is_file());
+    assert!(!f.deploy_dir(&name).join("usr/written").exists());
+}
