@@ -17,6 +17,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// mmdebstrap's hook that sets up merged /usr before any package is unpacked.
+pub const MERGED_USR_HOOK: &str = "/usr/share/mmdebstrap/hooks/merged-usr";
+
 /// What went wrong while building the root filesystem.
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -117,6 +120,18 @@ impl Bootstrap<'_> {
             // Kernel packages would otherwise build an initramfs on install; compose builds its own.
             .env("INITRD", "No")
             .env("LC_ALL", "C.UTF-8");
+        // Merged /usr the debootstrap way (directory symlinks + usr-is-merged), without the
+        // usrmerge package and the perl it drags in.
+        if !Path::new(MERGED_USR_HOOK).is_dir() {
+            return Err(BootstrapError::Io {
+                path: MERGED_USR_HOOK.into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "mmdebstrap's merged-usr hook is missing; install mmdebstrap >= 1.3 (Debian 12)",
+                ),
+            });
+        }
+        c.arg(format!("--hook-dir={MERGED_USR_HOOK}"));
         if !spec.packages.install.is_empty() {
             c.arg(format!("--include={}", spec.packages.install.join(",")));
         }
@@ -185,6 +200,7 @@ impl Bootstrap<'_> {
 
     /// Build the tree at `target` (which must not exist or be empty).
     pub fn run(&self, target: &Path) -> Result<Downloads, BootstrapError> {
+        let _lock = self.lock_cache()?;
         let before = self.cached_debs()?;
         let mut c = self.command(target)?;
         tracing::info!("running {}", cmd::display(&c));
@@ -200,6 +216,25 @@ impl Bootstrap<'_> {
             }
         }
         Ok(d)
+    }
+
+    /// Hold an exclusive lock on the cache for the whole run, so that composes sharing a cache
+    /// never read a package another one is still copying in.
+    fn lock_cache(&self) -> Result<Option<std::fs::File>, BootstrapError> {
+        let Some(cache) = self.cache else {
+            return Ok(None);
+        };
+        std::fs::create_dir_all(cache).map_err(io_err(cache))?;
+        let path = cache.join(".lock");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| io_err(&path)(e.into()))?;
+        Ok(Some(f))
     }
 
     fn cached_debs(&self) -> Result<BTreeSet<(String, u64)>, BootstrapError> {
