@@ -68,13 +68,16 @@ pub enum NodeCommand {
     },
     /// Deploy a given version or commit (staged on a booted node).
     #[command(
-        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n\nVERSION is looked up in the history of the origin ref; otherwise REV is a commit, a unique prefix or a ref."
+        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n  keel deploy keel/stable/x86_64 --karg root=LABEL=root --karg rw\n\nVERSION is looked up in the history of the origin ref; otherwise REV is a commit, a unique prefix or a ref."
     )]
     Deploy {
         #[command(flatten)]
         common: Common,
         /// A version of the origin ref's history, a commit checksum (or unique prefix), or a ref.
         rev: String,
+        /// Kernel argument of the new deployment (repeat it; replaces the inherited ones).
+        #[arg(long = "karg", value_name = "KARG")]
+        kargs: Vec<String>,
         /// Reboot into it afterwards.
         #[arg(long)]
         reboot: bool,
@@ -344,6 +347,7 @@ pub fn run(command: NodeCommand) -> Result<()> {
         NodeCommand::Deploy {
             common,
             rev,
+            kargs,
             reboot: do_reboot,
         } => {
             let s = common.open()?;
@@ -356,6 +360,7 @@ pub fn run(command: NodeCommand) -> Result<()> {
                 &DeployOptions {
                     stage,
                     origin_refspec,
+                    kargs: (!kargs.is_empty()).then_some(kargs),
                     ..Default::default()
                 },
             )?;

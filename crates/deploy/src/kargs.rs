@@ -27,6 +27,20 @@ pub fn split(options: &str) -> Vec<String> {
         .collect()
 }
 
+/// The karg that makes the initramfs run Ignition: it belongs to the first boot of the first
+/// deployment only.
+pub const FIRSTBOOT: &str = "ignition.firstboot";
+
+/// Kargs a new deployment takes over from the one it replaces: all but [`FIRSTBOOT`], so that
+/// an upgrade never provisions again.
+pub fn inherit(kargs: &[String]) -> Vec<String> {
+    kargs
+        .iter()
+        .filter(|a| key(a) != FIRSTBOOT)
+        .cloned()
+        .collect()
+}
+
 /// Apply edits in order.
 pub fn apply(kargs: &[String], edits: &[KargEdit]) -> Result<Vec<String>, DeployError> {
     let mut out = kargs.to_vec();
@@ -84,6 +98,21 @@ fn check(arg: &str) -> Result<(), DeployError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inherited_kargs_drop_the_firstboot_flag() {
+        let table = [
+            (
+                "root=LABEL=root rw ignition.firstboot ignition.platform.id=qemu",
+                "root=LABEL=root rw ignition.platform.id=qemu",
+            ),
+            ("ignition.firstboot=1 quiet", "quiet"),
+            ("quiet", "quiet"),
+        ];
+        for (from, want) in table {
+            assert_eq!(inherit(&split(from)).join(" "), want, "{from}");
+        }
+    }
 
     #[test]
     fn edits_apply_in_order() {

@@ -161,7 +161,7 @@ impl Sysroot {
         )?;
         let kargs = match (&opts.kargs, &merge) {
             (Some(k), _) => k.clone(),
-            (None, Some(m)) => m.kargs.clone(),
+            (None, Some(m)) => kargs::inherit(&m.kargs),
             (None, None) => Vec::new(),
         };
         let refspec = match (&opts.origin_refspec, &merge) {
@@ -400,7 +400,7 @@ impl Sysroot {
         let m = self
             .merge_deployment(&state)
             .ok_or_else(|| DeployError::State("no deployment yet; deploy one first".into()))?;
-        let new = kargs::apply(&m.kargs, edits)?;
+        let new = kargs::apply(&kargs::inherit(&m.kargs), edits)?;
         self.deploy(
             &m.commit,
             &DeployOptions {

@@ -232,7 +232,16 @@ fn upgrade_keeps_etc_and_var_and_ostree_reads_the_sysroot() {
         return;
     };
     f.commit("1", |_| {});
-    ok(&mut f.keel(&["deploy", "keel/test"]));
+    ok(&mut f.keel(&[
+        "deploy",
+        "keel/test",
+        "--karg",
+        "root=LABEL=root",
+        "--karg",
+        "rw",
+        "--karg",
+        "ignition.firstboot",
+    ]));
     let d1 = f.names()[0].clone();
     let etc1 = f.deploy_dir(&d1).join("etc");
     fs::write(etc1.join("foo.conf"), "local edit").unwrap();
@@ -287,6 +296,15 @@ fn upgrade_keeps_etc_and_var_and_ostree_reads_the_sysroot() {
         .collect();
     assert_eq!(versions, ["2", "1"]);
     assert_eq!(st["deployments"][0]["role"], "default");
+    assert_eq!(
+        st["deployments"][1]["kargs"],
+        serde_json::json!(["root=LABEL=root", "rw", "ignition.firstboot"])
+    );
+    assert_eq!(
+        st["deployments"][0]["kargs"],
+        serde_json::json!(["root=LABEL=root", "rw"]),
+        "an upgrade never provisions again"
+    );
     assert_eq!(st["deployments"][1]["role"], "rollback");
     assert_eq!(st["deployments"][0]["origin"], "keel/test");
     let etc2 = f
