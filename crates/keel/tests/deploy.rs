@@ -615,40 +615,37 @@ impl Drop for Mount {
     }
 }
 
-#[test]
-fn full_esp_fails_before_changing_anything() {
-    let Some(f) = Fixture::new("full_esp") else {
-        return;
-    };
-    if !keel_testsupport::require("full_esp", &["mkfs.ext4", "mount", "umount"]) {
-        return;
+/// Loop-mount a new `mib` MiB ext4 (no root reserve) at `at`; `None` (after a SKIP) when the
+/// kernel cannot.
+fn loop_mount(f: &Fixture, test: &str, mib: u64, at: &Path) -> Option<Mount> {
+    if !keel_testsupport::require(test, &["mkfs.ext4", "mount", "umount"]) {
+        return None;
     }
-    let img = f.base.join("esp.img");
-    fs::File::create(&img).unwrap().set_len(4 << 20).unwrap();
+    let img = f.base.join(format!("{test}.img"));
+    fs::File::create(&img).unwrap().set_len(mib << 20).unwrap();
     ok(Command::new("mkfs.ext4").args(["-q", "-m", "0"]).arg(&img));
-    let esp = f.sysroot.join("boot");
     let mounted = run(Command::new("mount")
         .arg("-o")
         .arg("loop")
         .arg(&img)
-        .arg(&esp));
+        .arg(at));
     if !mounted.status.success() {
         keel_testsupport::skip(&format!(
-            "full_esp: cannot loop-mount: {}",
+            "{test}: cannot loop-mount: {}",
             String::from_utf8_lossy(&mounted.stderr)
         ));
-        return;
+        return None;
     }
-    let _guard = Mount(esp.clone());
+    Some(Mount(at.to_path_buf()))
+}
+
+/// Deploy 1, then upgrade to a 2 that `grow` makes too big: the upgrade must fail naming the
+/// filesystem, what needed the space and the bytes, and change nothing.
+fn upgrade_fails_for_space(f: &Fixture, grow: impl Fn(&Path), what: &str) {
     f.commit("1", |_| {});
     ok(&mut f.keel(&["deploy", "keel/test"]));
     let before = (f.entries(), f.deploy_dirs(), f.names());
-    f.commit("2", |t| {
-        let big: Vec<u8> = (0..6u32 << 20)
-            .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
-            .collect();
-        fs::write(t.join("usr/lib/modules/6.1.0-test/vmlinuz"), big).unwrap();
-    });
+    f.commit("2", grow);
     let out = run(&mut f.keel(&["upgrade"]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -656,14 +653,51 @@ fn full_esp_fails_before_changing_anything() {
         err.contains("not enough free space on /dev/loop") && err.contains("(ext4)"),
         "{err}"
     );
-    assert!(
-        err.contains("kernel and initramfs") && err.contains("bytes needed"),
-        "{err}"
-    );
+    assert!(err.contains(what) && err.contains("bytes needed"), "{err}");
     assert_eq!(
         (f.entries(), f.deploy_dirs(), f.names()),
         before,
         "nothing changed"
+    );
+}
+
+fn noise(len: u32) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect()
+}
+
+#[test]
+fn full_esp_fails_before_changing_anything() {
+    let Some(f) = Fixture::new("full_esp") else {
+        return;
+    };
+    let Some(_esp) = loop_mount(&f, "full_esp", 4, &f.sysroot.join("boot")) else {
+        return;
+    };
+    upgrade_fails_for_space(
+        &f,
+        |t| fs::write(t.join("usr/lib/modules/6.1.0-test/vmlinuz"), noise(6 << 20)).unwrap(),
+        "kernel and initramfs",
+    );
+}
+
+#[test]
+fn full_root_filesystem_fails_before_changing_anything() {
+    let Some(f) = Fixture::new("full_root") else {
+        return;
+    };
+    let Some(_root) = loop_mount(&f, "full_root", 24, &f.sysroot) else {
+        return;
+    };
+    ok(Command::new(KEEL)
+        .args(["init-sysroot", "--sysroot"])
+        .arg(&f.sysroot));
+    // The commit fits in the repository; a second copy of its /etc does not.
+    upgrade_fails_for_space(
+        &f,
+        |t| fs::write(t.join("usr/etc/big.db"), noise(12 << 20)).unwrap(),
+        "a checkout of",
     );
 }
 
