@@ -90,27 +90,6 @@ pub fn compare(a: &Path, b: &Path, opts: &Options) -> io::Result<Vec<Difference>
     Ok(diffs)
 }
 
-/// Panic with the first differences (by path) when trees `a` and `b` differ.
-pub fn assert_same(a: &Path, b: &Path, opts: &Options, context: &str) {
-    let diffs = compare(a, b, opts).unwrap_or_else(|e| {
-        panic!(
-            "{context}: comparing {} with {}: {e}",
-            a.display(),
-            b.display()
-        )
-    });
-    if !diffs.is_empty() {
-        let list: Vec<String> = diffs.iter().map(|d| format!("  {d}")).collect();
-        panic!(
-            "{context}: {} and {} differ (first {}):\n{}",
-            a.display(),
-            b.display(),
-            diffs.len(),
-            list.join("\n")
-        );
-    }
-}
-
 fn kind(m: &fs::Metadata) -> &'static str {
     let t = m.file_type();
     if t.is_dir() {

@@ -59,15 +59,20 @@ struct Builder {
 }
 
 impl Builder {
-    fn dir(&mut self, path: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
-        fs::create_dir_all(path)?;
+    /// Record ownership and mode (None for symlinks) to apply in `finish`.
+    fn later(&mut self, path: &Path, uid: u32, gid: u32, mode: Option<u32>) {
         self.meta.push(Meta {
             path: path.to_owned(),
             uid,
             gid,
-            mode: Some(mode),
+            mode,
             xattrs: Vec::new(),
         });
+    }
+
+    fn dir(&mut self, path: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
+        fs::create_dir_all(path)?;
+        self.later(path, uid, gid, Some(mode));
         Ok(())
     }
 
@@ -80,13 +85,7 @@ impl Builder {
         mode: u32,
     ) -> io::Result<()> {
         fs::write(path, content)?;
-        self.meta.push(Meta {
-            path: path.to_owned(),
-            uid,
-            gid,
-            mode: Some(mode),
-            xattrs: Vec::new(),
-        });
+        self.later(path, uid, gid, Some(mode));
         Ok(())
     }
 
@@ -98,13 +97,7 @@ impl Builder {
 
     fn symlink(&mut self, path: &Path, target: &str, uid: u32, gid: u32) -> io::Result<()> {
         symlink(target, path)?;
-        self.meta.push(Meta {
-            path: path.to_owned(),
-            uid,
-            gid,
-            mode: None,
-            xattrs: Vec::new(),
-        });
+        self.later(path, uid, gid, None);
         Ok(())
     }
 
@@ -290,13 +283,7 @@ pub fn tricky_tree(root: &Path, opts: &TrickyOptions) -> io::Result<Generated> {
         b.dir(&r("large"), 0, 0, 0o755)?;
         let path = r("large/sparse.bin");
         sparse_file(&path, opts.large_file_bytes, &mut b.rng)?;
-        b.meta.push(Meta {
-            path,
-            uid: 0,
-            gid: 0,
-            mode: Some(0o644),
-            xattrs: Vec::new(),
-        });
+        b.later(&path, 0, 0, Some(0o644));
     }
 
     b.finish()?;
