@@ -13,7 +13,7 @@ use keel_testsupport::compare::{self, ModeRule, Options};
 use keel_testsupport::gen::{self, TrickyOptions};
 use keel_testsupport::tools::{assert_success, CommitOpts, Tool, MODES};
 use keel_testsupport::{require, scratch_dir};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn keel() -> Tool {
     Tool::Keel(env!("CARGO_BIN_EXE_keel").into())
@@ -41,30 +41,78 @@ fn user_mode_options() -> Options {
     }
 }
 
-/// Commit `tree` with `writer` into a fresh `mode` repo under `dir`, then check it out with
-/// each reader (normal and user mode) and compare every checkout with the source.
-fn roundtrip(writer: &Tool, readers: &[Tool], mode: &str, tree: &Path, dir: &Path) {
+/// Tree with the given large-file size and number of small files, and a visible SKIP line per
+/// xattr namespace the scratch filesystem does not support.
+fn tricky(dir: &Path, large_file_bytes: u64, small_files: usize) -> PathBuf {
+    let tree = dir.join("tree");
+    let opts = TrickyOptions {
+        large_file_bytes,
+        small_files,
+        ..Default::default()
+    };
+    let generated = gen::tricky_tree(&tree, &opts).expect("generate tricky tree");
+    for ns in ["user", "security", "trusted"] {
+        if !generated.xattr_namespaces.contains(&ns) {
+            eprintln!("SKIP: {ns}.* xattrs: not supported on {}", dir.display());
+        }
+    }
+    tree
+}
+
+/// Commit `tree` with `writer` into a fresh `mode` repo under `dir`, check it out with each
+/// reader (normal and user mode), compare every checkout with the source and run both fscks.
+/// Returns every failure (so one run reports all of them), each with its context.
+fn roundtrip(writer: &Tool, readers: &[Tool], mode: &str, tree: &Path, dir: &Path) -> Vec<String> {
     let repo = dir.join(format!("{}-{mode}", writer.name()));
     writer.init(&repo, mode);
     let rev = writer.commit(&repo, "test/tricky", tree, &CommitOpts::default());
-    for reader in readers {
-        let context = format!(
-            "{mode} repo written by {}, checked out by {}",
-            writer.name(),
-            reader.name()
-        );
-        let dest = dir.join(format!("co-{}-{mode}-{}", writer.name(), reader.name()));
-        reader.checkout(&repo, &rev, &dest, false);
-        compare::assert_same(tree, &dest, &checkout_options(), &context);
-        let dest_u = dest.with_extension("user");
-        reader.checkout(&repo, &rev, &dest_u, true);
-        compare::assert_same(
-            tree,
-            &dest_u,
-            &user_mode_options(),
-            &format!("{context} (user mode)"),
-        );
+    let mut failures = Vec::new();
+    for fsck in [Tool::Ostree, keel()] {
+        let out = fsck.fsck(&repo);
+        if !out.status.success() {
+            failures.push(format!(
+                "{} fsck of the {mode} repo written by {} failed:\n{}{}",
+                fsck.name(),
+                writer.name(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
     }
+    for reader in readers {
+        for (user_mode, opts) in [(false, checkout_options()), (true, user_mode_options())] {
+            let context = format!(
+                "{mode} repo written by {}, checked out by {}{}",
+                writer.name(),
+                reader.name(),
+                if user_mode { " in user mode" } else { "" }
+            );
+            let dest = dir.join(format!(
+                "co-{}-{mode}-{}-{user_mode}",
+                writer.name(),
+                reader.name()
+            ));
+            reader.checkout(&repo, &rev, &dest, user_mode);
+            let diffs = compare::compare(tree, &dest, &opts).expect("compare trees");
+            if !diffs.is_empty() {
+                let list: Vec<String> = diffs.iter().map(|d| format!("  {d}")).collect();
+                failures.push(format!(
+                    "{context}: differs from the source:\n{}",
+                    list.join("\n")
+                ));
+            }
+        }
+    }
+    failures
+}
+
+fn assert_no_failures(failures: &[String]) {
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 /// The harness itself: ostree commit then ostree checkout reproduces the generated tree under
@@ -75,53 +123,22 @@ fn harness_ostree_roundtrip_reproduces_tree() {
         return;
     }
     let dir = scratch_dir("harness");
-    let tree = dir.path().join("tree");
-    let generated = gen::tricky_tree(
-        &tree,
-        &TrickyOptions {
-            large_file_bytes: 1 << 20,
-            ..Default::default()
-        },
-    )
-    .expect("generate tree");
-    for ns in ["user", "security", "trusted"] {
-        if !generated.xattr_namespaces.contains(&ns) {
-            eprintln!(
-                "SKIP: {ns}.* xattrs: not supported on {}",
-                dir.path().display()
-            );
-        }
-    }
+    let tree = tricky(dir.path(), 1 << 20, 20);
+    let mut failures = Vec::new();
     for mode in MODES {
-        roundtrip(&Tool::Ostree, &[Tool::Ostree], mode, &tree, dir.path());
-        assert_success(
-            &Tool::Ostree.fsck(&dir.path().join(format!("ostree-{mode}"))),
-            "ostree fsck",
-        );
+        failures.extend(roundtrip(
+            &Tool::Ostree,
+            &[Tool::Ostree],
+            mode,
+            &tree,
+            dir.path(),
+        ));
     }
+    assert_no_failures(&failures);
 }
 
-/// Tree with the default (large) options, and a visible SKIP per unsupported xattr namespace.
-fn tricky(dir: &Path, large_file_bytes: u64) -> std::path::PathBuf {
-    let tree = dir.join("tree");
-    let generated = gen::tricky_tree(
-        &tree,
-        &TrickyOptions {
-            large_file_bytes,
-            ..Default::default()
-        },
-    )
-    .expect("generate tricky tree");
-    for ns in ["user", "security", "trusted"] {
-        if !generated.xattr_namespaces.contains(&ns) {
-            eprintln!("SKIP: {ns}.* xattrs: not supported on {}", dir.display());
-        }
-    }
-    tree
-}
-
-/// Keel writes every mode; `ostree fsck` (and keel's own fsck) pass, and checkouts by ostree and
-/// by keel, normal and user-mode, reproduce the source tree (incl. a 30 MB sparse-ish file).
+/// Keel writes every mode; `ostree fsck` and keel's fsck pass, and checkouts by ostree and by
+/// keel, normal and user-mode, reproduce the source tree (incl. a 30 MB sparse-ish file).
 #[test]
 fn keel_written_repos_pass_ostree_fsck_and_check_out_identically() {
     if !require(
@@ -132,18 +149,17 @@ fn keel_written_repos_pass_ostree_fsck_and_check_out_identically() {
     }
     let dir = scratch_dir("keel-writes");
     let tree = tricky(dir.path(), 30 << 20, 100);
+    let mut failures = Vec::new();
     for mode in MODES {
-        roundtrip(&keel(), &[Tool::Ostree, keel()], mode, &tree, dir.path());
-        let repo = dir.path().join(format!("keel-{mode}"));
-        assert_success(
-            &Tool::Ostree.fsck(&repo),
-            &format!("ostree fsck of keel's {mode} repo"),
-        );
-        assert_success(
-            &keel().fsck(&repo),
-            &format!("keel fsck of keel's {mode} repo"),
-        );
+        failures.extend(roundtrip(
+            &keel(),
+            &[Tool::Ostree, keel()],
+            mode,
+            &tree,
+            dir.path(),
+        ));
     }
+    assert_no_failures(&failures);
 }
 
 /// ostree writes every mode; keel's fsck passes and keel's checkouts reproduce the source.
@@ -157,14 +173,11 @@ fn ostree_written_repos_pass_keel_fsck_and_check_out_identically() {
     }
     let dir = scratch_dir("ostree-writes");
     let tree = tricky(dir.path(), 4 << 20, 100);
+    let mut failures = Vec::new();
     for mode in MODES {
-        roundtrip(&Tool::Ostree, &[keel()], mode, &tree, dir.path());
-        let repo = dir.path().join(format!("ostree-{mode}"));
-        assert_success(
-            &keel().fsck(&repo),
-            &format!("keel fsck of ostree's {mode} repo"),
-        );
+        failures.extend(roundtrip(&Tool::Ostree, &[keel()], mode, &tree, dir.path()));
     }
+    assert_no_failures(&failures);
 }
 
 /// Same tree, ref, subject, body, timestamp (and metadata) give the same commit checksum from
