@@ -28,11 +28,15 @@ pub enum IgnitionCommand {
 /// Exit status 0 when the config is valid (warnings allowed), 1 when it is not.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keel ignition validate /boot/ignition/config.ign\n  keel ignition validate - < config.ign\n\nExit status: 0 valid (warnings allowed), 1 invalid."
+    after_help = "Examples:\n  keel ignition validate /boot/ignition/config.ign\n  keel ignition validate - < config.ign\n  keel ignition validate --json config.ign | jq .message\n\nExit status: 0 valid (warnings allowed), 1 invalid."
 )]
 pub struct ValidateArgs {
     /// The config file, or `-` for standard input.
     pub file: PathBuf,
+    /// Print each report as a JSON object on its own line
+    /// (`{"severity","path","pos":{"line","col"},"message"}`).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: IgnitionArgs) -> Result<()> {
@@ -58,7 +62,14 @@ fn validate(args: ValidateArgs) -> Result<()> {
     let bytes = read_input(&args.file)?;
     let checked = crate::check(&bytes);
     for r in &checked.reports {
-        println!("{r}");
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string(r).context("serializing a report")?
+            );
+        } else {
+            println!("{r}");
+        }
     }
     if !checked.is_valid() {
         let errors = checked.reports.iter().filter(|r| r.is_error()).count();

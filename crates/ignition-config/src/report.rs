@@ -70,7 +70,7 @@ pub struct Report {
     #[serde(serialize_with = "ser_path")]
     pub path: Option<JsonPath>,
     /// Where in the file; `None` when the problem has no place in the source (merged configs).
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_pos")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pos: Option<Pos>,
     pub message: String,
 }
@@ -78,13 +78,6 @@ pub struct Report {
 fn ser_path<S: serde::Serializer>(p: &Option<JsonPath>, s: S) -> Result<S::Ok, S::Error> {
     match p {
         Some(p) => s.serialize_str(&p.to_string()),
-        None => s.serialize_none(),
-    }
-}
-
-fn ser_pos<S: serde::Serializer>(p: &Option<Pos>, s: S) -> Result<S::Ok, S::Error> {
-    match p {
-        Some(p) => s.serialize_str(&format!("{}:{}", p.line, p.col)),
         None => s.serialize_none(),
     }
 }

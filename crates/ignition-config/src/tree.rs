@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// A 1-based line and column (columns count characters; a tab is one column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord, serde::Serialize)]
 pub struct Pos {
     pub line: usize,
     pub col: usize,

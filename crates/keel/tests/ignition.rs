@@ -63,6 +63,18 @@ fn validate_exit_codes_and_report_lines() {
     assert!(text(&missing.stderr).contains("/nonexistent/x.ign"));
 }
 
+#[test]
+fn validate_json_lines() {
+    let config =
+        "{\"ignition\":{\"version\":\"3.3.0\"},\"storage\":{\"files\":[{\"path\":\"rel\"}]}}";
+    let out = keel(&["ignition", "validate", "--json", "-"], config.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        text(&out.stdout),
+        "{\"severity\":\"error\",\"path\":\"$.storage.files.0.path\",\"pos\":{\"line\":1,\"col\":61},\"message\":\"path not absolute\"}\n"
+    );
+}
+
 const BUTANE: &str = "variant: fcos\nversion: 1.4.0\nstorage:\n  files:\n    - path: /etc/motd\n      mode: 0644\n      contents:\n        local: motd\npasswd:\n  users:\n    - name: core\n      ssh_authorized_keys: [ssh-ed25519 AAAA]\n";
 
 #[test]
