@@ -243,3 +243,45 @@ macro_rules! config_object {
     };
 }
 pub(crate) use config_object;
+
+#[cfg(test)]
+mod tests {
+    use crate::check;
+
+    #[test]
+    fn duplicate_and_case_variant_keys_last_one_wins_like_ignition() {
+        let cases: &[(&str, &str, &[&str])] = &[
+            (
+                r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/a","path":"/b"}]}}"#,
+                "/b",
+                &[],
+            ),
+            (
+                r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/a","PATH":"/b"}]}}"#,
+                "/b",
+                &["Unused key PATH"],
+            ),
+            (
+                r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"Path":"/a","path":"/b"}]}}"#,
+                "/b",
+                &["Unused key Path"],
+            ),
+            (
+                r#"{"Ignition":{"VERSION":"3.3.0"},"storage":{"files":[{"path":"/c"}]}}"#,
+                "/c",
+                &["Unused key Ignition", "Unused key VERSION"],
+            ),
+        ];
+        for (json, path, warnings) in cases {
+            let checked = check(json.as_bytes());
+            let cfg = checked.config.as_ref().unwrap();
+            assert_eq!(
+                cfg.storage().files[0].path.as_deref(),
+                Some(*path),
+                "{json}"
+            );
+            let got: Vec<&str> = checked.reports.iter().map(|r| r.message.as_str()).collect();
+            assert_eq!(got, *warnings, "{json}");
+        }
+    }
+}
