@@ -96,19 +96,16 @@ fn unreadable_file_aborts_the_commit_with_its_path_and_no_ref_moves() {
     base_tree(&tree);
     std::fs::create_dir(&repo).unwrap();
     std::os::unix::fs::chown(&repo, Some(65534), Some(65534)).unwrap();
-    let bin = env!("CARGO_BIN_EXE_keel");
+    // The build tree may sit below a directory user 65534 cannot enter (e.g. /root): run a copy.
+    let bin = dir.path().join("keel");
+    std::fs::copy(env!("CARGO_BIN_EXE_keel"), &bin).expect("copy the keel binary");
     let as_nobody = |args: &[&str]| {
         let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            bin,
-            "repo",
-            "--repo",
-        ])
-        .arg(&repo)
-        .args(args);
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&bin)
+            .args(["repo", "--repo"])
+            .arg(&repo)
+            .args(args);
         c.output().expect("run setpriv")
     };
     assert_success(
