@@ -59,8 +59,9 @@ fn tricky(dir: &Path, large_file_bytes: u64, small_files: usize) -> PathBuf {
     tree
 }
 
-/// Commit `tree` with `writer` into a fresh `mode` repo under `dir`, check it out with each
-/// reader (normal and user mode), compare every checkout with the source and run both fscks.
+/// Commit `tree` with `writer` into a fresh `mode` repo under `dir`, run both fscks, compare
+/// both tools' `ls -R -C` of it, check it out with each reader (normal and user mode) and
+/// compare every checkout with the source.
 /// Returns every failure (so one run reports all of them), each with its context.
 fn roundtrip(writer: &Tool, readers: &[Tool], mode: &str, tree: &Path, dir: &Path) -> Vec<String> {
     let repo = dir.join(format!("{}-{mode}", writer.name()));
@@ -78,6 +79,16 @@ fn roundtrip(writer: &Tool, readers: &[Tool], mode: &str, tree: &Path, dir: &Pat
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+    }
+    let listings: Vec<String> = [Tool::Ostree, keel()]
+        .iter()
+        .map(|t| t.ok(&repo, "ls", &["-R", "-C", &rev]))
+        .collect();
+    if listings[0] != listings[1] {
+        failures.push(format!(
+            "`ls -R -C` of the {mode} repo written by {}: ostree and keel list it differently",
+            writer.name()
+        ));
     }
     for reader in readers {
         for (user_mode, opts) in [(false, checkout_options()), (true, user_mode_options())] {
