@@ -21,7 +21,7 @@ pub enum ProvisionCommand {
     #[command(
         after_help = "Stages run in this order: fetch-offline, fetch, kargs, disks, mount, files, umount.\n\nExamples:\n  keel ignition stage fetch-offline --root /sysroot --platform qemu\n  keel ignition stage files --root /sysroot --platform metal\n  keel ignition stage files --root /tmp/root --platform file --config-file cfg.ign \\\n      --config-cache /tmp/w/ignition.json --state-file /tmp/w/state --neednet /tmp/w/neednet"
     )]
-    Stage(StageArgs),
+    Stage(Box<StageArgs>),
     /// Remove the first-boot marker (`ignition.firstboot` on the boot partition) after all stages succeeded.
     #[command(after_help = "Example:\n  keel ignition firstboot-complete --boot /boot")]
     FirstbootComplete(FirstbootArgs),
@@ -96,7 +96,7 @@ pub struct FirstbootArgs {
 pub fn run(cmd: ProvisionCommand) -> Result<()> {
     match cmd {
         ProvisionCommand::Apply(a) => apply(a),
-        ProvisionCommand::Stage(s) => stage(s),
+        ProvisionCommand::Stage(s) => stage(*s),
         ProvisionCommand::FirstbootComplete(f) => crate::firstboot::complete(&f.boot),
     }
 }

@@ -1,7 +1,9 @@
 //! Files, directories and links of `storage`, written into the target root.
 //!
-//! Order: directories (shallowest first), then files in parallel (each fetched, then written
-//! atomically: temp file, owner, mode, fsync, rename), then symbolic links, then hard links.
+//! Order: directories (shallowest first), then files in parallel (each fetched and written to a
+//! temp file with its owner and mode), then all files at once made durable (`syncfs`), renamed
+//! into place and the renames made durable (see `keel_utils::batch`), then symbolic links, then
+//! hard links.
 //! Missing parent directories are created 0755 root:root.
 //!
 //! Re-running the same config on the same root is idempotent (see `docs` in KNOWN-DIFFERENCES):
@@ -13,6 +15,7 @@ use crate::resource::Fetcher;
 use crate::rootfs::{self, Accounts};
 use anyhow::{bail, Context, Result};
 use keel_ignition_config::types::{Directory, File, Link, NodeGroup, NodeUser, Storage};
+use keel_utils::batch::Batch;
 use rayon::prelude::*;
 use std::fs;
 use std::io::Write;
@@ -43,17 +46,23 @@ pub fn apply(
             format!("creating directory {path:?}"),
         )?;
     }
+    let batch = Batch::new();
     storage
         .files
         .par_iter()
         .enumerate()
         .try_for_each(|(i, f)| {
             let path = f.path.as_deref().unwrap_or_default();
-            file(root, f, fetcher, accounts).at(
+            file(root, f, fetcher, accounts, &batch).at(
                 format!("$.storage.files.{i}"),
                 format!("writing file {path:?}"),
             )
         })?;
+    let staged = batch.len();
+    batch
+        .commit(root)
+        .with_context(|| format!("making {staged} files durable under {}", root.display()))
+        .at("$.storage.files", "writing files")?;
     let (hard, soft): (Vec<_>, Vec<_>) = storage
         .links
         .iter()
@@ -138,7 +147,13 @@ fn directory(root: &Path, d: &Directory, accounts: &Accounts) -> Result<()> {
     set_owner_mode(&host, uid, gid, d.mode_or_default())
 }
 
-fn file(root: &Path, f: &File, fetcher: &Fetcher, accounts: &Accounts) -> Result<()> {
+fn file(
+    root: &Path,
+    f: &File,
+    fetcher: &Fetcher,
+    accounts: &Accounts,
+    batch: &Batch,
+) -> Result<()> {
     let host = rootfs::resolve(root, f.path.as_deref().unwrap_or_default())?;
     let (uid, gid) = owner(f.user.as_ref(), f.group.as_ref(), accounts)?;
     let mode = f.mode_or_default();
@@ -185,16 +200,17 @@ fn file(root: &Path, f: &File, fetcher: &Fetcher, accounts: &Accounts) -> Result
         }
     };
     parents(&host)?;
-    keel_utils::fsutil::write_atomic_with(&host, mode, |out| {
-        out.write_all(&data)?;
-        rustix::fs::fchown(
-            &*out,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )?;
-        Ok(())
-    })
-    .with_context(|| format!("writing {}", host.display()))
+    batch
+        .stage(&host, mode, |out| {
+            out.write_all(&data)?;
+            rustix::fs::fchown(
+                &*out,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )?;
+            Ok(())
+        })
+        .with_context(|| format!("writing {}", host.display()))
 }
 
 fn remove_any(host: &Path, m: &fs::Metadata) -> Result<()> {

@@ -6,11 +6,13 @@
 //! - [`sources`], [`cmdline`], [`resource`], [`tftp`]: where configs come from and how
 //!   resources are fetched, decompressed and verified.
 //! - [`files`], [`units`], [`passwd`], [`rootfs`]: what the files stage writes into the root.
-//! - [`disks`], [`mount`]: partitions, RAID, LUKS, filesystems and their mounts.
+//! - [`disks`], [`mount`], [`crypttab`]: partitions, RAID, LUKS, filesystems, their mounts,
+//!   and the LUKS entries of the root.
 //! - [`firstboot`]: the first-boot marker.
 
 pub mod cli;
 pub mod cmdline;
+pub mod crypttab;
 pub mod disks;
 pub mod error;
 pub mod files;

@@ -84,6 +84,7 @@ pub fn run(stage: Stage, env: &StageEnv) -> Result<()> {
         Stage::Files => {
             let cfg = final_config(env)?;
             let counts = apply_config(&env.root, &cfg, &Fetcher::online(&cfg, Vec::new())?)?;
+            crate::crypttab::apply(&env.root, &cfg.storage().luks, &env.luks_key_dir)?;
             tracing::info!(
                 "files stage: {} files, {} directories, {} links",
                 counts.files,

@@ -168,7 +168,8 @@ mod tests {
     #[test]
     fn split_url_table() {
         let ok = |h: &str, p: &str| Ok::<_, ()>((h.to_string(), p.to_string()));
-        let cases: &[(&str, Result<(String, String), ()>)] = &[
+        type Want = Result<(String, String), ()>;
+        let cases: &[(&str, Want)] = &[
             ("tftp://127.0.0.1/a/b.ign", ok("127.0.0.1:69", "a/b.ign")),
             ("tftp://127.0.0.1:6969/c", ok("127.0.0.1:6969", "c")),
             ("tftp://host.example/x", ok("host.example:69", "x")),

@@ -308,12 +308,24 @@ fn luks2_volume_with_key_file() {
         "luks": [{"name": "keeltest", "device": disk.dev, "label": "sealed", "keyFile": {"source": "data:,secret-key"}, "options": ["--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000"]}],
         "filesystems": [{"device": "/dev/mapper/keeltest", "format": "ext4", "label": "inside"}]}});
     let env = env_for(tmp.path(), cfg);
-    let result = run(&env, &[Stage::FetchOffline, Stage::Disks]);
+    let result = run(&env, &[Stage::FetchOffline, Stage::Disks, Stage::Files]);
     let _ = Command::new("cryptsetup")
         .args(["close", "keeltest"])
         .status();
     result.unwrap();
     assert_eq!(blkid(&disk.dev, "TYPE"), "crypto_LUKS");
+    let crypttab = std::fs::read_to_string(env.root.join("etc/crypttab")).unwrap();
+    assert_eq!(
+        crypttab,
+        format!(
+            "keeltest UUID={} /etc/luks/keeltest luks\n",
+            blkid(&disk.dev, "UUID")
+        )
+    );
+    assert_eq!(
+        std::fs::read(env.root.join("etc/luks/keeltest")).unwrap(),
+        b"secret-key"
+    );
     assert_eq!(
         std::fs::read(PathBuf::from(&env.luks_key_dir).join("keeltest")).unwrap(),
         b"secret-key"

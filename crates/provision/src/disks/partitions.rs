@@ -300,7 +300,8 @@ mod tests {
             size_mib: size,
             ..Default::default()
         };
-        let cases: Vec<(Vec<Partition>, Result<Vec<&str>, &str>)> = vec![
+        type Case = (Vec<Partition>, Result<Vec<&'static str>, &'static str>);
+        let cases: Vec<Case> = vec![
             (vec![p(1, Some("boot"), Some(10))], Ok(vec![])),
             (vec![p(2, Some("root"), Some(0))], Ok(vec![])),
             (
