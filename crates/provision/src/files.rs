@@ -18,7 +18,6 @@ use keel_ignition_config::types::{Directory, File, Link, NodeGroup, NodeUser, St
 use keel_utils::batch::Batch;
 use rayon::prelude::*;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
@@ -201,15 +200,7 @@ fn file(
     };
     parents(&host)?;
     batch
-        .stage(&host, mode, |out| {
-            out.write_all(&data)?;
-            rustix::fs::fchown(
-                &*out,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )?;
-            Ok(())
-        })
+        .stage(&host, mode, rootfs::owned_content(&data, uid, gid))
         .with_context(|| format!("writing {}", host.display()))
 }
 

@@ -8,7 +8,6 @@ use anyhow::{Context, Result};
 use keel_ignition_config::types::{Passwd, PasswdGroup, PasswdUser};
 use keel_utils::cmd;
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -85,67 +84,29 @@ fn group(root: &Path, g: &PasswdGroup, accounts: &Accounts) -> Result<()> {
     Ok(())
 }
 
-/// The `useradd` arguments for a new user (before `--root`).
-pub fn useradd_args(u: &PasswdUser) -> Vec<String> {
-    let mut a: Vec<String> = Vec::new();
-    let mut push = |k: &str, v: &str| {
-        a.push(k.to_string());
-        a.push(v.to_string());
-    };
-    push(
-        "--password",
-        u.password_hash
-            .as_deref()
-            .filter(|h| !h.is_empty())
-            .unwrap_or("*"),
-    );
-    if let Some(uid) = u.uid {
-        push("--uid", &uid.to_string());
-    }
-    if let Some(g) = &u.gecos {
-        push("--comment", g);
-    }
-    if let Some(h) = &u.home_dir {
-        push("--home-dir", h);
-    }
-    if let Some(g) = &u.primary_group {
-        push("--gid", g);
-    }
-    if !u.groups.is_empty() {
-        push("--groups", &u.groups.join(","));
-    }
-    if let Some(s) = &u.shell {
-        push("--shell", s);
-    }
-    a.push(
-        if u.no_create_home == Some(true) {
-            "--no-create-home"
-        } else {
-            "--create-home"
-        }
-        .into(),
-    );
-    for (flag, set) in [
-        ("--no-user-group", u.no_user_group),
-        ("--system", u.system),
-        ("--no-log-init", u.no_log_init),
-    ] {
-        if set == Some(true) {
-            a.push(flag.into());
-        }
-    }
-    a
+/// Which tool the arguments are for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tool {
+    /// `useradd` for a new user.
+    Add,
+    /// `usermod` for an existing user: only the fields the config sets.
+    Modify,
 }
 
-/// The `usermod` arguments for an existing user: only the fields the config sets.
-pub fn usermod_args(u: &PasswdUser) -> Vec<String> {
+/// The `useradd`/`usermod` arguments for `u` (before `--root` and the name).
+pub fn account_args(u: &PasswdUser, tool: Tool) -> Vec<String> {
+    let add = tool == Tool::Add;
     let mut a: Vec<String> = Vec::new();
     let mut push = |k: &str, v: &str| {
         a.push(k.to_string());
         a.push(v.to_string());
     };
-    if let Some(h) = &u.password_hash {
-        push("--password", if h.is_empty() { "*" } else { h });
+    // A new user without a hash gets a locked password; `""` also means locked.
+    match u.password_hash.as_deref() {
+        Some(h) if !h.is_empty() => push("--password", h),
+        Some(_) => push("--password", "*"),
+        None if add => push("--password", "*"),
+        None => {}
     }
     if let Some(uid) = u.uid {
         push("--uid", &uid.to_string());
@@ -154,7 +115,7 @@ pub fn usermod_args(u: &PasswdUser) -> Vec<String> {
         push("--comment", g);
     }
     if let Some(h) = &u.home_dir {
-        push("--home", h);
+        push(if add { "--home-dir" } else { "--home" }, h);
     }
     if let Some(g) = &u.primary_group {
         push("--gid", g);
@@ -165,9 +126,23 @@ pub fn usermod_args(u: &PasswdUser) -> Vec<String> {
     if let Some(s) = &u.shell {
         push("--shell", s);
     }
-    if u.home_dir.is_some() {
-        a.push("--move-home".into());
-    }
+    let flags: &[(&str, bool)] = if add {
+        &[
+            ("--no-create-home", u.no_create_home == Some(true)),
+            ("--create-home", u.no_create_home != Some(true)),
+            ("--no-user-group", u.no_user_group == Some(true)),
+            ("--system", u.system == Some(true)),
+            ("--no-log-init", u.no_log_init == Some(true)),
+        ]
+    } else {
+        &[("--move-home", u.home_dir.is_some())]
+    };
+    a.extend(
+        flags
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(f, _)| f.to_string()),
+    );
     a
 }
 
@@ -181,11 +156,7 @@ fn user(root: &Path, u: &PasswdUser, accounts: &Accounts) -> Result<()> {
         }
         return Ok(());
     }
-    let args = if exists {
-        usermod_args(u)
-    } else {
-        useradd_args(u)
-    };
+    let args = account_args(u, if exists { Tool::Modify } else { Tool::Add });
     if exists && args.is_empty() {
         return Ok(());
     }
@@ -224,15 +195,11 @@ fn ssh_keys(root: &Path, name: &str, keys: &[String], accounts: &Accounts) -> Re
     let mut text = keys.join("\n");
     text.push('\n');
     let path = dir.join("ignition");
-    keel_utils::fsutil::write_atomic_with(&path, 0o600, |f| {
-        f.write_all(text.as_bytes())?;
-        rustix::fs::fchown(
-            &*f,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )?;
-        Ok(())
-    })
+    keel_utils::fsutil::write_atomic_with(
+        &path,
+        0o600,
+        rootfs::owned_content(text.as_bytes(), uid, gid),
+    )
     .with_context(|| format!("writing {}", path.display()))
 }
 
@@ -313,8 +280,8 @@ mod tests {
             ),
         ];
         for (u, add, modify) in cases {
-            assert_eq!(useradd_args(&u), add);
-            assert_eq!(usermod_args(&u), modify);
+            assert_eq!(account_args(&u, Tool::Add), add);
+            assert_eq!(account_args(&u, Tool::Modify), modify);
         }
     }
 }

@@ -126,6 +126,24 @@ impl Accounts {
     }
 }
 
+/// A writer for `fsutil`/`batch` temp files: the data, then the owner (before the mode is set,
+/// since chown clears set-id bits).
+pub fn owned_content(
+    data: &[u8],
+    uid: u32,
+    gid: u32,
+) -> impl FnOnce(&mut std::fs::File) -> std::io::Result<()> + '_ {
+    move |f| {
+        std::io::Write::write_all(f, data)?;
+        rustix::fs::fchown(
+            &*f,
+            Some(rustix::fs::Uid::from_raw(uid)),
+            Some(rustix::fs::Gid::from_raw(gid)),
+        )?;
+        Ok(())
+    }
+}
+
 fn read_lines(path: &Path) -> Result<Vec<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(s
