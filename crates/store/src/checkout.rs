@@ -76,6 +76,20 @@ impl Repo {
     }
 }
 
+/// Hardlink an object; false when the filesystem cannot (other device, too many links).
+fn try_link(object: &Path, dest: &Path) -> Result<bool, StoreError> {
+    match fs::hard_link(object, dest) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
+                || e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e).at(dest),
+    }
+}
+
 impl Ctx<'_> {
     fn dir(&self, tree: &Checksum, meta: &Checksum, dest: &Path) -> Result<(), StoreError> {
         let t = self.repo.read_dirtree(tree)?;
@@ -118,19 +132,32 @@ impl Ctx<'_> {
                 RepoMode::BareUser => self.opts.user_mode,
                 RepoMode::Archive => false,
             };
-        let mut obj = self.repo.open_content(c)?;
-        // Like OSTree, empty files are always copied: they are often modified in place (lock files).
-        let linkable = can_link
-            && !(mode == RepoMode::BareUser && obj.header.is_symlink())
-            && (obj.size != 0 || obj.header.is_symlink());
-        if linkable {
-            match fs::hard_link(&obj.path, dest) {
-                Ok(()) => return Ok(()),
-                Err(e)
-                    if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
-                        || e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) => {}
-                Err(e) => return Err(e).at(dest),
+        // Like OSTree, empty files are always copied: they are often modified in place (lock
+        // files). In bare and bare-user-only repositories the object's own lstat tells what it is.
+        if can_link && mode != RepoMode::BareUser {
+            let path = self.repo.object_path(ObjectType::File, c);
+            let md = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::MissingObject {
+                    kind: ObjectType::File,
+                    checksum: *c,
+                },
+                _ => StoreError::Io {
+                    path: path.clone(),
+                    source: e,
+                },
+            })?;
+            if (md.len() != 0 || md.file_type().is_symlink()) && try_link(&path, dest)? {
+                return Ok(());
             }
+        }
+        let mut obj = self.repo.open_content(c)?;
+        if can_link
+            && mode == RepoMode::BareUser
+            && !obj.header.is_symlink()
+            && obj.size != 0
+            && try_link(&obj.path, dest)?
+        {
+            return Ok(());
         }
         let h: &FileHeader = &obj.header;
         if h.is_symlink() {

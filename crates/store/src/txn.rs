@@ -173,12 +173,11 @@ impl<'r> Transaction<'r> {
     /// Reserve an object for writing: false if it already exists in the repository or was
     /// already written in this transaction.
     pub fn claim(&self, t: ObjectType, c: &Checksum) -> bool {
-        let mut staged = self.staged.lock().unwrap_or_else(|e| e.into_inner());
-        if staged.contains(&(t, *c)) || self.repo.has_object(t, c) {
+        let lock = || self.staged.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(&(t, *c)) || self.repo.has_object(t, c) {
             return false;
         }
-        staged.insert((t, *c));
-        true
+        lock().insert((t, *c))
     }
 
     fn unclaim(&self, t: ObjectType, c: &Checksum) {
