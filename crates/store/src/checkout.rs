@@ -17,7 +17,8 @@ use std::path::Path;
 /// Options for [`Repo::checkout`].
 #[derive(Debug, Clone, Default)]
 pub struct CheckoutOptions {
-    /// Do not apply ownership or xattrs; strip setuid/setgid (like `ostree checkout -U`).
+    /// Do not apply ownership or xattrs; strip setuid/setgid (like `ostree checkout -U`). From a
+    /// bare repository this copies, since the objects carry their real owners and modes.
     pub user_mode: bool,
     /// Always copy content instead of hardlinking repository objects.
     pub copy: bool,
@@ -128,7 +129,8 @@ impl Ctx<'_> {
         let mode = self.repo.mode();
         let can_link = !self.opts.copy
             && match mode {
-                RepoMode::Bare | RepoMode::BareUserOnly => true,
+                RepoMode::Bare => !self.opts.user_mode,
+                RepoMode::BareUserOnly => true,
                 RepoMode::BareUser => self.opts.user_mode,
                 RepoMode::Archive => false,
             };
