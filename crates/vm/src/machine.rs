@@ -85,19 +85,28 @@ impl Machine {
     }
 
     /// Wait until SSH answers and systemd has finished starting up (`running` or
-    /// `degraded`); returns the time from QEMU start to that point and the system state.
+    /// `degraded`); returns the time from QEMU start to that point and the system state. Gives
+    /// up at once when QEMU exits or the console shows emergency mode, quoting the console's
+    /// failure lines.
     pub fn wait_ready(&mut self, timeout: Duration) -> Result<(Duration, String)> {
         let ssh = self.ssh()?.clone();
         let deadline = timeout.saturating_sub(self.elapsed());
+        let console = self.console.clone();
+        let mark = self.boot_mark;
+        let qemu_log = self.stderr_log.clone();
         let child = &mut self.child;
-        ssh.wait_ready(deadline, || matches!(child.try_wait(), Ok(None)))
-            .with_context(|| {
-                format!(
-                    "console log: {}; QEMU said: {}",
-                    self.console.path().display(),
-                    self.qemu_stderr()
-                )
-            })?;
+        ssh.wait_ready(deadline, || {
+            if !matches!(child.try_wait(), Ok(None)) {
+                let said = std::fs::read_to_string(&qemu_log).unwrap_or_default();
+                bail!("QEMU exited ({})", said.trim());
+            }
+            let text = console.since(mark);
+            if EMERGENCY.iter().any(|p| text.contains(p)) {
+                bail!("the VM entered emergency mode:\n{}", failure_lines(&text));
+            }
+            Ok(())
+        })
+        .with_context(|| format!("console log: {}", self.console.path().display()))?;
         let out = ssh.output("systemctl is-system-running --wait")?;
         let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Ok((self.elapsed(), state))
@@ -131,6 +140,22 @@ impl Machine {
         }
         let _ = self.child.wait();
     }
+}
+
+/// Console text systemd prints when boot stops in emergency mode.
+pub const EMERGENCY: &[&str] = &["Entering emergency mode", "You are in emergency mode"];
+
+/// The console lines that explain a failed boot (failed units and error messages), cleaned of
+/// terminal escapes.
+pub fn failure_lines(text: &str) -> String {
+    text.lines()
+        .map(crate::console::strip_control)
+        .filter(|l| {
+            let lower = l.to_lowercase();
+            lower.contains("failed") || lower.contains("error")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Machine {

@@ -110,8 +110,13 @@ impl SshTarget {
             .with_context(|| format!("starting ssh for `{remote}`"))
     }
 
-    /// Poll until a trivial command succeeds, `alive` turns false, or `timeout` passes.
-    pub fn wait_ready(&self, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<()> {
+    /// Poll until a trivial command succeeds, `check` fails (the VM died or is stuck), or
+    /// `timeout` passes.
+    pub fn wait_ready(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut() -> Result<()>,
+    ) -> Result<()> {
         let start = Instant::now();
         loop {
             let last = match self.output("true") {
@@ -119,12 +124,8 @@ impl SshTarget {
                 Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => format!("{e:#}"),
             };
-            if !alive() {
-                anyhow::bail!(
-                    "the VM exited before SSH on port {} answered ({last})",
-                    self.port
-                );
-            }
+            check()
+                .with_context(|| format!("waiting for SSH on port {} (last: {last})", self.port))?;
             if start.elapsed() >= timeout {
                 anyhow::bail!(
                     "SSH on 127.0.0.1:{} did not accept user {} within {} s (last error: {last})",
