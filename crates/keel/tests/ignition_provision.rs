@@ -16,6 +16,16 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Prints a visible SKIP line (past the harness's capture) and returns true when not root.
+fn skip_unless_root(test: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIP: {test}: needs root (chown)");
+    true
+}
+
 fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .unwrap()
@@ -50,10 +60,7 @@ fn stage(name: &str, root: &Path, work: &Path, extra: &[&str]) -> Output {
 
 #[test]
 fn stages_run_with_platform_from_the_kernel_command_line() {
-    if !is_root() {
-        eprintln!(
-            "SKIP: stages_run_with_platform_from_the_kernel_command_line: needs root (chown)"
-        );
+    if skip_unless_root("stages_run_with_platform_from_the_kernel_command_line") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -115,8 +122,7 @@ fn stages_run_with_platform_from_the_kernel_command_line() {
 
 #[test]
 fn failing_stage_is_loud_and_keeps_the_firstboot_marker() {
-    if !is_root() {
-        eprintln!("SKIP: failing_stage_is_loud_and_keeps_the_firstboot_marker: needs root (chown)");
+    if skip_unless_root("failing_stage_is_loud_and_keeps_the_firstboot_marker") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -190,8 +196,7 @@ fn failing_stage_is_loud_and_keeps_the_firstboot_marker() {
 
 #[test]
 fn apply_into_a_root() {
-    if !is_root() {
-        eprintln!("SKIP: apply_into_a_root: needs root (chown)");
+    if skip_unless_root("apply_into_a_root") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
