@@ -4,6 +4,7 @@
 mod resource;
 mod storage;
 mod systemd;
+mod urlsyntax;
 
 pub use resource::{check_hash, check_url, decode_data_url};
 
@@ -100,19 +101,6 @@ pub fn validate(cfg: &Config, version: Version, positions: &Positions) -> Vec<Re
                 .iter()
                 .map(|r| r.source.clone().unwrap_or_default()),
         );
-    }
-    if let Some(t) = &cfg.ignition.timeouts {
-        for (name, v) in [
-            ("httpResponseHeaders", t.http_response_headers),
-            ("httpTotal", t.http_total),
-        ] {
-            if v.is_some_and(|v| v < 0) {
-                c.error(
-                    &ign.key("timeouts").key(name),
-                    "timeouts must be non-negative",
-                );
-            }
-        }
     }
     if let Some(proxy) = &cfg.ignition.proxy {
         check_proxy(&mut c, proxy, &ign.key("proxy"));

@@ -74,7 +74,7 @@ pub fn check_url(url: &str, minor: u64) -> Result<(), String> {
     if url.is_empty() {
         return Ok(());
     }
-    if url.starts_with(':') || url.chars().any(|c| c.is_control()) {
+    if !super::urlsyntax::parses(url) {
         return Err("unable to parse url".into());
     }
     match scheme_of(url).as_deref() {

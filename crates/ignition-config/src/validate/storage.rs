@@ -17,8 +17,8 @@ pub fn check(c: &mut Checker, s: &Storage, p: &JsonPath) {
     );
     for (i, r) in s.raid.iter().enumerate() {
         let rp = p.key("raid").index(i);
-        if r.name.as_deref().unwrap_or("").is_empty() {
-            c.error(&rp.key("name"), "raid name is required");
+        if r.devices.is_empty() {
+            c.error(&rp.key("devices"), "raid devices required");
         }
         let level = r.level.as_deref().unwrap_or("");
         match level {
@@ -142,11 +142,8 @@ fn check_disk(c: &mut Checker, d: &Disk, p: &JsonPath) {
                 );
             }
         }
-        if [part.size_mib, part.start_mib]
-            .iter()
-            .any(|v| v.is_some_and(|v| v < 0))
-        {
-            c.error(&at, "partition sizes and starts must not be negative");
+        if number == 0 && part.label.is_none() {
+            c.error(&at, "a partition number >= 1 or a label must be specified");
         }
     }
     let any_delete = d.partitions.iter().any(|p| p.should_exist == Some(false));
@@ -188,12 +185,8 @@ fn is_guid(g: &str) -> bool {
 }
 
 fn check_luks(c: &mut Checker, l: &Luks, p: &JsonPath) {
-    match l.name.as_deref() {
-        None | Some("") => c.error(&p.key("name"), "luks device name is required"),
-        Some(n) if n.contains('/') => {
-            c.error(&p.key("name"), "device names cannot contain slashes")
-        }
-        _ => {}
+    if l.name.as_deref().is_some_and(|n| n.contains('/')) {
+        c.error(&p.key("name"), "device names cannot contain slashes");
     }
     if l.label.as_deref().is_some_and(|s| s.chars().count() > 47) {
         c.error(
@@ -217,21 +210,9 @@ fn check_luks(c: &mut Checker, l: &Luks, p: &JsonPath) {
                     "cannot use custom clevis config with tpm2, tang, or threshold",
                 );
             }
-            if custom.pin.as_deref().unwrap_or("").is_empty() {
-                c.error(
-                    &cp.key("custom").key("pin"),
-                    "clevis custom pin is required",
-                );
-            } else if c.minor() < 6
-                && !matches!(custom.pin.as_deref(), Some("tpm2" | "tang" | "sss"))
-            {
+            let pin = custom.pin.as_deref().unwrap_or("");
+            if !pin.is_empty() && c.minor() < 6 && !matches!(pin, "tpm2" | "tang" | "sss") {
                 c.error(&cp.key("custom").key("pin"), "unsupported clevis pin");
-            }
-            if custom.config.as_deref().unwrap_or("").is_empty() {
-                c.error(
-                    &cp.key("custom").key("config"),
-                    "clevis custom config is required",
-                );
             }
         }
         for (i, t) in cl.tang.iter().enumerate() {
@@ -256,9 +237,6 @@ fn check_luks(c: &mut Checker, l: &Luks, p: &JsonPath) {
             cp.key("tang"),
             cl.tang.iter().map(|t| t.url.clone().unwrap_or_default()),
         );
-        if cl.threshold.is_some_and(|t| t < 1) {
-            c.error(&cp.key("threshold"), "threshold must be at least 1");
-        }
     }
     if l.cex.as_ref().is_some_and(|x| x.enabled == Some(true))
         && (l.clevis.is_some() || l.key_file.is_some())
@@ -344,15 +322,10 @@ fn check_mode(c: &mut Checker, mode: Option<i64>, p: &JsonPath) {
 }
 
 /// Files, directories and links: per-entry rules, one shared path key space, and no path that
-/// goes through a symlink defined in the same config.
+/// goes through a link (symbolic or hard, as Ignition checks) defined in the same config.
 fn check_nodes(c: &mut Checker, s: &Storage, p: &JsonPath) {
     let mut seen: HashSet<&str> = HashSet::new();
-    let symlinks: HashSet<&str> = s
-        .links
-        .iter()
-        .filter(|l| l.hard != Some(true))
-        .filter_map(|l| l.path.as_deref())
-        .collect();
+    let links: HashSet<&str> = s.links.iter().filter_map(|l| l.path.as_deref()).collect();
     let dirs: HashSet<&str> = s
         .directories
         .iter()
@@ -416,7 +389,7 @@ fn check_nodes(c: &mut Checker, s: &Storage, p: &JsonPath) {
         let through_link = path
             .match_indices('/')
             .skip(1)
-            .any(|(k, _)| symlinks.contains(&path[..k]));
+            .any(|(k, _)| links.contains(&path[..k]));
         if through_link {
             c.error(
                 &at.key("path"),
