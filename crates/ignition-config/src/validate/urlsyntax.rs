@@ -56,7 +56,7 @@ fn escapes_ok(s: &str) -> bool {
 fn host_ok(host: &str) -> bool {
     let (name, port) = if let Some(v6) = host.strip_prefix('[') {
         match v6.split_once(']') {
-            Some((_, after)) if after.is_empty() => return true,
+            Some((_, "")) => return true,
             Some((_, after)) => match after.strip_prefix(':') {
                 Some(port) => ("", port),
                 None => return false,
