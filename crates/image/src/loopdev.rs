@@ -69,6 +69,17 @@ impl Mount {
         })
     }
 
+    /// Bind-mount `source` on `target`.
+    pub fn bind(source: &Path, target: &Path) -> Result<Mount> {
+        cmd::run(Command::new("mount").arg("--bind").arg(source).arg(target)).with_context(
+            || format!("bind-mounting {} on {}", source.display(), target.display()),
+        )?;
+        Ok(Mount {
+            target: target.to_path_buf(),
+            mounted: true,
+        })
+    }
+
     /// Unmount now, reporting failure (drop only logs it).
     pub fn unmount(mut self) -> Result<()> {
         self.mounted = false;

@@ -3,14 +3,17 @@
 //! the initramfs and the BLS entry into `<root>/boot`, the future ESP), plus the first-boot
 //! marker.
 
+use crate::loopdev::Mount;
 use anyhow::{Context, Result};
 use keel_deploy::{DeployOptions, Sysroot};
 use keel_remote::pull::{pull, PullOptions, RefTarget};
 use keel_remote::source::LocalSource;
 use keel_store::{Checksum, Repo};
+use keel_utils::cmd;
 use keel_utils::progress::Progress;
 use std::io::Read;
 use std::path::Path;
+use std::process::Command;
 
 /// The stateroot every image uses.
 pub const STATEROOT: &str = "keel";
@@ -77,6 +80,34 @@ pub fn read_tree_file(repo: &Repo, commit: &Checksum, path: &str) -> Result<Opti
     Ok(None)
 }
 
+/// Do now what the booted system would do at its first start and what first-boot provisioning
+/// (which runs before that, in the initramfs) relies on: the tree's sysusers.d users (such as
+/// `core`) in the deployment's /etc, and what tmpfiles.d declares under /var (home directories,
+/// /var/lib/…) in the stateroot's shared /var, seen through a bind mount as on a node.
+fn populate_var(deployment: &Path, var: &Path) -> Result<()> {
+    cmd::run(Command::new("systemd-sysusers").arg(format!("--root={}", deployment.display())))
+        .with_context(|| {
+            format!(
+                "creating the tree's system users in {}/etc",
+                deployment.display()
+            )
+        })?;
+    let target = deployment.join("var");
+    let _bind = Mount::bind(var, &target)?;
+    cmd::run(
+        Command::new("systemd-tmpfiles")
+            .args(["--create", "--prefix=/var"])
+            .arg(format!("--root={}", deployment.display())),
+    )
+    .with_context(|| {
+        format!(
+            "creating /var from the tree's tmpfiles.d in {}",
+            var.display()
+        )
+    })?;
+    Ok(())
+}
+
 /// Make `root` a sysroot holding `commit` from `src` (under `refname`), deployed with its
 /// kernel and boot entry in `<root>/boot`.
 pub fn populate(
@@ -104,7 +135,7 @@ pub fn populate(
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     progress.message("deploying");
-    sysroot
+    let dep = sysroot
         .deploy(
             commit,
             &DeployOptions {
@@ -115,6 +146,10 @@ pub fn populate(
             },
         )
         .with_context(|| format!("deploying {commit} into the image"))?;
+    populate_var(
+        &sysroot.deploy_path(&dep.name()),
+        &sysroot.stateroot_dir().join("var"),
+    )?;
     let marker = root.join("boot").join(FIRSTBOOT);
     std::fs::write(&marker, b"").with_context(|| format!("writing {}", marker.display()))?;
     Ok(())
