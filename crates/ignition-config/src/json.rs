@@ -343,6 +343,8 @@ fn quote_char(c: char) -> String {
         '\'' => "'\\''".into(),
         '"' => "'\"'".into(),
         c if (c as u32) < 0x20 => format!("'\\x{:02x}'", c as u32),
+        '\u{feff}' => "U+FEFF (a byte order mark; save the file as UTF-8 without BOM)".into(),
+        c if c.is_whitespace() || c.is_control() => format!("U+{:04X}", c as u32),
         c => format!("'{c}'"),
     }
 }
