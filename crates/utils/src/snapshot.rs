@@ -17,7 +17,10 @@ pub fn check(path: &Path, got: &str) -> Result<(), String> {
     if std::env::var_os(UPDATE_ENV).is_some() {
         return std::fs::write(path, got).map_err(|e| format!("writing {}: {e}", path.display()));
     }
-    Err(format!("{} differs (set {UPDATE_ENV}=1 to rewrite, then review):\n--- want\n{want}--- got\n{got}", path.display()))
+    Err(format!(
+        "{} differs (set {UPDATE_ENV}=1 to rewrite, then review):\n--- want\n{want}--- got\n{got}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]
