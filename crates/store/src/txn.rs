@@ -13,7 +13,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 /// Deflate level for archive objects. Any level is valid for readers; level 1 compresses
@@ -28,7 +27,6 @@ pub struct Transaction<'r> {
     repo: &'r Repo,
     dir: PathBuf,
     counter: AtomicU64,
-    staged: Mutex<HashSet<(ObjectType, Checksum)>>,
     finished: bool,
     _lock: RepoLock,
 }
@@ -122,7 +120,6 @@ impl Repo {
             repo: self,
             dir,
             counter: AtomicU64::new(0),
-            staged: Mutex::new(HashSet::new()),
             finished: false,
             _lock: lock,
         })
@@ -170,36 +167,31 @@ impl<'r> Transaction<'r> {
         ))
     }
 
-    /// Reserve an object for writing: false if it already exists in the repository or was
-    /// already written in this transaction.
+    /// Does the object still need writing: neither in the repository nor already staged by this
+    /// transaction? (Two workers racing on the same new object both write it; the second rename
+    /// replaces identical bytes, so no bookkeeping in memory is needed.)
     pub fn claim(&self, t: ObjectType, c: &Checksum) -> bool {
-        let lock = || self.staged.lock().unwrap_or_else(|e| e.into_inner());
-        if lock().contains(&(t, *c)) || self.repo.has_object(t, c) {
-            return false;
-        }
-        lock().insert((t, *c))
+        fs::symlink_metadata(self.staged_path(t, c)).is_err() && !self.repo.has_object(t, c)
     }
 
-    fn unclaim(&self, t: ObjectType, c: &Checksum) {
-        self.staged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(t, *c));
+    fn stage(&self, tmp: &Path, t: ObjectType, c: &Checksum) -> Result<(), StoreError> {
+        let dest = self.staged_path(t, c);
+        fs::rename(tmp, &dest).at(&dest)
     }
 
     /// Write a metadata object (verifies nothing about its contents; the name is its hash).
     pub fn write_metadata(&self, t: ObjectType, bytes: &[u8]) -> Result<Checksum, StoreError> {
         let c = Checksum::of(bytes);
         if self.claim(t, &c) {
-            let p = self.staged_path(t, &c);
+            let p = self.temp_path();
             let mut f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o644)
                 .open(&p)
                 .at(&p)?;
             f.write_all(bytes).at(&p)?;
+            self.stage(&p, t, &c)?;
         }
         Ok(c)
     }
@@ -239,17 +231,13 @@ impl<'r> Transaction<'r> {
         };
         if let Err(err) = verdict {
             let _ = fs::remove_file(&tmp);
-            if let Some(e) = expected {
-                self.unclaim(ObjectType::File, e);
-            }
             return Err(err);
         }
         if expected.is_none() && !self.claim(ObjectType::File, &c) {
             fs::remove_file(&tmp).at(&tmp)?;
             return Ok(c);
         }
-        let dest = self.staged_path(ObjectType::File, &c);
-        fs::rename(&tmp, &dest).at(&dest)?;
+        self.stage(&tmp, ObjectType::File, &c)?;
         Ok(c)
     }
 
@@ -265,11 +253,9 @@ impl<'r> Transaction<'r> {
         let tmp = self.temp_path();
         if let Err(e) = self.write_file_object(&tmp, header, content, file) {
             let _ = fs::remove_file(&tmp);
-            self.unclaim(ObjectType::File, c);
             return Err(e);
         }
-        let dest = self.staged_path(ObjectType::File, c);
-        fs::rename(&tmp, &dest).at(&dest)
+        self.stage(&tmp, ObjectType::File, c)
     }
 
     fn write_file_object(
@@ -347,24 +333,23 @@ impl<'r> Transaction<'r> {
 
     /// Make every staged object durable and move it into `objects/`.
     pub fn commit(mut self) -> Result<(), StoreError> {
-        let staged: Vec<(ObjectType, Checksum)> = self
-            .staged
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .collect();
-        if !staged.is_empty() {
-            let d = File::open(&self.dir).at(&self.dir)?;
-            rustix::fs::syncfs(&d).at(&self.dir)?;
+        let dir = self.dir.clone();
+        if fs::read_dir(&dir).at(&dir)?.next().is_some() {
+            let d = File::open(&dir).at(&dir)?;
+            rustix::fs::syncfs(&d).at(&dir)?;
         }
         let objects = self.repo.path().join("objects");
         let mut touched = HashSet::new();
-        for (t, c) in &staged {
-            let src = self.staged_path(*t, c);
-            if fs::symlink_metadata(&src).is_err() {
-                continue;
-            }
-            let dest = self.repo.object_path(*t, c);
+        for e in fs::read_dir(&dir).at(&dir)? {
+            let name = e.at(&dir)?.file_name().to_string_lossy().into_owned();
+            let parsed = name.split_once('.').and_then(|(hex, ext)| {
+                Some((
+                    ObjectType::from_extension(ext)?,
+                    hex.parse::<Checksum>().ok()?,
+                ))
+            });
+            let Some((t, c)) = parsed else { continue };
+            let dest = self.repo.object_path(t, &c);
             let sub = objects.join(&c.to_hex()[..2]);
             if touched.insert(sub.clone()) {
                 match fs::create_dir(&sub) {
@@ -372,7 +357,7 @@ impl<'r> Transaction<'r> {
                     _ => {}
                 }
             }
-            fs::rename(&src, &dest).at(&dest)?;
+            fs::rename(self.staged_path(t, &c), &dest).at(&dest)?;
         }
         for sub in &touched {
             keel_utils::fsutil::sync_dir(sub).at(sub)?;
@@ -381,7 +366,7 @@ impl<'r> Transaction<'r> {
             keel_utils::fsutil::sync_dir(&objects).at(&objects)?;
         }
         self.finished = true;
-        fs::remove_dir_all(&self.dir).at(&self.dir)
+        fs::remove_dir_all(&dir).at(&dir)
     }
 
     /// The repository being written.
