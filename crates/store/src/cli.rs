@@ -251,6 +251,21 @@ fn format_date(ts: u64) -> String {
 
 /// Run a `keel repo` command.
 pub fn run(args: RepoArgs) -> Result<()> {
+    match run_command(args) {
+        // A reader that went away (`keel repo ls -R ... | head`) is not a failure.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn run_command(args: RepoArgs) -> Result<()> {
     let path = args.repo.clone();
     let mode = Mode::detect(args.json);
     let repo = match args.command {
@@ -299,8 +314,10 @@ pub fn run(args: RepoArgs) -> Result<()> {
                 } else {
                     e.ls_line()
                 };
-                writeln!(out, "{line}")
-                    .map_err(|e| crate::StoreError::Invalid(format!("stdout: {e}")))
+                writeln!(out, "{line}").map_err(|source| crate::StoreError::Io {
+                    path: PathBuf::from("<stdout>"),
+                    source,
+                })
             })?;
         }
         RepoCommand::Cat { rev, path } => {
