@@ -20,6 +20,7 @@
 //! `flock` on `.lock`: it orders keel processes; ostree 2022.7 uses OFD locks on the same file,
 //! which do not interact with `flock`.
 
+mod checkout;
 pub mod checksum;
 pub mod cli;
 mod commit;
