@@ -34,7 +34,7 @@ struct Fixture {
 
 impl Fixture {
     fn new(test: &str) -> Option<Fixture> {
-        if !keel_testsupport::require(test, &["ostree", "cp"]) {
+        if !keel_testsupport::require(test, &["ostree", "cp", "chattr"]) {
             return None;
         }
         let dir = keel_testsupport::scratch_dir("deploy");
@@ -387,6 +387,8 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
 
     // Unpinned and neither booted nor merge: 1 and the never-booted 3 go; booted 2 stays.
     ok(&mut f.keel(&["unpin", "2"]));
+    // ostree marks deployment roots immutable; removing one must still work.
+    ok(Command::new("chattr").arg("+i").arg(f.deploy_dir(&d1)));
     f.commit("4", |_| {});
     ok(&mut f.keel(&["upgrade", "--booted", &d2]));
     ok(&mut f.keel(&["finalize", "--booted", &d2]));
