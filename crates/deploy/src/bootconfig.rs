@@ -496,7 +496,7 @@ pub fn write(
 }
 
 /// Delete ESP kernel directories of this stateroot that no entry uses.
-fn remove_unused_kernels(s: &Sysroot, list: &[Deployment]) -> Result<(), DeployError> {
+pub(crate) fn remove_unused_kernels(s: &Sysroot, list: &[Deployment]) -> Result<(), DeployError> {
     let dir = s.boot().join("ostree");
     let Ok(rd) = fs::read_dir(&dir) else {
         return Ok(());

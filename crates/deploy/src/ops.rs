@@ -250,6 +250,10 @@ impl Sysroot {
         }
         let written = bootconfig::write(self, state, &list, repo)?;
         self.undeploy_unlisted(&written)?;
+        // The new entries are committed: a failed prune costs disk space, not the deployment.
+        if let Err(e) = self.prune_repo(repo) {
+            tracing::warn!("pruning the repository failed (`keel cleanup` retries): {e}");
+        }
         Ok(written
             .into_iter()
             .next()
@@ -336,6 +340,9 @@ impl Sysroot {
             .cloned();
         let done = self.complete(&repo, &state, dep, merge.as_ref())?;
         self.clear_staged()?;
+        if let Err(e) = self.prune_repo(&repo) {
+            tracing::warn!("pruning the repository failed (`keel cleanup` retries): {e}");
+        }
         Ok(Finalized::Done(done))
     }
 
@@ -410,20 +417,26 @@ impl Sysroot {
         )
     }
 
+    /// Delete repository objects no ref reaches (deployed commits are held by the `ostree/B/0/i`
+    /// refs); skipped while a deployment is staged, since its commit may have no ref.
+    fn prune_repo(&self, repo: &Repo) -> Result<u64, DeployError> {
+        if self.staged()?.is_some() {
+            return Ok(0);
+        }
+        let report = repo.prune(&PruneOptions {
+            refs_only: true,
+            ..PruneOptions::default()
+        })?;
+        Ok(report.objects_deleted)
+    }
+
     /// Remove deployments no entry boots (and that are not staged), leftovers of interrupted
     /// operations, and — when nothing is staged — repository objects no ref reaches.
     pub fn cleanup(&self) -> Result<CleanupReport, DeployError> {
         let (_lock, repo, state) = self.begin()?;
         let removed = self.undeploy_unlisted(&state.deployments)?;
-        let pruned = if self.staged()?.is_none() {
-            repo.prune(&PruneOptions {
-                refs_only: true,
-                ..PruneOptions::default()
-            })?
-            .objects_deleted
-        } else {
-            0
-        };
+        bootconfig::remove_unused_kernels(self, &state.deployments)?;
+        let pruned = self.prune_repo(&repo)?;
         Ok(CleanupReport {
             deployments_removed: removed,
             objects_pruned: pruned,
