@@ -5,7 +5,9 @@
 use crate::error::{AtPath, OpError};
 use anyhow::{Context, Result};
 use keel_ignition_config::types::Unit;
+use keel_utils::batch::Batch;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where Ignition writes units and drop-ins.
@@ -73,21 +75,37 @@ pub fn parse_install(contents: &str) -> Install {
 /// enablement symlinks.
 pub fn apply(root: &Path, units: &[Unit]) -> Result<(), OpError> {
     let dir = root.join(UNIT_DIR);
+    // Contents and drop-ins: one crash-safe batch; masks after it, so a mask wins.
+    let batch = Batch::new();
     for (i, u) in units.iter().enumerate() {
         let at = format!("$.systemd.units.{i}");
         let name = u.name.as_deref().unwrap_or_default();
         if let Some(c) = &u.contents {
-            write(&dir.join(name), c.as_bytes()).at(&at, format!("writing unit {name:?}"))?;
+            stage(&batch, &dir.join(name), c.as_bytes())
+                .at(&at, format!("writing unit {name:?}"))?;
         }
         for (j, d) in u.dropins.iter().enumerate() {
             let dname = d.name.as_deref().unwrap_or_default();
             if let Some(c) = &d.contents {
-                write(&dir.join(format!("{name}.d")).join(dname), c.as_bytes()).at(
+                stage(
+                    &batch,
+                    &dir.join(format!("{name}.d")).join(dname),
+                    c.as_bytes(),
+                )
+                .at(
                     format!("{at}.dropins.{j}"),
                     format!("writing drop-in {dname:?} of {name:?}"),
                 )?;
             }
         }
+    }
+    batch
+        .commit(root)
+        .with_context(|| format!("making unit files durable under {}", dir.display()))
+        .at("$.systemd.units", "writing units")?;
+    for (i, u) in units.iter().enumerate() {
+        let at = format!("$.systemd.units.{i}");
+        let name = u.name.as_deref().unwrap_or_default();
         match u.mask {
             Some(true) => mask(&dir.join(name)).at(&at, format!("masking {name:?}"))?,
             Some(false) => unmask(&dir.join(name)).at(&at, format!("unmasking {name:?}"))?,
@@ -110,10 +128,22 @@ pub fn apply(root: &Path, units: &[Unit]) -> Result<(), OpError> {
     Ok(())
 }
 
-fn write(path: &Path, data: &[u8]) -> Result<()> {
+fn create_parent(path: &Path) -> Result<()> {
     if let Some(p) = path.parent() {
         fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
     }
+    Ok(())
+}
+
+fn stage(batch: &Batch, path: &Path, data: &[u8]) -> Result<()> {
+    create_parent(path)?;
+    batch
+        .stage(path, 0o644, |f| f.write_all(data))
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write(path: &Path, data: &[u8]) -> Result<()> {
+    create_parent(path)?;
     keel_utils::fsutil::write_atomic(path, data, 0o644)
         .with_context(|| format!("writing {}", path.display()))
 }
