@@ -170,6 +170,27 @@ impl Fixture {
             .collect()
     }
 
+    /// Entry titles in the order systemd's own `bootctl list` (systemd 252, the same sort as
+    /// systemd-boot) puts them; empty after a SKIP when bootctl is missing. bootctl wants the ESP
+    /// to be a mount point, so it runs in a private mount namespace with a bind mount.
+    fn bootctl_menu(&self) -> Vec<String> {
+        if !keel_testsupport::require("bootctl oracle", &["bootctl", "unshare"]) {
+            return Vec::new();
+        }
+        let esp = self.sysroot.join("boot");
+        let script = r#"mount --bind "$ESP" "$ESP" && bootctl --esp-path="$ESP" --no-variables list --json=short"#;
+        let out = ok(Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", script])
+            .env("ESP", &esp)
+            .env("SYSTEMD_RELAX_ESP_CHECKS", "1"));
+        out.lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("bootctl JSON line");
+                v["title"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
     /// Did a crash leave a swap half done (`.new` entries, or both boot.0 and boot.1)?
     fn interrupted_swap(&self) -> bool {
         let links = ["boot.0", "boot.1"]
@@ -439,6 +460,11 @@ fn rollback_by_command_and_by_boot_counting() {
     assert_eq!(f.ostree_status(), [d1.clone(), d2.clone()]);
     ok(&mut f.keel(&["rollback"]));
     assert_eq!(f.names(), [d2.clone(), d1.clone()]);
+    let menu = f.bootctl_menu();
+    assert!(
+        menu.is_empty() || menu[0].starts_with("Keel 2 "),
+        "{menu:?}"
+    );
 
     // Three boots of 2 never reached boot-complete.target: systemd-boot renamed its entry.
     let dir = f.sysroot.join("boot/loader/entries");
@@ -450,6 +476,11 @@ fn rollback_by_command_and_by_boot_counting() {
     let bad = newest.replace("+3.conf", "+0-3.conf");
     assert_ne!(bad, newest, "new entries are boot-counted: {newest}");
     fs::rename(dir.join(&newest), dir.join(&bad)).unwrap();
+    let menu = f.bootctl_menu();
+    assert!(
+        menu.is_empty() || (menu[0].starts_with("Keel 1 ") && menu[1].starts_with("Keel 2 ")),
+        "{menu:?}"
+    );
     let st = f.status(Some(&d1));
     assert_eq!(st["deployments"][0]["role"], "failed");
     assert_eq!(st["next_boot"], d1.as_str());
