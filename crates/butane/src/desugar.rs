@@ -121,9 +121,19 @@ impl Desugar<'_> {
         };
         let mut out = Vec::new();
         let mut ssh_local: Option<&Entry> = None;
-        let is_resource = entries
-            .iter()
-            .any(|e| e.key == "inline" || (e.key == "local" && level >= 1));
+        // Resources: file contents and appends, merged/replacing configs, CAs and LUKS key files.
+        let at_resource = matches!(parent_key(1), Some("contents" | "replace" | "key_file"))
+            || (matches!(
+                path.0.last(),
+                Some(keel_ignition_config::report::Segment::Index(_))
+            ) && matches!(
+                parent_key(2),
+                Some("append" | "merge" | "certificate_authorities")
+            ));
+        let is_resource = at_resource
+            && entries
+                .iter()
+                .any(|e| e.key == "inline" || (e.key == "local" && level >= 1));
         for e in entries {
             let at = path.key(&e.key);
             let camel = to_camel(&e.key);
