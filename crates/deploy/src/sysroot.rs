@@ -5,6 +5,7 @@ use crate::bls::{valid_stateroot, EntryName};
 use crate::error::{DeployError, IoPath};
 use keel_store::{Checksum, Repo, RepoMode};
 use std::fs::{self, File, OpenOptions};
+use std::io;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -179,7 +180,8 @@ impl Sysroot {
             .expect("a blocking flock returns only when taken"))
     }
 
-    /// Take the sysroot lock if nobody holds it.
+    /// Take the sysroot lock if nobody holds it (and it can be taken: `None` for a reader
+    /// without write access).
     pub(crate) fn lock_if_free(&self) -> Result<Option<File>, DeployError> {
         self.take_lock(false)
     }
@@ -187,12 +189,25 @@ impl Sysroot {
     fn take_lock(&self, wait: bool) -> Result<Option<File>, DeployError> {
         use rustix::fs::FlockOperation::{LockExclusive, NonBlockingLockExclusive};
         let p = self.root.join("ostree/lock");
-        let f = OpenOptions::new()
+        let f = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&p)
-            .at(&p)?;
+        {
+            Ok(f) => f,
+            // Not root, or a read-only root: reading is all this caller can do anyway.
+            Err(e)
+                if !wait
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e).at(&p),
+        };
         match rustix::fs::flock(
             &f,
             if wait {
