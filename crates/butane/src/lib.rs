@@ -200,6 +200,7 @@ pub fn translate(input: &[u8], opts: &Options) -> Result<Output, TranslateError>
         ),
     );
     reports.extend(std::mem::take(&mut d.reports));
+    reports.sort_by_key(|r| r.pos.map_or((usize::MAX, usize::MAX), |p| (p.line, p.col)));
     let mut config = merge(&generated, &user);
     config.ignition.version = Some(target.spec.to_string());
     if has_errors(&reports) {
