@@ -785,3 +785,63 @@ echo mounted"#
     assert!(f.deploy_dir(&name).join("etc/written-at-boot").is_file());
     assert!(!f.deploy_dir(&name).join("usr/written").exists());
 }
+
+#[test]
+fn keel_takes_over_a_sysroot_ostree_deployed_and_ostree_still_reads_it() {
+    let Some(f) = Fixture::new("ostree_takeover") else {
+        return;
+    };
+    fs::remove_dir_all(&f.sysroot).unwrap();
+    fs::create_dir_all(&f.sysroot).unwrap();
+    let sysroot_arg = format!("--sysroot={}", f.sysroot.display());
+    ok(Command::new("ostree")
+        .args(["admin", "init-fs", "--modern"])
+        .arg(&f.sysroot));
+    ok(Command::new("ostree").args(["admin", "os-init", "keel", &sysroot_arg]));
+    let os_release =
+        |t: &Path| fs::write(t.join("usr/etc/os-release"), "NAME=Keel\nID=keel\nPRETTY_NAME=Keel\n").unwrap();
+    f.commit("1", os_release);
+    ok(Command::new("ostree").args([
+        "admin",
+        "deploy",
+        "--os=keel",
+        "--karg=root=LABEL=root",
+        &sysroot_arg,
+        "keel/test",
+    ]));
+    let by_ostree = || -> Vec<String> {
+        let out = ok(Command::new("ostree").args(["admin", "status", &sysroot_arg]));
+        out.lines()
+            .filter_map(|l| l.trim_start_matches(['*', ' ']).strip_prefix("keel "))
+            .map(|s| s.trim().to_string())
+            .collect()
+    };
+    let d1 = by_ostree();
+    assert_eq!(f.names(), d1, "keel reads ostree's deployment");
+    assert_eq!(f.status(None)["deployments"][0]["origin"], "keel/test");
+    fs::write(f.deploy_dir(&d1[0]).join("etc/local.conf"), "mine").unwrap();
+
+    f.commit("2", os_release);
+    ok(&mut f.keel(&["upgrade"]));
+    let names = f.names();
+    assert_eq!(names.len(), 2);
+    assert_eq!(names[1], d1[0]);
+    // boot/loader is ostree's loader.N symlink here, so ostree reads keel's entries directly.
+    assert_eq!(by_ostree(), names, "ostree reads what keel wrote");
+    assert_eq!(
+        read(&f.deploy_dir(&names[0]).join("etc/local.conf")).as_deref(),
+        Some("mine")
+    );
+    assert_eq!(
+        f.status(None)["deployments"][0]["kargs"],
+        serde_json::json!(["root=LABEL=root"])
+    );
+    // ostree can deploy again on top of keel's entries, and keel reads the result.
+    ok(Command::new("ostree").args(["admin", "deploy", "--os=keel", &sysroot_arg, "keel/test"]));
+    assert_eq!(
+        f.names(),
+        by_ostree(),
+        "keel reads what ostree wrote after keel"
+    );
+    f.assert_consistent("after ostree, keel, ostree");
+}
