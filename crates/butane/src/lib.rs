@@ -184,9 +184,18 @@ pub fn translate(input: &[u8], opts: &Options) -> Result<Output, TranslateError>
         return Err(fail("source config is invalid", reports));
     };
     let mut generated = Config::default();
+    let mut mirrored = Vec::new();
     if let Some((node, at)) = d.extras.boot_device.take() {
-        generated = merge(&generated, &sugar::boot_device(&mut d, &node, &at));
+        let boot = sugar::boot_device(&mut d, &node, &at);
+        mirrored = boot
+            .storage
+            .iter()
+            .flat_map(|s| s.disks.iter())
+            .filter_map(|disk| disk.device.clone())
+            .collect();
+        generated = merge(&generated, &boot);
     }
+    sugar::reuse_by_label(&mut d, &user, &tree, &mirrored);
     if let Some((node, at)) = d.extras.grub.take() {
         generated = merge(&generated, &sugar::grub(&mut d, &node, &at));
     }
@@ -249,6 +258,20 @@ pub fn fuzz_yaml(data: &[u8]) {
             );
         }
     }
+}
+
+/// The node of the converted tree at a (snake_case) report path, for positions of reports that
+/// are made after decoding.
+fn node_at<'t>(tree: &'t Node, path: &JsonPath) -> Option<&'t Node> {
+    let mut node = tree;
+    for seg in &path.0 {
+        node = match (seg, &node.value) {
+            (Segment::Key(k), Value::Object(_)) => node.get(&desugar::to_camel(k))?,
+            (Segment::Index(i), Value::Array(items)) => items.get(*i)?,
+            _ => return None,
+        };
+    }
+    Some(node)
 }
 
 /// Writes `ignition.version` into the converted tree.

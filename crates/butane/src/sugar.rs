@@ -179,7 +179,12 @@ pub fn boot_device(d: &mut Desugar, node: &Node, path: &JsonPath) -> Config {
         }
     };
     if want_mirror && mirror_node.is_some() && node.get("layout").is_none() {
-        r.d.report(Severity::Warning, &mp, node.pos, "mirroring the boot device without an explicit layout assumes x86_64; set boot_device.layout");
+        r.d.report(
+            Severity::Warning,
+            &mp,
+            node.pos,
+            "boot_device.layout should be specified when boot_device.mirror is specified",
+        );
     }
     if want_mirror && devices.len() < 2 {
         r.d.report(
@@ -394,6 +399,40 @@ pub fn escape_path(path: &str) -> String {
         }
     }
     out
+}
+
+/// fcos 1.6+: a partition without number on a disk that is not wiped can only be matched by
+/// label, which Ignition cannot do; warn (except on the boot disk and mirrored disks).
+pub fn reuse_by_label(d: &mut Desugar, user: &Config, tree: &Node, mirrored: &[String]) {
+    if d.target.level < 6 {
+        return;
+    }
+    for (i, disk) in user.storage.iter().flat_map(|s| s.disks.iter()).enumerate() {
+        let device = disk.device.as_deref().unwrap_or("");
+        if device == "/dev/disk/by-id/coreos-boot-disk"
+            || disk.wipe_table == Some(true)
+            || mirrored.iter().any(|m| m == device)
+        {
+            continue;
+        }
+        for (p, part) in disk.partitions.iter().enumerate() {
+            if part.number.unwrap_or(0) == 0 && part.label.is_some() {
+                let at = JsonPath::root()
+                    .key("storage")
+                    .key("disks")
+                    .index(i)
+                    .key("partitions")
+                    .index(p);
+                let pos = crate::node_at(tree, &at).map_or(tree.pos, |n| n.pos);
+                d.report(
+                    Severity::Warning,
+                    &at.key("number"),
+                    pos,
+                    "partitions cannot be reused by label; number must be specified except on boot disk (/dev/disk/by-id/coreos-boot-disk) or when wipe_table is true",
+                );
+            }
+        }
+    }
 }
 
 fn enabled_unit(name: String, contents: String) -> Unit {
