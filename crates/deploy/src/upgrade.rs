@@ -45,7 +45,11 @@ pub enum UpgradeCheck {
 
 impl Sysroot {
     /// Where the origin of the merge deployment (booted, else default) points now.
+    ///
+    /// A commit whose boot tries ran out is recorded first (as `status` does), so it is never
+    /// offered again.
     pub fn check_upgrade(&self, fetcher: &dyn Fetcher) -> Result<UpgradeCheck, DeployError> {
+        self.status()?;
         let state = bootconfig::load(self)?;
         let booted = self.booted_name();
         let merge = state

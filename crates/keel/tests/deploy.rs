@@ -481,6 +481,10 @@ fn rollback_by_command_and_by_boot_counting() {
         menu.is_empty() || (menu[0].starts_with("Keel 1 ") && menu[1].starts_with("Keel 2 ")),
         "{menu:?}"
     );
+    // The agent's first look (before any `keel status`) already records and refuses it.
+    let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to boot healthy before"));
     let st = f.status(Some(&d1));
     assert_eq!(st["deployments"][0]["role"], "failed");
     assert_eq!(st["next_boot"], d1.as_str());
@@ -498,9 +502,6 @@ fn rollback_by_command_and_by_boot_counting() {
         .sysroot
         .join("ostree/deploy/keel/keel-failed.json")
         .is_file());
-    let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("failed to boot healthy before"));
 
     // A karg change is a new boot-counted default deployment of the same commit.
     ok(&mut f.keel(&["rollback", "--booted", &d1]));
@@ -798,8 +799,13 @@ fn keel_takes_over_a_sysroot_ostree_deployed_and_ostree_still_reads_it() {
         .args(["admin", "init-fs", "--modern"])
         .arg(&f.sysroot));
     ok(Command::new("ostree").args(["admin", "os-init", "keel", &sysroot_arg]));
-    let os_release =
-        |t: &Path| fs::write(t.join("usr/etc/os-release"), "NAME=Keel\nID=keel\nPRETTY_NAME=Keel\n").unwrap();
+    let os_release = |t: &Path| {
+        fs::write(
+            t.join("usr/etc/os-release"),
+            "NAME=Keel\nID=keel\nPRETTY_NAME=Keel\n",
+        )
+        .unwrap()
+    };
     f.commit("1", os_release);
     ok(Command::new("ostree").args([
         "admin",
