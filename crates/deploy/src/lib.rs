@@ -62,17 +62,3 @@ pub use staging::StagedRecord;
 pub use status::{BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status};
 pub use sysroot::{Deployment, Sysroot, BOOT_TRIES, DEFAULT_STATEROOT};
 pub use upgrade::{Fetcher, LocalRef, UpgradeCheck};
-
-impl Sysroot {
-    /// The `/etc` changes of deployment `index` (0 = default) against its defaults, like
-    /// `ostree admin config-diff`.
-    pub fn etc_diff(&self, index: usize) -> Result<Vec<etcmerge::EtcChange>, DeployError> {
-        let state = bootconfig::load(self)?;
-        let d = state
-            .deployments
-            .get(index)
-            .ok_or(DeployError::NoSuchDeployment(index))?;
-        let dir = self.deploy_path(&d.name());
-        etcmerge::diff(&dir.join("usr/etc"), &dir.join("etc"))
-    }
-}

@@ -2,6 +2,7 @@
 //! the staged deployment; and whether boot counting rolled the node back. A commit that
 //! exhausted its boot tries is recorded in `ostree/deploy/<stateroot>/keel-failed.json` so that
 //! upgrades never pick it again on their own.
+//! Also the node's `/etc` changes (`keel config-diff`).
 
 use crate::bootconfig::{self, BootState};
 use crate::error::{DeployError, IoPath};
@@ -286,5 +287,19 @@ impl Sysroot {
             from_version: first.version.clone(),
             reason,
         })
+    }
+}
+
+impl Sysroot {
+    /// The `/etc` changes of deployment `index` (0 = default) against its defaults, like
+    /// `ostree admin config-diff`.
+    pub fn etc_diff(&self, index: usize) -> Result<Vec<crate::etcmerge::EtcChange>, DeployError> {
+        let state = bootconfig::load(self)?;
+        let d = state
+            .deployments
+            .get(index)
+            .ok_or(DeployError::NoSuchDeployment(index))?;
+        let dir = self.deploy_path(&d.name());
+        crate::etcmerge::diff(&dir.join("usr/etc"), &dir.join("etc"))
     }
 }
