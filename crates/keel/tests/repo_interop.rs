@@ -9,36 +9,14 @@
 //!   to the caller and no xattrs are applied, so type, content, symlink targets and permission
 //!   bits (by the rule in keel_testsupport::compare::ModeRule::UserMode) are compared.
 
-use keel_testsupport::compare::{self, ModeRule, Options};
 use keel_testsupport::gen::{self, TrickyOptions};
 use keel_testsupport::tools::{assert_success, CommitOpts, Tool, MODES};
+use keel_testsupport::{checkouts, compare};
 use keel_testsupport::{require, scratch_dir};
 use std::path::{Path, PathBuf};
 
 fn keel() -> Tool {
     Tool::Keel(env!("CARGO_BIN_EXE_keel").into())
-}
-
-/// A normal checkout must reproduce everything but the root's own metadata (the destination
-/// directory exists or is created by the tool) and empty-valued xattrs (see Options).
-fn checkout_options() -> Options {
-    Options {
-        root_meta: false,
-        skip_empty_xattrs: true,
-        ..Options::exact()
-    }
-}
-
-fn user_mode_options() -> Options {
-    Options {
-        owner: false,
-        modes: ModeRule::UserMode,
-        xattrs: false,
-        ignore_xattrs: vec![b"user.ostreemeta".to_vec()],
-        skip_empty_xattrs: true,
-        root_meta: false,
-        max_diffs: 20,
-    }
 }
 
 /// Tree with the given large-file size and number of small files, and a visible SKIP line per
@@ -91,7 +69,7 @@ fn roundtrip(writer: &Tool, readers: &[Tool], mode: &str, tree: &Path, dir: &Pat
         ));
     }
     for reader in readers {
-        for (user_mode, opts) in [(false, checkout_options()), (true, user_mode_options())] {
+        for (user_mode, opts) in [(false, checkouts::exact()), (true, checkouts::user_mode())] {
             let context = format!(
                 "{mode} repo written by {}, checked out by {}{}",
                 writer.name(),
