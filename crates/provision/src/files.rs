@@ -17,9 +17,11 @@ use anyhow::{bail, Context, Result};
 use keel_ignition_config::types::{Directory, File, Link, NodeGroup, NodeUser, Storage};
 use keel_utils::batch::Batch;
 use rayon::prelude::*;
+use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 /// What the files part of a run did, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -46,13 +48,14 @@ pub fn apply(
         )?;
     }
     let batch = Batch::new();
+    let known_dirs = Mutex::new(HashSet::new());
     storage
         .files
         .par_iter()
         .enumerate()
         .try_for_each(|(i, f)| {
             let path = f.path.as_deref().unwrap_or_default();
-            file(root, f, fetcher, accounts, &batch).at(
+            file(root, f, fetcher, accounts, &batch, &known_dirs).at(
                 format!("$.storage.files.{i}"),
                 format!("writing file {path:?}"),
             )
@@ -119,6 +122,26 @@ fn parents(host: &Path) -> Result<()> {
     Ok(())
 }
 
+/// [`parents`], skipping directories this run already created or found.
+fn parents_once(host: &Path, known: &Mutex<HashSet<PathBuf>>) -> Result<()> {
+    let Some(parent) = host.parent() else {
+        return Ok(());
+    };
+    if known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(parent)
+    {
+        return Ok(());
+    }
+    parents(host)?;
+    known
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(parent.to_path_buf());
+    Ok(())
+}
+
 /// Sets owner, then mode (in that order: chown clears setuid/setgid).
 fn set_owner_mode(host: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
     std::os::unix::fs::chown(host, Some(uid), Some(gid))
@@ -152,6 +175,7 @@ fn file(
     fetcher: &Fetcher,
     accounts: &Accounts,
     batch: &Batch,
+    known_dirs: &Mutex<HashSet<PathBuf>>,
 ) -> Result<()> {
     let host = rootfs::resolve(root, f.path.as_deref().unwrap_or_default())?;
     let (uid, gid) = owner(f.user.as_ref(), f.group.as_ref(), accounts)?;
@@ -198,7 +222,7 @@ fn file(
             [old, fragments].concat()
         }
     };
-    parents(&host)?;
+    parents_once(&host, known_dirs)?;
     batch
         .stage(&host, mode, rootfs::owned_content(&data, uid, gid))
         .with_context(|| format!("writing {}", host.display()))
