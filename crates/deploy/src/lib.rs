@@ -23,6 +23,7 @@
 //! sysroot.check_upgrade(&dyn Fetcher)    -> UpgradeCheck; LocalRef resolves the origin locally,
 //!                                        the pull implements Fetcher
 //! sysroot.set_finalization_locked(bool), staged(), failed_commits(), etc_diff(index)
+//! sysroot.clear_firstboot()              drop ignition.firstboot from the entries (after provisioning)
 //! prepare_root::{resolve, prepare_root}  the initramfs step
 //! etcmerge::{diff, merge}                the /etc three-way merge on plain directories
 //! ```

@@ -376,6 +376,31 @@ impl Sysroot {
         Ok(written)
     }
 
+    /// Drop `ignition.firstboot` from every boot entry, keeping the deployments, their order and
+    /// their boot counters (systemd-boot has no first-boot flag file as GRUB does, so the flag is
+    /// a karg of the first entry). For `keel ignition firstboot-complete`. Returns whether any
+    /// entry changed.
+    pub fn clear_firstboot(&self) -> Result<bool, DeployError> {
+        let (_lock, repo, state) = self.begin()?;
+        if !state
+            .deployments
+            .iter()
+            .any(|d| d.kargs.len() != kargs::inherit(&d.kargs).len())
+        {
+            return Ok(false);
+        }
+        let list: Vec<Deployment> = state
+            .deployments
+            .iter()
+            .map(|d| Deployment {
+                kargs: kargs::inherit(&d.kargs),
+                ..d.clone()
+            })
+            .collect();
+        bootconfig::write(self, &state, &list, &repo)?;
+        Ok(true)
+    }
+
     /// Pin (kept by every cleanup) or unpin deployment `index` (0 = default).
     pub fn set_pinned(&self, index: usize, pinned: bool) -> Result<Deployment, DeployError> {
         let (_lock, _repo, state) = self.begin()?;

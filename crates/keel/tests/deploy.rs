@@ -851,3 +851,36 @@ fn keel_takes_over_a_sysroot_ostree_deployed_and_ostree_still_reads_it() {
     );
     f.assert_consistent("after ostree, keel, ostree");
 }
+
+#[test]
+fn clearing_the_firstboot_flag_keeps_deployments_order_and_counters() {
+    let Some(f) = Fixture::new("clear_firstboot") else {
+        return;
+    };
+    f.commit("1", |_| {});
+    ok(&mut f.keel(&[
+        "deploy",
+        "keel/test",
+        "--karg",
+        "rw",
+        "--karg",
+        "ignition.firstboot",
+    ]));
+    let before = f.status(None);
+    let sysroot = keel_deploy::Sysroot::open(&f.sysroot, "keel").unwrap();
+    assert!(sysroot.clear_firstboot().unwrap());
+    assert!(!sysroot.clear_firstboot().unwrap(), "nothing left to clear");
+    let after = f.status(None);
+    assert_eq!(after["deployments"][0]["kargs"], serde_json::json!(["rw"]));
+    for key in ["deployment", "boot_counting", "role"] {
+        assert_eq!(
+            after["deployments"][0][key], before["deployments"][0][key],
+            "{key}"
+        );
+    }
+    assert!(f
+        .entries()
+        .iter()
+        .all(|(_, text)| !text.contains("ignition.firstboot")));
+    f.assert_consistent("after clearing the flag");
+}
