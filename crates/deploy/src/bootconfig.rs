@@ -345,6 +345,17 @@ fn install_file(src: &Path, dst: &Path) -> Result<bool, DeployError> {
     Ok(true)
 }
 
+/// Copy a kernel or initramfs into its ESP directory unless it is there: the directory is named
+/// by the checksum of both files and each is written atomically, so a present file of the right
+/// size is the right file (as ostree trusts it), and the large files are not re-read every swap.
+fn install_boot_file(src: &Path, dst: &Path) -> Result<(), DeployError> {
+    let len = fs::metadata(src).at(src)?.len();
+    if fs::metadata(dst).is_ok_and(|m| m.len() == len) {
+        return Ok(());
+    }
+    install_file(src, dst).map(|_| ())
+}
+
 /// Bytes the ESP needs for `list`: kernels not there yet, plus entries.
 pub fn esp_bytes_needed(s: &Sysroot, bootcsum: &str, boot_bytes: u64) -> u64 {
     let present = s.boot().join(kernel_dir(s.stateroot(), bootcsum));
@@ -400,8 +411,8 @@ pub fn write(
     for d in list {
         let kdir = deployed_kernel(&s.deploy_path(&d.name()))?;
         let esp = s.boot().join(kernel_dir(&d.stateroot, &d.bootcsum));
-        install_file(&kdir.join("vmlinuz"), &esp.join("vmlinuz"))?;
-        install_file(&kdir.join("initramfs.img"), &esp.join("initramfs.img"))?;
+        install_boot_file(&kdir.join("vmlinuz"), &esp.join("vmlinuz"))?;
+        install_boot_file(&kdir.join("initramfs.img"), &esp.join("initramfs.img"))?;
     }
     if let Some(first) = list.first() {
         install_bootloader(s, &s.deploy_path(&first.name()))?;
