@@ -114,12 +114,14 @@ impl Ctx<'_> {
             std::os::unix::fs::lchown(dest, Some(m.uid), Some(m.gid)).at(dest)?;
             xattrs::set_path(dest, &m.xattrs)?;
         }
-        fs::set_permissions(dest, fs::Permissions::from_mode(self.perm(m.mode))).at(dest)
+        fs::set_permissions(dest, fs::Permissions::from_mode(m.mode & 0o7777)).at(dest)
     }
 
+    /// Permission bits for a checked-out regular file. User mode drops setuid/setgid and makes
+    /// the file readable by its owner; directories keep their bits (both like `ostree -U`).
     fn perm(&self, mode: u32) -> u32 {
         if self.opts.user_mode {
-            mode & 0o1777
+            (mode & 0o1777) | 0o400
         } else {
             mode & 0o7777
         }

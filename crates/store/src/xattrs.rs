@@ -22,8 +22,9 @@ fn query_loop(
     }
 }
 
-/// All extended attributes of `path` (not following a final symlink), sorted by name. A
-/// filesystem without xattr support yields an empty list.
+/// All extended attributes of `path` (not following a final symlink), sorted by name. Like
+/// OSTree (libglnx), attributes with empty values are skipped. A filesystem without xattr
+/// support yields an empty list.
 pub fn read(path: &Path) -> Result<Xattrs, StoreError> {
     let names = match query_loop(path, |b| rustix::fs::llistxattr(path, b)) {
         Ok(n) => n,
@@ -37,7 +38,9 @@ pub fn read(path: &Path) -> Result<Xattrs, StoreError> {
     let mut out = Vec::new();
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let value = query_loop(path, |b| rustix::fs::lgetxattr(path, name, b))?;
-        out.push((name.to_vec(), value));
+        if !value.is_empty() {
+            out.push((name.to_vec(), value));
+        }
     }
     out.sort();
     Ok(out)
