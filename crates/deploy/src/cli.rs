@@ -413,12 +413,25 @@ pub fn run(command: NodeCommand) -> Result<()> {
             if edits.is_empty() {
                 println!("{}", s.kargs()?.join(" "));
             } else {
+                let before = s
+                    .status()?
+                    .deployments
+                    .first()
+                    .map(|d| d.deployment.clone());
                 let d = s.set_kargs(&edits)?;
-                println!(
-                    "New default deployment {} with: {}",
-                    d.name(),
-                    d.kargs.join(" ")
-                );
+                if before.as_deref() == Some(d.name().as_str()) {
+                    println!(
+                        "Boot entries of {} updated in place: {}",
+                        d.name(),
+                        d.kargs.join(" ")
+                    );
+                } else {
+                    println!(
+                        "New default deployment {} with: {}",
+                        d.name(),
+                        d.kargs.join(" ")
+                    );
+                }
             }
         }
         NodeCommand::Finalize {

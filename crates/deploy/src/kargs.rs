@@ -41,6 +41,14 @@ pub fn inherit(kargs: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Do `edits` only delete [`FIRSTBOOT`]?
+pub fn only_clears_firstboot(edits: &[KargEdit]) -> bool {
+    !edits.is_empty()
+        && edits
+            .iter()
+            .all(|e| matches!(e, KargEdit::Delete(a) if key(a) == FIRSTBOOT))
+}
+
 /// Apply edits in order.
 pub fn apply(kargs: &[String], edits: &[KargEdit]) -> Result<Vec<String>, DeployError> {
     let mut out = kargs.to_vec();
@@ -98,6 +106,24 @@ fn check(arg: &str) -> Result<(), DeployError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn firstboot_only_edits_are_recognized() {
+        use KargEdit::*;
+        let table = [
+            (vec![Delete("ignition.firstboot".into())], true),
+            (vec![Delete("ignition.firstboot=1".into())], true),
+            (vec![], false),
+            (
+                vec![Delete("ignition.firstboot".into()), Delete("quiet".into())],
+                false,
+            ),
+            (vec![Append("ignition.firstboot".into())], false),
+        ];
+        for (edits, want) in table {
+            assert_eq!(only_clears_firstboot(&edits), want, "{edits:?}");
+        }
+    }
 
     #[test]
     fn inherited_kargs_drop_the_firstboot_flag() {

@@ -426,13 +426,28 @@ impl Sysroot {
 
     /// Change kernel arguments: a new deployment of the merge deployment's commit with edited
     /// kargs becomes the default (like `rpm-ostree kargs`), so a bad karg rolls back by boot
-    /// counting.
+    /// counting. Deleting only `ignition.firstboot` is [`Sysroot::clear_firstboot`] instead: the
+    /// one-shot flag leaves every entry in place, so no rollback target still carries it.
     pub fn set_kargs(&self, edits: &[KargEdit]) -> Result<Deployment, DeployError> {
         let state = bootconfig::load(self)?;
         let m = self
             .merge_deployment(&state)
             .ok_or_else(|| DeployError::State("no deployment yet; deploy one first".into()))?;
-        let new = kargs::apply(&kargs::inherit(&m.kargs), edits)?;
+        if kargs::only_clears_firstboot(edits) {
+            self.clear_firstboot()?;
+            let state = bootconfig::load(self)?;
+            let name = m.name();
+            return state
+                .deployments
+                .into_iter()
+                .find(|d| d.name() == name)
+                .ok_or_else(|| {
+                    DeployError::State(format!(
+                        "deployment {name} vanished while its entries were rewritten"
+                    ))
+                });
+        }
+        let new = kargs::inherit(&kargs::apply(&m.kargs, edits)?);
         self.deploy(
             &m.commit,
             &DeployOptions {

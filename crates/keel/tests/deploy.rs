@@ -867,8 +867,10 @@ fn clearing_the_firstboot_flag_keeps_deployments_order_and_counters() {
         "ignition.firstboot",
     ]));
     let before = f.status(None);
+    // What keel-firstboot-complete.service runs: the flag goes, the deployment stays.
+    let out = ok(&mut f.keel(&["kargs", "--delete", "ignition.firstboot"]));
+    assert!(out.contains("updated in place"), "{out}");
     let sysroot = keel_deploy::Sysroot::open(&f.sysroot, "keel").unwrap();
-    assert!(sysroot.clear_firstboot().unwrap());
     assert!(!sysroot.clear_firstboot().unwrap(), "nothing left to clear");
     let after = f.status(None);
     assert_eq!(after["deployments"][0]["kargs"], serde_json::json!(["rw"]));
