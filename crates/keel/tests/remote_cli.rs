@@ -188,6 +188,16 @@ fn remotes_pull_local_depth_and_mirror() {
     assert!(has(&local, &commits[1]) && !has(&local, &commits[0]));
     assert!(keel().fsck(&local).status.success());
 
+    // A file:// remote reads the source repository directly (objects verified as over HTTP).
+    let url = format!("file://{}", src.display());
+    keel().ok(
+        &client,
+        "remote",
+        &["add", "--no-sign-verify", "local", &url],
+    );
+    keel().ok(&client, "pull", &["local", "test/ref"]);
+    assert_eq!(keel().rev_parse(&client, "local:test/ref"), commits[2]);
+
     // --mirror --depth -1 over HTTP from the dev server: refs/heads and the whole history.
     let port_file = d.path().join("serve.out");
     let mut serve = Command::new(env!("CARGO_BIN_EXE_keel"))
