@@ -121,3 +121,96 @@ pub fn package_list(repo: &Repo, rev: &str) -> anyhow::Result<PackageList> {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_store::{CommitOptions, RepoMode};
+    use keel_utils::progress::Progress;
+    use std::path::Path;
+
+    fn manifest() -> Manifest {
+        let text = "[release]\nstream = \"stable\"\n[debian]\nsuite = \"bookworm\"\nmirrors = [\"http://m\"]\n";
+        Manifest::parse(text.as_bytes(), Path::new("m.toml"), "/".into()).unwrap()
+    }
+
+    fn commit(repo: &Repo, m: &Manifest, dir: &Path, metadata: Vec<(String, Variant)>) {
+        repo.commit_dir(
+            dir,
+            &CommitOptions {
+                branch: Some(m.ref_name()),
+                timestamp: Some(0),
+                metadata,
+                ..CommitOptions::default()
+            },
+            &Progress::quiet("test"),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn respins_follow_the_ref_history_and_packages_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&t.path().join("repo"), RepoMode::Archive).unwrap();
+        let tree = t.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let m = manifest();
+        let day = 1_795_564_800;
+        assert_eq!(
+            choose_version(&repo, &m, day, None).unwrap(),
+            "12.20261125.3.0"
+        );
+        assert_eq!(
+            choose_version(&repo, &m, day, Some("12.20261125.3.7")).unwrap(),
+            "12.20261125.3.7"
+        );
+        assert!(choose_version(&repo, &m, day, Some("12.x")).is_err());
+
+        for (i, v) in ["12.20261124.3.4", "12.20261125.3.0", "12.20261125.3.1"]
+            .iter()
+            .enumerate()
+        {
+            std::fs::write(tree.join("f"), i.to_string()).unwrap();
+            let prepared = Prepared {
+                packages: vec![crate::packages::Installed {
+                    name: "hello".into(),
+                    version: format!("2.10-{i}"),
+                    arch: "amd64".into(),
+                }],
+                kernel: None,
+                sizes: crate::sizes::SizeReport {
+                    total: 0,
+                    by_package: vec![],
+                },
+                downloads: Default::default(),
+            };
+            commit(&repo, &m, &tree, metadata(&m, &prepared, v).unwrap());
+        }
+        assert_eq!(
+            history_versions(&repo, &m.ref_name()).unwrap(),
+            vec!["12.20261125.3.1", "12.20261125.3.0", "12.20261124.3.4"]
+        );
+        assert_eq!(
+            choose_version(&repo, &m, day, None).unwrap(),
+            "12.20261125.3.2"
+        );
+        assert_eq!(
+            choose_version(&repo, &m, day + 86_400, None).unwrap(),
+            "12.20261126.3.0"
+        );
+
+        let old = package_list(&repo, "keel/stable/x86_64^").unwrap();
+        let new = package_list(&repo, "keel/stable/x86_64").unwrap();
+        let changes: Vec<String> = crate::packages::diff(&old, &new)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(changes, vec!["~ hello 2.10-1 -> 2.10-2"]);
+
+        commit(&repo, &m, &tree, vec![]);
+        let err = package_list(&repo, "keel/stable/x86_64")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no keel.packages metadata"), "{err}");
+    }
+}

@@ -64,6 +64,17 @@ pub fn place_kernel(tree: &Path, kver: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where [`place_kernel`] moved a file the kernel package lists under `/boot`, if it did.
+pub fn moved_from_boot(listed: &str, kver: &str) -> Option<String> {
+    let name = listed.strip_prefix("/boot/")?;
+    let dest = match name.strip_suffix(kver)? {
+        "vmlinuz-" => "vmlinuz",
+        "config-" => "config",
+        _ => return None,
+    };
+    Some(format!("/usr/lib/modules/{kver}/{dest}"))
+}
+
 /// The dracut command line (run inside the tree).
 pub fn dracut_argv(kver: &str, k: &Kernel) -> Vec<String> {
     let mut argv: Vec<String> = [
@@ -140,6 +151,26 @@ mod tests {
         fs::create_dir_all(r.join("usr/lib/modules/6.1.0-10-amd64")).unwrap();
         let err = kernel_version(r).unwrap_err().to_string();
         assert!(err.contains("several kernels"), "{err}");
+    }
+
+    #[test]
+    fn boot_files_are_found_where_they_were_moved() {
+        let k = "6.1.0-9-amd64";
+        for (listed, want) in [
+            (
+                "/boot/vmlinuz-6.1.0-9-amd64",
+                Some("/usr/lib/modules/6.1.0-9-amd64/vmlinuz"),
+            ),
+            (
+                "/boot/config-6.1.0-9-amd64",
+                Some("/usr/lib/modules/6.1.0-9-amd64/config"),
+            ),
+            ("/boot/System.map-6.1.0-9-amd64", None),
+            ("/boot/vmlinuz-6.1.0-8-amd64", None),
+            ("/usr/bin/x", None),
+        ] {
+            assert_eq!(moved_from_boot(listed, k).as_deref(), want, "{listed}");
+        }
     }
 
     #[test]

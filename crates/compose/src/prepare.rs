@@ -8,7 +8,7 @@ use crate::packages::{self, Installed};
 use crate::sizes::{self, SizeReport};
 use crate::{initramfs, layout, tree};
 use anyhow::{bail, Context};
-use keel_utils::progress::Progress;
+use keel_utils::progress::{human_bytes, Progress};
 use std::path::Path;
 
 /// How to prepare.
@@ -63,8 +63,10 @@ pub fn prepare(
     }
     .run(root)?;
     progress.message(&format!(
-        "downloaded {} packages ({} bytes), {} reused from the cache",
-        downloads.packages, downloads.bytes, downloads.reused
+        "downloaded {} packages ({}), {} reused from the cache",
+        downloads.packages,
+        human_bytes(downloads.bytes),
+        downloads.reused
     ));
     layout::check_usrmerge(root)?;
 
@@ -97,8 +99,17 @@ pub fn prepare(
     let status = std::fs::read_to_string(&status_path)
         .with_context(|| format!("reading {}", status_path.display()))?;
     let installed = packages::parse_status(&status);
-    let lists = sizes::dpkg_lists(&dpkg.join("info"), &installed)
+    let mut lists = sizes::dpkg_lists(&dpkg.join("info"), &installed)
         .with_context(|| format!("reading package file lists in {}", dpkg.display()))?;
+    if let Some(kver) = &kernel {
+        for (_, paths) in &mut lists {
+            for p in paths.iter_mut() {
+                if let Some(moved) = initramfs::moved_from_boot(p, kver) {
+                    *p = moved;
+                }
+            }
+        }
+    }
     let sizes = sizes::measure(root, lists).context("measuring the tree")?;
     if let Some(limit) = m.spec.size_limit_mib {
         if sizes.total > limit * 1024 * 1024 {

@@ -24,10 +24,11 @@ install() {
         mkswap cryptsetup mdadm udevadm chroot useradd usermod groupadd chpasswd
     inst_script "$moddir/keel-ignition-generator" "$systemdutildir/system-generators/keel-ignition-generator"
     local unit
+    mkdir -p "${initdir}${systemdsystemunitdir}/initrd.target.wants"
     for unit in keel-ignition-fetch-offline keel-ignition-fetch keel-ignition-kargs \
         keel-ignition-disks keel-ignition-mount keel-ignition-files keel-ignition-umount \
         keel-prepare-root; do
         inst_simple "$moddir/$unit.service" "$systemdsystemunitdir/$unit.service"
-        $SYSTEMCTL -q --root "$initdir" add-wants initrd.target "$unit.service"
+        ln_r "$systemdsystemunitdir/$unit.service" "$systemdsystemunitdir/initrd.target.wants/$unit.service"
     done
 }
