@@ -31,6 +31,8 @@ enum Command {
     /// Node deployments: status, upgrade, deploy, rollback, kargs, pin, finalize, prepare-root, health.
     #[command(flatten)]
     Node(keel_deploy::cli::NodeCommand),
+    /// Update graph server: Cincinnati graph with barriers, dead-ends and rollouts.
+    Graph(keel_graph::cli::GraphArgs),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -94,6 +96,7 @@ fn main() {
         Command::Run(args) => keel_vm::cli::run(args),
         Command::Image(args) => keel_image::cli::run(args),
         Command::Node(command) => keel_deploy::cli::run(command),
+        Command::Graph(args) => keel_graph::cli::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
