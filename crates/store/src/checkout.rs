@@ -4,13 +4,14 @@
 use crate::checksum::Checksum;
 use crate::commit::pool;
 use crate::error::{IoPath, StoreError};
-use crate::objects::{DirMeta, DirTree, FileHeader, ObjectType};
+use crate::objects::{DirMeta, DirTree, FileHeader, ObjectType, S_IFLNK, S_IFMT};
 use crate::repo::{Repo, RepoMode};
 use crate::txn::zero_link_times;
 use crate::xattrs;
 use rayon::prelude::*;
 use std::fs::{self, OpenOptions};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -29,6 +30,7 @@ pub struct CheckoutOptions {
 struct Ctx<'a> {
     repo: &'a Repo,
     opts: &'a CheckoutOptions,
+    objects: OwnedFd,
 }
 
 impl Repo {
@@ -60,7 +62,13 @@ impl Repo {
                     })?;
             (tree, meta) = (found.1, found.2);
         }
-        let ctx = Ctx { repo: self, opts };
+        let objects_dir = self.path().join("objects");
+        let objects = open_dir_path(&objects_dir)?;
+        let ctx = Ctx {
+            repo: self,
+            opts,
+            objects,
+        };
         pool()?.install(|| ctx.dir(&tree, &meta, dest))
     }
 
@@ -77,16 +85,28 @@ impl Repo {
     }
 }
 
+/// An `O_PATH` descriptor of a directory, for `*at` calls that skip re-walking long paths.
+fn open_dir_path(dir: &Path) -> Result<OwnedFd, StoreError> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        dir,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .at(dir)
+}
+
 /// Hardlink an object; false when the filesystem cannot (other device, too many links).
-fn try_link(object: &Path, dest: &Path) -> Result<bool, StoreError> {
-    match fs::hard_link(object, dest) {
+fn try_link(
+    from_dir: &OwnedFd,
+    from: &str,
+    to_dir: &OwnedFd,
+    to: &str,
+    dest: &Path,
+) -> Result<bool, StoreError> {
+    match rustix::fs::linkat(from_dir, from, to_dir, to, rustix::fs::AtFlags::empty()) {
         Ok(()) => Ok(true),
-        Err(e)
-            if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error())
-                || e.raw_os_error() == Some(rustix::io::Errno::MLINK.raw_os_error()) =>
-        {
-            Ok(false)
-        }
+        Err(rustix::io::Errno::XDEV | rustix::io::Errno::MLINK) => Ok(false),
         Err(e) => Err(e).at(dest),
     }
 }
@@ -96,11 +116,12 @@ impl Ctx<'_> {
         let t = self.repo.read_dirtree(tree)?;
         let m = self.repo.read_dirmeta(meta)?;
         fs::DirBuilder::new().mode(0o700).create(dest).at(dest)?;
+        let dest_fd = open_dir_path(dest)?;
         let (files, dirs) = rayon::join(
             || {
                 t.files
                     .par_iter()
-                    .try_for_each(|(name, c)| self.file(c, &dest.join(name)))
+                    .try_for_each(|(name, c)| self.file(c, &dest_fd, name, &dest.join(name)))
             },
             || {
                 t.dirs
@@ -127,7 +148,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn file(&self, c: &Checksum, dest: &Path) -> Result<(), StoreError> {
+    fn file(&self, c: &Checksum, dir: &OwnedFd, name: &str, dest: &Path) -> Result<(), StoreError> {
         let mode = self.repo.mode();
         let can_link = !self.opts.copy
             && match mode {
@@ -138,19 +159,30 @@ impl Ctx<'_> {
             };
         // Like OSTree, empty files are always copied: they are often modified in place (lock
         // files). In bare and bare-user-only repositories the object's own lstat tells what it is.
+        let hex = c.to_hex();
+        let rel = format!(
+            "{}/{}.{}",
+            &hex[..2],
+            &hex[2..],
+            ObjectType::File.extension(false)
+        );
         if can_link && mode != RepoMode::BareUser {
-            let path = self.repo.object_path(ObjectType::File, c);
-            let md = fs::symlink_metadata(&path).map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => StoreError::MissingObject {
-                    kind: ObjectType::File,
-                    checksum: *c,
-                },
-                _ => StoreError::Io {
-                    path: path.clone(),
-                    source: e,
-                },
-            })?;
-            if (md.len() != 0 || md.file_type().is_symlink()) && try_link(&path, dest)? {
+            let st = match rustix::fs::statat(
+                &self.objects,
+                &rel,
+                rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => {
+                    return Err(StoreError::MissingObject {
+                        kind: ObjectType::File,
+                        checksum: *c,
+                    })
+                }
+                Err(e) => return Err(e).at(&self.repo.object_path(ObjectType::File, c)),
+            };
+            let symlink = st.st_mode & S_IFMT == S_IFLNK;
+            if (st.st_size != 0 || symlink) && try_link(&self.objects, &rel, dir, name, dest)? {
                 return Ok(());
             }
         }
@@ -159,7 +191,7 @@ impl Ctx<'_> {
             && mode == RepoMode::BareUser
             && !obj.header.is_symlink()
             && obj.size != 0
-            && try_link(&obj.path, dest)?
+            && try_link(&self.objects, &rel, dir, name, dest)?
         {
             return Ok(());
         }
