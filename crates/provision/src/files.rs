@@ -6,7 +6,7 @@
 //! hard links.
 //! Missing parent directories are created 0755 root:root.
 //!
-//! Re-running the same config on the same root is idempotent (see `docs` in KNOWN-DIFFERENCES):
+//! Re-running the same config on the same root is idempotent (`tests/KNOWN-DIFFERENCES.md`):
 //! a file with `overwrite: false` whose current content is exactly what the config would write
 //! is accepted, and `append` fragments are skipped when the file already ends with them.
 
