@@ -83,6 +83,9 @@ pub struct StageArgs {
     /// Where LUKS key files are kept between the disks and files stages.
     #[arg(long, default_value = "/run/ignition/luks-keys")]
     pub luks_key_dir: PathBuf,
+    /// Seconds the fetch stage keeps retrying to get the user config from the network.
+    #[arg(long, default_value_t = 120)]
+    pub fetch_timeout: u64,
 }
 
 #[derive(Args)]
@@ -160,5 +163,6 @@ fn stage_env(s: StageArgs) -> Result<StageEnv> {
         kargs_helper: s.kargs_helper,
         boot_id: s.boot_id,
         luks_key_dir: s.luks_key_dir,
+        fetch_timeout: std::time::Duration::from_secs(s.fetch_timeout),
     })
 }

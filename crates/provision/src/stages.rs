@@ -7,7 +7,7 @@ use crate::error::OpError;
 use crate::resource::{needs_network, Fetcher};
 use crate::sources::{self, AcquireError, Fetched, SourceEnv};
 use anyhow::{bail, Context, Result};
-use keel_ignition_config::types::Config;
+use keel_ignition_config::types::{Config, Timeouts};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -51,6 +51,8 @@ pub struct StageEnv {
     pub boot_id: PathBuf,
     /// Where the disks stage keeps LUKS key files (`/run/ignition/luks-keys`).
     pub luks_key_dir: PathBuf,
+    /// How long the fetch stage keeps retrying to get the user config.
+    pub fetch_timeout: std::time::Duration,
 }
 
 /// What the fetch stages record in the state file.
@@ -128,7 +130,13 @@ fn fetch(env: &StageEnv, online: bool) -> Result<()> {
     let mut fetched = Vec::new();
     let result = (|| -> Result<Config, AcquireError> {
         let fetcher = if online {
-            Fetcher::online(&Config::default(), Vec::new()).map_err(anyhow::Error::from)?
+            // The user config itself: retried until --fetch-timeout (Ignition's -fetch-timeout).
+            let mut bootstrap = Config::default();
+            bootstrap.ignition.timeouts = Some(Timeouts {
+                http_total: Some(env.fetch_timeout.as_secs().max(1) as i64),
+                ..Default::default()
+            });
+            Fetcher::online(&bootstrap, Vec::new()).map_err(anyhow::Error::from)?
         } else {
             Fetcher::offline()
         };

@@ -136,6 +136,37 @@ fn fetch_failures_name_the_source_and_the_cause() {
 }
 
 #[test]
+fn user_config_fetch_gives_up_after_the_fetch_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = stage_env(
+        tmp.path(),
+        &tmp.path().join("work"),
+        &tmp.path().join("unused.ign"),
+    );
+    env.sources.platform = Platform::Metal;
+    env.sources.cmdline = KernelCmdline::parse(&format!(
+        "ignition.config.url=http://127.0.0.1:{port}/user.ign"
+    ));
+    env.fetch_timeout = Duration::from_secs(2);
+    let start = Instant::now();
+    let err = format!("{:#}", stages::run(Stage::Fetch, &env).unwrap_err());
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        err.contains("ignition.config.url=http://127.0.0.1") && err.contains("gave up after"),
+        "{err}"
+    );
+}
+
+#[test]
 fn https_uses_the_configs_ca_bundle() {
     let (ca_pem, tls) = test_ca();
     let child = config(file_config(&[("/etc/tls-child", "data:,over%20tls")]));

@@ -123,6 +123,7 @@ pub fn stage_env(root: &Path, work: &Path, config: &Path) -> StageEnv {
         kargs_helper: "false".into(),
         boot_id: PathBuf::from("/proc/sys/kernel/random/boot_id"),
         luks_key_dir: work.join("luks-keys"),
+        fetch_timeout: std::time::Duration::from_secs(10),
     }
 }
 
