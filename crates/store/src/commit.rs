@@ -210,47 +210,55 @@ impl Scan<'_, '_> {
         } else {
             String::new()
         };
+        // Regular files are opened once: xattrs and content are read through the descriptor.
+        let opened = match md.file_type().is_symlink() {
+            true => None,
+            false => Some(File::open(path).at(path)?),
+        };
+        let xattrs = match &opened {
+            Some(f) => xattrs::read_fd(f, path)?,
+            None => xattrs::read(path)?,
+        };
         let header = FileHeader {
             uid,
             gid,
             mode,
             rdev: 0,
             symlink_target,
-            xattrs: xattrs::read(path)?,
+            xattrs,
         };
-        let c = if header.is_symlink() {
-            let c = content_checksum(&header, b"");
-            if self.tx.claim(ObjectType::File, &c) {
-                self.tx
-                    .write_content_trusted(&c, &header, &mut std::io::empty(), None)?;
+        let c = match opened {
+            Some(mut f) if md.len() > SMALL_FILE => {
+                let mut h = Hasher::new();
+                h.update(&header.stream_prefix());
+                std::io::copy(&mut f, &mut h).at(path)?;
+                let c = h.finish();
+                if self.tx.claim(ObjectType::File, &c) {
+                    f.rewind().at(path)?;
+                    let src = f.try_clone().at(path)?;
+                    self.tx
+                        .write_content_trusted(&c, &header, &mut f, Some(&src))?;
+                }
+                c
             }
-            c
-        } else if md.len() <= SMALL_FILE {
-            BUFFER.with_borrow_mut(|data| {
+            Some(mut f) => BUFFER.with_borrow_mut(|data| {
                 data.clear();
-                File::open(path)
-                    .and_then(|mut f| f.read_to_end(data))
-                    .at(path)?;
+                f.read_to_end(data).at(path)?;
                 let c = content_checksum(&header, data);
                 if self.tx.claim(ObjectType::File, &c) {
                     self.tx
                         .write_content_trusted(&c, &header, &mut data.as_slice(), None)?;
                 }
                 Ok::<_, StoreError>(c)
-            })?
-        } else {
-            let mut f = File::open(path).at(path)?;
-            let mut h = Hasher::new();
-            h.update(&header.stream_prefix());
-            std::io::copy(&mut f, &mut h).at(path)?;
-            let c = h.finish();
-            if self.tx.claim(ObjectType::File, &c) {
-                f.rewind().at(path)?;
-                let src = f.try_clone().at(path)?;
-                self.tx
-                    .write_content_trusted(&c, &header, &mut f, Some(&src))?;
+            })?,
+            None => {
+                let c = content_checksum(&header, b"");
+                if self.tx.claim(ObjectType::File, &c) {
+                    self.tx
+                        .write_content_trusted(&c, &header, &mut std::io::empty(), None)?;
+                }
+                c
             }
-            c
         };
         if md.nlink() > 1 && md.is_file() {
             self.hardlinks

@@ -71,6 +71,11 @@ impl Read for HashingReader<'_> {
     }
 }
 
+/// The error of creating a staged file that another worker of the transaction already created.
+fn already_exists(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists)
+}
+
 fn zero_times() -> FileTimes {
     FileTimes::new()
         .set_accessed(SystemTime::UNIX_EPOCH)
@@ -167,11 +172,12 @@ impl<'r> Transaction<'r> {
         ))
     }
 
-    /// Does the object still need writing: neither in the repository nor already staged by this
-    /// transaction? (Two workers racing on the same new object both write it; the second rename
-    /// replaces identical bytes, so no bookkeeping in memory is needed.)
+    /// Does the object still need writing (is it absent from the repository)? Objects already
+    /// staged by this transaction are detected when writing: staged files are created
+    /// exclusively, so a second writer of the same object stops at once, and no bookkeeping is
+    /// kept in memory.
     pub fn claim(&self, t: ObjectType, c: &Checksum) -> bool {
-        fs::symlink_metadata(self.staged_path(t, c)).is_err() && !self.repo.has_object(t, c)
+        !self.repo.has_object(t, c)
     }
 
     fn stage(&self, tmp: &Path, t: ObjectType, c: &Checksum) -> Result<(), StoreError> {
@@ -183,15 +189,22 @@ impl<'r> Transaction<'r> {
     pub fn write_metadata(&self, t: ObjectType, bytes: &[u8]) -> Result<Checksum, StoreError> {
         let c = Checksum::of(bytes);
         if self.claim(t, &c) {
-            let p = self.temp_path();
-            let mut f = OpenOptions::new()
+            let p = self.staged_path(t, &c);
+            let written = OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o644)
                 .open(&p)
-                .at(&p)?;
-            f.write_all(bytes).at(&p)?;
-            self.stage(&p, t, &c)?;
+                .at(&p)
+                .and_then(|mut f| f.write_all(bytes).at(&p));
+            match written {
+                Err(e) if already_exists(&e) => {}
+                Err(e) => {
+                    let _ = fs::remove_file(&p);
+                    return Err(e);
+                }
+                Ok(()) => {}
+            }
         }
         Ok(c)
     }
@@ -250,12 +263,15 @@ impl<'r> Transaction<'r> {
         content: &mut dyn Read,
         file: Option<&File>,
     ) -> Result<(), StoreError> {
-        let tmp = self.temp_path();
-        if let Err(e) = self.write_file_object(&tmp, header, content, file) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
+        let dest = self.staged_path(ObjectType::File, c);
+        match self.write_file_object(&dest, header, content, file) {
+            Ok(()) => Ok(()),
+            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) => {
+                let _ = fs::remove_file(&dest);
+                Err(e)
+            }
         }
-        self.stage(&tmp, ObjectType::File, c)
     }
 
     fn write_file_object(

@@ -26,7 +26,28 @@ fn query_loop(
 /// OSTree (libglnx), attributes with empty values are skipped. A filesystem without xattr
 /// support yields an empty list.
 pub fn read(path: &Path) -> Result<Xattrs, StoreError> {
-    let names = match query_loop(path, |b| rustix::fs::llistxattr(path, b)) {
+    collect(
+        path,
+        |b| rustix::fs::llistxattr(path, b),
+        |name, b| rustix::fs::lgetxattr(path, name, b),
+    )
+}
+
+/// Like [`read`], through an open file (no path lookups; `path` is for messages).
+pub fn read_fd(file: &File, path: &Path) -> Result<Xattrs, StoreError> {
+    collect(
+        path,
+        |b| rustix::fs::flistxattr(file, b),
+        |name, b| rustix::fs::fgetxattr(file, name, b),
+    )
+}
+
+fn collect(
+    path: &Path,
+    mut list: impl FnMut(&mut [u8]) -> rustix::io::Result<usize>,
+    mut get: impl FnMut(&[u8], &mut [u8]) -> rustix::io::Result<usize>,
+) -> Result<Xattrs, StoreError> {
+    let names = match query_loop(path, &mut list) {
         Ok(n) => n,
         Err(StoreError::Io { source, .. })
             if source.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error()) =>
@@ -37,7 +58,7 @@ pub fn read(path: &Path) -> Result<Xattrs, StoreError> {
     };
     let mut out = Vec::new();
     for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let value = query_loop(path, |b| rustix::fs::lgetxattr(path, name, b))?;
+        let value = query_loop(path, |b| get(name, b))?;
         if !value.is_empty() {
             out.push((name.to_vec(), value));
         }
