@@ -243,6 +243,17 @@ impl Fixture {
     }
 }
 
+impl Drop for Fixture {
+    /// ostree makes deployment roots immutable: clear that so the scratch directory goes away.
+    fn drop(&mut self) {
+        if let Ok(rd) = fs::read_dir(self.sysroot.join("ostree/deploy/keel/deploy")) {
+            for e in rd.flatten() {
+                let _ = Command::new("chattr").arg("-i").arg(e.path()).status();
+            }
+        }
+    }
+}
+
 fn read(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok()
 }
