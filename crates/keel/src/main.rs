@@ -33,6 +33,8 @@ enum Command {
     Node(keel_deploy::cli::NodeCommand),
     /// Update graph server: Cincinnati graph with barriers, dead-ends and rollouts.
     Graph(keel_graph::cli::GraphArgs),
+    /// Reboot coordination server (FleetLock protocol on etcd v3).
+    Fleetlock(keel_fleetlock::cli::FleetLockArgs),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -97,6 +99,7 @@ fn main() {
         Command::Image(args) => keel_image::cli::run(args),
         Command::Node(command) => keel_deploy::cli::run(command),
         Command::Graph(args) => keel_graph::cli::run(args),
+        Command::Fleetlock(args) => keel_fleetlock::cli::run(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

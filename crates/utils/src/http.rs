@@ -28,7 +28,7 @@ pub enum HttpError {
     #[error("GET {url}: server answered HTTP {code}")]
     Status { url: String, code: u16 },
     /// Connecting, TLS, or reading the response failed.
-    #[error("GET {url}: {message}")]
+    #[error("HTTP request to {url}: {message}")]
     Transport { url: String, message: String },
     /// A CA bundle could not be used.
     #[error("invalid CA certificate bundle: {0}")]
@@ -109,6 +109,31 @@ impl Client {
                 message: format!("reading the response body: {e}"),
             })?;
         Ok(body)
+    }
+}
+
+impl Client {
+    /// POSTs `body` to `url` with extra `headers`. Any HTTP status is an answer (returned with
+    /// the body, so callers can read error documents); only transport failures are errors.
+    pub fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
+        let mut req = self.agent.post(url);
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        let transport = |message: String| HttpError::Transport {
+            url: url.to_string(),
+            message,
+        };
+        let resp = match req.send_bytes(body) {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => return Err(transport(t.to_string())),
+        };
+        let status = resp.status();
+        let mut answer = Vec::new();
+        resp.into_reader()
+            .read_to_end(&mut answer)
+            .map_err(|e| transport(format!("reading the response body: {e}")))?;
+        Ok((status, answer))
     }
 }
 

@@ -1,0 +1,131 @@
+//! Prometheus metrics of the FleetLock server (text exposition format).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use crate::semaphore::Semaphore;
+
+#[derive(Default, Clone)]
+struct GroupStats {
+    slots: u64,
+    holders: usize,
+    acquired: u64,
+    expired: u64,
+}
+
+/// Name, type, help text and value of a per-group metric family.
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&GroupStats) -> u64,
+);
+
+/// Counters and gauges.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    groups: Mutex<BTreeMap<String, GroupStats>>,
+    conflicts: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts an answered request of `api` (`pre_reboot`, `steady_state`, ...).
+    pub fn request(&self, api: &'static str, status: u16) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((api, status))
+            .or_default() += 1;
+    }
+
+    fn group<R>(&self, group: &str, f: impl FnOnce(&mut GroupStats) -> R) -> R {
+        f(self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(group.to_string())
+            .or_default())
+    }
+
+    /// Records the semaphore as last seen.
+    pub fn observe_group(&self, group: &str, sem: &Semaphore) {
+        self.group(group, |g| {
+            g.slots = sem.total_slots;
+            g.holders = sem.holders.len();
+        });
+    }
+
+    pub fn acquired(&self, group: &str) {
+        self.group(group, |g| g.acquired += 1);
+    }
+
+    pub fn expired(&self, group: &str, n: usize) {
+        if n > 0 {
+            self.group(group, |g| g.expired += n as u64);
+        }
+    }
+
+    pub fn conflict(&self) {
+        self.conflicts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::from("# HELP keel_fleetlock_requests_total FleetLock requests answered, by API and HTTP status.\n# TYPE keel_fleetlock_requests_total counter\n");
+        for ((api, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "keel_fleetlock_requests_total{{api=\"{api}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP keel_fleetlock_etcd_conflicts_total Compare-and-swap writes lost to a concurrent writer (retried).\n# TYPE keel_fleetlock_etcd_conflicts_total counter\nkeel_fleetlock_etcd_conflicts_total {}",
+            self.conflicts.load(Ordering::Relaxed)
+        );
+        let groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let families: [Family; 4] = [
+            ("keel_fleetlock_slots", "gauge", "Slots of a group.", |g| {
+                g.slots
+            }),
+            (
+                "keel_fleetlock_holders",
+                "gauge",
+                "Slots held in a group (last seen).",
+                |g| g.holders as u64,
+            ),
+            (
+                "keel_fleetlock_locks_acquired_total",
+                "counter",
+                "Slots taken in a group.",
+                |g| g.acquired,
+            ),
+            (
+                "keel_fleetlock_locks_expired_total",
+                "counter",
+                "Slots freed because their holder exceeded the lock TTL.",
+                |g| g.expired,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (group, g) in &groups {
+                let _ = writeln!(out, "{name}{{group=\"{group}\"}} {}", value(g));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,396 @@
+//! FleetLock over a real etcd (Debian's etcd-server) on 127.0.0.1: slot limits under 200
+//! concurrent clients, protocol errors, live slot changes, a 3-member cluster losing a member,
+//! and expiry of a vanished node's lock.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use keel_fleetlock::client::{FleetLockClient, FleetLockError};
+use keel_fleetlock::etcd::Etcd;
+use keel_fleetlock::limits::{Limits, LimitsFile};
+use keel_fleetlock::semaphore::{self, Document};
+use keel_fleetlock::server::Server;
+use keel_fleetlock::store::{system_clock, Store};
+use keel_utils::http::{Client, HttpOptions};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// etcd members started for one test; killed when dropped.
+struct Cluster {
+    members: Vec<Child>,
+    endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            let _ = m.kill();
+            let _ = m.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// Starts `n` members; None (with a SKIP note) when etcd is not installed.
+    fn start(n: usize) -> Option<Cluster> {
+        if !Path::new("/usr/bin/etcd").exists() {
+            eprintln!("SKIP: /usr/bin/etcd missing (apt-get install etcd-server)");
+            return None;
+        }
+        // tmpfs keeps etcd's fsyncs cheap when available.
+        let dir = tempfile::tempdir_in("/dev/shm")
+            .or_else(|_| tempfile::tempdir())
+            .unwrap();
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial: Vec<String> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
+            .collect();
+        let mut members = Vec::new();
+        let mut endpoints = Vec::new();
+        for (i, (client, peer)) in ports.iter().enumerate() {
+            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
+            let child = Command::new("/usr/bin/etcd")
+                .args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.path().join(format!("m{i}")))
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args([
+                    "--advertise-client-urls",
+                    &format!("http://127.0.0.1:{client}"),
+                ])
+                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
+                .args([
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                ])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args([
+                    "--initial-cluster-state",
+                    "new",
+                    "--initial-cluster-token",
+                    &format!("keel-{}", ports[0].0),
+                ])
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("starting etcd");
+            members.push(child);
+            endpoints.push(format!("http://127.0.0.1:{client}"));
+        }
+        let cluster = Cluster {
+            members,
+            endpoints,
+            _dir: dir,
+        };
+        let http = Client::new(&HttpOptions {
+            request_timeout: Some(Duration::from_secs(2)),
+            ..Default::default()
+        })
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for e in &cluster.endpoints {
+            while !http
+                .get(&format!("{e}/health"), &[])
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains("true"))
+            {
+                if Instant::now() > deadline {
+                    let logs: Vec<String> = (0..n)
+                        .map(|i| {
+                            std::fs::read_to_string(cluster._dir.path().join(format!("m{i}.log")))
+                                .unwrap_or_default()
+                        })
+                        .map(|l| l.lines().rev().take(8).collect::<Vec<_>>().join("\n"))
+                        .collect();
+                    panic!(
+                        "etcd {e} did not become healthy; last log lines:\n{}",
+                        logs.join("\n---\n")
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Some(cluster)
+    }
+}
+
+/// Starts a FleetLock server on a free port; returns its base URL and store.
+fn serve(
+    endpoints: &[String],
+    limits: Limits,
+    limits_file: Option<LimitsFile>,
+    sweep: Duration,
+) -> (String, Arc<Store>) {
+    let etcd = Etcd::new(endpoints, Duration::from_secs(5)).unwrap();
+    let store = Arc::new(Store::new(etcd, limits, system_clock));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let server = Server {
+        store: store.clone(),
+        limits_file,
+        sweep_interval: sweep,
+    };
+    std::thread::spawn(move || server.run(listener).unwrap());
+    (format!("http://{addr}/"), store)
+}
+
+fn limits(default_slots: u64, ttl: i64, groups: &[(&str, u64)]) -> Limits {
+    Limits {
+        default_slots,
+        lock_ttl_secs: ttl,
+        groups: groups.iter().map(|(g, n)| (g.to_string(), *n)).collect(),
+    }
+}
+
+fn refused_kind(r: Result<(), FleetLockError>) -> String {
+    match r {
+        Err(FleetLockError::Refused { kind, .. }) => kind,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn metrics(base: &str) -> String {
+    let http = Client::new(&HttpOptions::default()).unwrap();
+    String::from_utf8(http.get(&format!("{base}metrics"), &[]).unwrap()).unwrap()
+}
+
+#[test]
+fn two_hundred_clients_never_exceed_group_slots() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let slots: Vec<(String, u64)> = (0..5)
+        .map(|g| (format!("group-{g}"), g as u64 + 1))
+        .collect();
+    let groups: Vec<(&str, u64)> = slots.iter().map(|(g, n)| (g.as_str(), *n)).collect();
+    let (base, _) = serve(
+        &cluster.endpoints,
+        limits(1, 3600, &groups),
+        None,
+        Duration::from_secs(5),
+    );
+
+    let holding: Arc<Vec<AtomicUsize>> = Arc::new((0..5).map(|_| AtomicUsize::new(0)).collect());
+    let peak: Arc<Vec<AtomicUsize>> = Arc::new((0..5).map(|_| AtomicUsize::new(0)).collect());
+    let started = Instant::now();
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let (base, holding, peak) = (base.clone(), holding.clone(), peak.clone());
+            let (group, max) = slots[i % 5].clone();
+            std::thread::spawn(move || {
+                let g = i % 5;
+                let client = FleetLockClient::new(&base, &format!("node-{i:03}"), &group).unwrap();
+                let deadline = Instant::now() + Duration::from_secs(60);
+                loop {
+                    match client.pre_reboot() {
+                        Ok(()) => break,
+                        Err(e) => {
+                            assert_eq!(e.kind(), "slots_full", "node-{i}: {e}");
+                            assert!(Instant::now() < deadline, "node-{i} never got a slot");
+                            std::thread::sleep(Duration::from_millis(5 + (i % 7) as u64 * 3));
+                        }
+                    }
+                }
+                let now = holding[g].fetch_add(1, Ordering::SeqCst) + 1;
+                assert!(
+                    now as u64 <= max,
+                    "{group}: {now} concurrent holders > {max} slots"
+                );
+                peak[g].fetch_max(now, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(5));
+                holding[g].fetch_sub(1, Ordering::SeqCst);
+                client.steady_state().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let peaks: Vec<usize> = peak.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+    eprintln!(
+        "200 clients done in {:?}; peak holders per group {peaks:?}",
+        started.elapsed()
+    );
+    assert!(peaks
+        .iter()
+        .zip(&slots)
+        .all(|(p, (_, s))| *p >= 1 && *p as u64 <= *s));
+    assert!(
+        peaks[4] > 1,
+        "groups with several slots should be used concurrently: {peaks:?}"
+    );
+
+    let etcd = Etcd::new(&cluster.endpoints, Duration::from_secs(5)).unwrap();
+    for (group, n) in &slots {
+        let stored = etcd.get(&semaphore::key(group)).unwrap().unwrap();
+        let doc: Document = serde_json::from_slice(&stored.value).unwrap();
+        assert!(doc.semaphore.holders.is_empty(), "{group}: {doc:?}");
+        assert_eq!(doc.semaphore.total_slots, *n);
+    }
+    let text = metrics(&base);
+    assert!(
+        text.contains("keel_fleetlock_locks_acquired_total{group=\"group-0\"} 40"),
+        "{text}"
+    );
+    assert!(
+        text.contains("keel_fleetlock_requests_total{api=\"steady_state\",status=\"200\"} 200"),
+        "{text}"
+    );
+}
+
+#[test]
+fn protocol_rules_and_live_slot_changes() {
+    let Some(cluster) = Cluster::start(1) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("limits.toml");
+    std::fs::write(&file, "[groups]\nlive = 1\n").unwrap();
+    let defaults = limits(1, 3600, &[]);
+    let mut limits_file = LimitsFile::new(&file, defaults.clone());
+    let initial = limits_file.reload_if_changed().unwrap().unwrap();
+    let (base, _) = serve(
+        &cluster.endpoints,
+        initial,
+        Some(limits_file),
+        Duration::from_millis(300),
+    );
+
+    let http = Client::new(&HttpOptions::default()).unwrap();
+    let body = br#"{"client_params":{"id":"a","group":"live"}}"#;
+    let json_header = ("Content-Type".to_string(), "application/json".to_string());
+    let protocol = ("fleet-lock-protocol".to_string(), "true".to_string());
+    for (headers, body, status, kind) in [
+        (vec![json_header.clone()], &body[..], 400, "missing_header"),
+        (
+            vec![("fleet-lock-protocol".into(), "false".into())],
+            &body[..],
+            400,
+            "missing_header",
+        ),
+        (
+            vec![protocol.clone()],
+            &b"{}"[..],
+            400,
+            "invalid_client_params",
+        ),
+        (
+            vec![protocol.clone()],
+            &br#"{"client_params":{"id":"","group":"live"}}"#[..],
+            400,
+            "invalid_client_params",
+        ),
+        (
+            vec![protocol.clone()],
+            &br#"{"client_params":{"id":"a","group":"a/b"}}"#[..],
+            400,
+            "invalid_client_params",
+        ),
+    ] {
+        let (got, answer) = http
+            .post(&format!("{base}v1/pre-reboot"), &headers, body)
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(
+            (got, answer["kind"].as_str().unwrap()),
+            (status, kind),
+            "{answer}"
+        );
+        assert!(answer["value"].as_str().is_some_and(|v| !v.is_empty()));
+    }
+
+    let a = FleetLockClient::new(&base, "a", "live").unwrap();
+    let b = FleetLockClient::new(&base, "b", "live").unwrap();
+    b.steady_state().expect("unlocking without a lock succeeds");
+    a.pre_reboot().unwrap();
+    a.pre_reboot()
+        .expect("locking again while holding succeeds");
+    assert_eq!(refused_kind(b.pre_reboot()), "slots_full");
+
+    // Two slots from now on: b gets in while a still holds its slot.
+    std::fs::write(&file, "[groups]\nlive = 2\n").unwrap();
+    let later = std::time::SystemTime::now() + Duration::from_secs(5);
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.pre_reboot().is_err() {
+        assert!(Instant::now() < deadline, "new slot count not applied");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metrics(&base).contains("keel_fleetlock_slots{group=\"live\"} 2"));
+    a.steady_state().unwrap();
+    b.steady_state().unwrap();
+}
+
+#[test]
+fn three_member_cluster_survives_a_dead_member_and_expiry_frees_slots() {
+    let Some(mut cluster) = Cluster::start(3) else {
+        return;
+    };
+    let ttl = 2;
+    let (base, _) = serve(
+        &cluster.endpoints,
+        limits(1, ttl, &[]),
+        None,
+        Duration::from_millis(500),
+    );
+    let a = FleetLockClient::new(&base, "a", "default").unwrap();
+    let b = FleetLockClient::new(&base, "b", "default").unwrap();
+    a.pre_reboot().unwrap();
+
+    // Kill the member the server talks to first; it must fail over to the others.
+    cluster.members[0].kill().unwrap();
+    cluster.members[0].wait().unwrap();
+    assert_eq!(refused_kind(b.pre_reboot()), "slots_full");
+    a.steady_state().unwrap();
+    b.pre_reboot().unwrap();
+    b.steady_state().unwrap();
+
+    // A node takes a slot and never comes back: the sweep frees it after the TTL.
+    let vanished = FleetLockClient::new(&base, "vanished", "expiry").unwrap();
+    let waiting = FleetLockClient::new(&base, "waiting", "expiry").unwrap();
+    vanished.pre_reboot().unwrap();
+    assert_eq!(refused_kind(waiting.pre_reboot()), "slots_full");
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(15);
+    loop {
+        let text = metrics(&base);
+        if text.contains("keel_fleetlock_locks_expired_total{group=\"expiry\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lock never expired:\n{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(started.elapsed() >= Duration::from_secs(ttl as u64 - 1));
+    waiting
+        .pre_reboot()
+        .expect("the expired slot is free again");
+    let holders: BTreeMap<String, i64> = {
+        let etcd = Etcd::new(&cluster.endpoints[1..], Duration::from_secs(5)).unwrap();
+        let doc: Document =
+            serde_json::from_slice(&etcd.get(&semaphore::key("expiry")).unwrap().unwrap().value)
+                .unwrap();
+        doc.semaphore.acquired
+    };
+    assert_eq!(holders.keys().collect::<Vec<_>>(), ["waiting"]);
+}
