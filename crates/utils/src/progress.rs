@@ -194,10 +194,7 @@ impl Progress {
                 }
             }
             _ => {
-                let total = self
-                    .total()
-                    .map(|t| format!("/{t}"))
-                    .unwrap_or_default();
+                let total = self.total().map(|t| format!("/{t}")).unwrap_or_default();
                 let rate = if secs > 0.0 { bytes as f64 / secs } else { 0.0 };
                 let _ = writeln!(
                     err,
