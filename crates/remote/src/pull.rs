@@ -3,9 +3,9 @@
 //!
 //! Order of events for each commit (as OSTree does): the commit bytes are checked against
 //! their checksum and, when the remote has keys, against its ed25519 signatures; only then is
-//! `state/<commit>.commitpartial` written and the commit stored. Workers keep their own write
-//! transaction and make it durable every few thousand objects and when they stop, so objects
-//! received before a failure are kept and a new pull does not fetch them again. Refs move only
+//! `state/<commit>.commitpartial` written and the commit stored. Workers share one write
+//! transaction that is made durable (one syncfs) every few thousand objects, every few seconds
+//! and at the end, also after a failure, so objects received before a failure are kept and a new pull does not fetch them again. Refs move only
 //! after every object is durable and the commitpartial markers are removed; a failed pull
 //! leaves the markers and no ref changes. A commit without a marker is complete and is not
 //! walked again.
@@ -19,7 +19,7 @@ use keel_store::{Checksum, Commit, ObjectType, Repo, StoreError, Transaction, Va
 use keel_utils::progress::Progress;
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where pulled refs are written.
@@ -40,7 +40,7 @@ pub struct PullOptions {
     pub ref_target: RefTarget,
     /// When set, every commit must carry an ed25519 signature by one of these keys.
     pub commit_keys: Option<Vec<VerifyingKey>>,
-    /// Objects a worker stores before making them durable.
+    /// Objects stored before they are made durable together (one syncfs).
     pub batch: usize,
 }
 
@@ -51,7 +51,7 @@ impl PullOptions {
             depth: 0,
             ref_target: RefTarget::Remote(remote.to_string()),
             commit_keys: None,
-            batch: 2000,
+            batch: 5000,
         }
     }
 }
@@ -253,7 +253,27 @@ struct Walk<'a> {
     batch: usize,
     state: Mutex<WalkState>,
     wake: Condvar,
+    /// The shared write transaction; replaced (and the old one made durable) every batch.
+    tx: Mutex<Option<Arc<Transaction<'a>>>>,
+    batch_state: Mutex<(usize, Instant)>,
 }
+
+/// Commit a transaction once no worker holds it any more (workers hold it only while they
+/// store one object).
+fn commit_when_released(mut tx: Arc<Transaction<'_>>) -> Result<(), PullError> {
+    loop {
+        match Arc::try_unwrap(tx) {
+            Ok(t) => return Ok(t.commit()?),
+            Err(shared) => {
+                tx = shared;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// Longest time stored objects wait before they are made durable.
+const BATCH_TIME: Duration = Duration::from_secs(10);
 
 /// What processing one object produced: objects it refers to, bytes transferred, and whether
 /// it was transferred.
@@ -268,6 +288,8 @@ impl<'a> Walk<'a> {
             batch: batch.max(1),
             state: Mutex::new(WalkState::default()),
             wake: Condvar::new(),
+            tx: Mutex::new(None),
+            batch_state: Mutex::new((0, Instant::now())),
         }
     }
 
@@ -288,6 +310,7 @@ impl<'a> Walk<'a> {
             }
             self.progress.set_total(st.seen.len() as u64);
         }
+        *self.tx.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(self.repo.begin()?));
         std::thread::scope(|s| {
             for _ in 0..self.src.parallel() {
                 s.spawn(|| {
@@ -297,7 +320,10 @@ impl<'a> Walk<'a> {
                 });
             }
         });
+        let last = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let durable = last.map_or(Ok(()), commit_when_released);
         let st = self.state.into_inner().unwrap_or_else(|e| e.into_inner());
+        durable?;
         match st.failed {
             Some(e) => Err(e),
             None => Ok((st.objects, st.bytes)),
@@ -362,25 +388,50 @@ impl<'a> Walk<'a> {
         self.wake.notify_all();
     }
 
+    /// Make everything stored so far durable: swap in a new transaction, commit the old one
+    /// (other workers keep writing into the new one meanwhile).
+    fn swap_transaction(&self) -> Result<(), PullError> {
+        let fresh = Arc::new(self.repo.begin()?);
+        let old = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(fresh);
+        old.map_or(Ok(()), commit_when_released)
+    }
+
     fn worker(&self) -> Result<(), PullError> {
         let (retries, backoff) = self.src.retry_policy();
-        let mut tx = self.repo.begin()?;
-        let mut stored = 0usize;
-        let mut since = Instant::now();
         while let Some(job) = self.next_job() {
-            match self.process(job, &tx) {
+            let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let result = match &tx {
+                Some(tx) => self.process(job, tx),
+                None => Err(PullError::Remote("pull transaction closed".into())),
+            };
+            drop(tx);
+            match result {
                 Ok(done) => {
-                    stored += usize::from(done.2);
+                    let due = {
+                        let mut b = self.batch_state.lock().unwrap_or_else(|e| e.into_inner());
+                        b.0 += usize::from(done.2);
+                        let due = b.0 >= self.batch || b.1.elapsed() > BATCH_TIME;
+                        if due {
+                            *b = (0, Instant::now());
+                        }
+                        due
+                    };
                     self.finish(done);
+                    if due {
+                        self.swap_transaction()?;
+                    }
                 }
                 Err(e)
                     if job.t == ObjectType::File && e.is_retryable() && job.attempt < retries =>
                 {
                     tracing::warn!("{e}; retrying");
                     std::thread::sleep(backoff.saturating_mul(1 << job.attempt.min(16)));
-                    // A failed attempt may leave the object reserved in this transaction.
-                    tx.commit()?;
-                    tx = self.repo.begin()?;
+                    // A failed attempt may leave the object reserved in the transaction.
+                    self.swap_transaction()?;
                     self.requeue(job);
                 }
                 Err(e) => {
@@ -391,14 +442,7 @@ impl<'a> Walk<'a> {
                     self.fail(e);
                 }
             }
-            if stored >= self.batch || since.elapsed() > Duration::from_secs(5) {
-                tx.commit()?;
-                tx = self.repo.begin()?;
-                stored = 0;
-                since = Instant::now();
-            }
         }
-        tx.commit()?;
         Ok(())
     }
 
