@@ -5,7 +5,9 @@ use clap::{Parser, Subcommand};
 /// Keel: an automatically updating, image-based operating system for running containers.
 #[derive(Parser)]
 #[command(name = "keel", version, propagate_version = true)]
-#[command(after_help = "Examples:\n  keel repo --repo build/repo init --mode archive\n  keel repo --repo build/repo commit -b keel/stable/x86_64 rootfs/\n\nRun `keel <command> --help` for each command's options and examples.")]
+#[command(
+    after_help = "Examples:\n  keel repo --repo build/repo init --mode archive\n  keel repo --repo build/repo commit -b keel/stable/x86_64 rootfs/\n\nRun `keel <command> --help` for each command's options and examples."
+)]
 struct Cli {
     /// More log output (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -63,7 +65,9 @@ enum RepoSub {
 /// `keel ignition`: validation from keel-ignition-config and provisioning from keel-provision
 /// (which depends on the former, so the two command sets meet here).
 #[derive(clap::Args)]
-#[command(after_help = "Examples:\n  keel ignition validate config.ign\n  keel ignition apply --root /mnt/root config.ign\n  keel ignition stage files --root /sysroot --platform qemu\n  keel ignition firstboot-complete --boot /boot")]
+#[command(
+    after_help = "Examples:\n  keel ignition validate config.ign\n  keel ignition apply --root /mnt/root config.ign\n  keel ignition stage files --root /sysroot --platform qemu\n  keel ignition firstboot-complete --boot /boot"
+)]
 struct IgnitionCli {
     #[command(subcommand)]
     command: IgnitionSub,
@@ -91,7 +95,9 @@ fn main() {
         },
         Command::Compose(args) => keel_compose::cli::run(args),
         Command::Ignition(args) => match args.command {
-            IgnitionSub::Config(command) => keel_ignition_config::cli::run(keel_ignition_config::cli::IgnitionArgs { command }),
+            IgnitionSub::Config(command) => {
+                keel_ignition_config::cli::run(keel_ignition_config::cli::IgnitionArgs { command })
+            }
             IgnitionSub::Provision(command) => keel_provision::cli::run(command),
         },
         Command::Butane(args) => keel_butane::cli::run(args),
