@@ -115,7 +115,12 @@ impl Client {
 impl Client {
     /// POSTs `body` to `url` with extra `headers`. Any HTTP status is an answer (returned with
     /// the body, so callers can read error documents); only transport failures are errors.
-    pub fn post(&self, url: &str, headers: &[(String, String)], body: &[u8]) -> Result<(u16, Vec<u8>), HttpError> {
+    pub fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), HttpError> {
         let mut req = self.agent.post(url);
         for (name, value) in headers {
             req = req.set(name, value);
