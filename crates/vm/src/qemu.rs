@@ -147,7 +147,10 @@ impl QemuSpec {
             }
             Serial::File(log) => {
                 push("-chardev");
-                push(&format!("file,id=serial0,path={}", escape_opt(log)));
+                push(&format!(
+                    "file,id=serial0,path={},append=on",
+                    escape_opt(log)
+                ));
                 push("-serial");
                 push("chardev:serial0");
             }
@@ -288,7 +291,7 @@ mod tests {
                 vec![
                     "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
                     "-fw_cfg name=opt/com.coreos/config,file=/vm/config.ign",
-                    "-chardev file,id=serial0,path=/vm/console.log -serial chardev:serial0",
+                    "-chardev file,id=serial0,path=/vm/console.log,append=on -serial chardev:serial0",
                 ],
                 vec!["mon:stdio"],
             ),
