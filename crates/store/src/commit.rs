@@ -304,6 +304,7 @@ impl Repo {
             (ParentSpec::Auto, Some(b)) => self.read_ref(b)?,
             (ParentSpec::Rev(r), _) => Some(self.resolve_rev(r)?),
         };
+        let started = std::time::Instant::now();
         let tx = self.begin()?;
         let scan = Scan {
             tx: &tx,
@@ -336,7 +337,13 @@ impl Repo {
             root_meta,
         };
         let c = tx.write_metadata(ObjectType::Commit, &commit.to_bytes())?;
+        let scanned = started.elapsed();
         tx.commit()?;
+        tracing::info!(
+            "commit {c}: scan, hash and write {:.2}s; sync and rename {:.2}s",
+            scanned.as_secs_f64(),
+            (started.elapsed() - scanned).as_secs_f64()
+        );
         if let Some(b) = &opts.branch {
             self.set_ref(b, Some(&c))?;
         }

@@ -375,10 +375,15 @@ impl<'r> Transaction<'r> {
             }
             fs::rename(self.staged_path(t, &c), &dest).at(&dest)?;
         }
-        for sub in &touched {
-            keel_utils::fsutil::sync_dir(sub).at(sub)?;
-        }
-        if !touched.is_empty() {
+        // Make the renames durable: a few directories are fsynced one by one; for more, one
+        // syncfs (a single journal commit) is much cheaper than one commit per directory.
+        if touched.len() > 8 {
+            let d = File::open(&objects).at(&objects)?;
+            rustix::fs::syncfs(&d).at(&objects)?;
+        } else if !touched.is_empty() {
+            for sub in &touched {
+                keel_utils::fsutil::sync_dir(sub).at(sub)?;
+            }
             keel_utils::fsutil::sync_dir(&objects).at(&objects)?;
         }
         self.finished = true;
