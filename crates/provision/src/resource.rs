@@ -58,8 +58,35 @@ pub fn needs_network(url: &str) -> bool {
 pub struct Fetcher {
     offline: bool,
     client: Option<Client>,
+    /// Clients through `ignition.proxy.httpProxy` / `httpsProxy`, and the `noProxy` list.
+    http_proxy: Option<Client>,
+    https_proxy: Option<Client>,
+    no_proxy: Vec<String>,
     header_timeout: Duration,
     total: Option<Duration>,
+}
+
+/// Whether `url`'s host is exempt from proxying by a `noProxy` list: `*`, an exact host or
+/// IP, or a domain (`example.com` and `.example.com` both cover its subdomains).
+pub fn bypasses_proxy(url: &str, no_proxy: &[String]) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = hostport.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        hostport.split(':').next().unwrap_or("")
+    }
+    .to_ascii_lowercase();
+    no_proxy
+        .iter()
+        .map(|e| e.trim().to_ascii_lowercase())
+        .any(|e| {
+            let e = e.split(':').next().unwrap_or("").to_string();
+            let domain = e.trim_start_matches('.');
+            e == "*"
+                || (!domain.is_empty() && (host == domain || host.ends_with(&format!(".{domain}"))))
+        })
 }
 
 impl Fetcher {
@@ -68,6 +95,9 @@ impl Fetcher {
         Fetcher {
             offline: true,
             client: None,
+            http_proxy: None,
+            https_proxy: None,
+            no_proxy: Vec::new(),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             total: None,
         }
@@ -90,9 +120,23 @@ impl Fetcher {
             response_header_timeout: Some(header_timeout),
             request_timeout: total,
             user_agent: Some(format!("keel-ignition/{}", env!("CARGO_PKG_VERSION"))),
+            proxy: None,
+        };
+        let proxy = cfg.ignition.proxy.clone().unwrap_or_default();
+        let via = |p: &Option<String>| -> Result<Option<Client>, FetchError> {
+            match p.as_deref().filter(|p| !p.is_empty()) {
+                Some(p) => Ok(Some(Client::new(&HttpOptions {
+                    proxy: Some(p.to_string()),
+                    ..opts.clone()
+                })?)),
+                None => Ok(None),
+            }
         };
         Ok(Fetcher {
             offline: false,
+            http_proxy: via(&proxy.http_proxy)?,
+            https_proxy: via(&proxy.https_proxy)?,
+            no_proxy: proxy.no_proxy,
             client: Some(Client::new(&opts)?),
             header_timeout,
             total,
@@ -130,9 +174,18 @@ impl Fetcher {
         if !matches!(scheme, "http" | "https" | "tftp") {
             return Err(FetchError::Unsupported(url.to_string()));
         }
-        let client = match (&self.client, self.offline) {
+        let direct = match (&self.client, self.offline) {
             (Some(c), false) => c,
             _ => return Err(FetchError::NeedsNetwork(url.to_string())),
+        };
+        let proxied = match scheme {
+            "http" => self.http_proxy.as_ref(),
+            "https" => self.https_proxy.as_ref(),
+            _ => None,
+        };
+        let client = match proxied {
+            Some(p) if !bypasses_proxy(url, &self.no_proxy) => p,
+            _ => direct,
         };
         let start = Instant::now();
         let mut backoff = FIRST_BACKOFF;
@@ -295,6 +348,29 @@ mod tests {
                 (w, g) => panic!("{r:?}: want {w:?}, got {g:?}"),
             }
         }
+    }
+
+    #[test]
+    fn no_proxy_table() {
+        let list: Vec<String> = ["example.com", ".corp.local", "10.0.0.1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let cases = [
+            ("http://example.com/x", true),
+            ("https://a.b.example.com:8443/x", true),
+            ("http://notexample.com/x", false),
+            ("http://corp.local/", true),
+            ("http://db.corp.local/", true),
+            ("http://10.0.0.1:8080/c.ign", true),
+            ("http://10.0.0.2/c.ign", false),
+            ("http://user@EXAMPLE.com/x", true),
+        ];
+        for (url, want) in cases {
+            assert_eq!(bypasses_proxy(url, &list), want, "{url}");
+        }
+        assert!(bypasses_proxy("http://anything/", &["*".to_string()]));
+        assert!(!bypasses_proxy("http://anything/", &[]));
     }
 
     #[test]

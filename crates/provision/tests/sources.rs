@@ -167,6 +167,54 @@ fn user_config_fetch_gives_up_after_the_fetch_timeout() {
 }
 
 #[test]
+fn http_proxy_with_no_proxy_exceptions() {
+    let child = config(file_config(&[("/etc/via-proxy", "data:,proxied")]));
+    // The proxy is a plain server on 127.0.0.1 that answers the absolute URL; the proxied host
+    // name is never resolved or contacted.
+    let proxy = serve(
+        vec![Route::ok("http://config.example.invalid/child.ign", child)],
+        None,
+    );
+    let direct = serve(vec![Route::ok("/direct", "direct\n")], None);
+    let mut user = file_config(&[(
+        "/etc/direct",
+        &format!("http://127.0.0.1:{}/direct", direct.port),
+    )]);
+    user["ignition"]["proxy"] = serde_json::json!({"httpProxy": format!("http://127.0.0.1:{}", proxy.port), "noProxy": ["127.0.0.1"]});
+    user["ignition"]["config"] =
+        serde_json::json!({"merge": [{"source": "http://config.example.invalid/child.ign"}]});
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg_path = tmp.path().join("user.ign");
+    std::fs::write(&cfg_path, config(user)).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let env = stage_env(&root, &tmp.path().join("work"), &cfg_path);
+    stages::run(Stage::Fetch, &env).unwrap();
+    stages::run(Stage::Files, &env).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/via-proxy")).unwrap(),
+        "proxied"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/direct")).unwrap(),
+        "direct\n"
+    );
+    assert_eq!(
+        proxy
+            .hits
+            .lock()
+            .unwrap()
+            .get("http://config.example.invalid/child.ign"),
+        Some(&1)
+    );
+    assert_eq!(
+        direct.hits.lock().unwrap().get("/direct"),
+        Some(&1),
+        "noProxy host fetched directly"
+    );
+}
+
+#[test]
 fn https_uses_the_configs_ca_bundle() {
     let (ca_pem, tls) = test_ca();
     let child = config(file_config(&[("/etc/tls-child", "data:,over%20tls")]));

@@ -19,6 +19,8 @@ pub struct HttpOptions {
     pub request_timeout: Option<Duration>,
     /// `User-Agent` sent with every request.
     pub user_agent: Option<String>,
+    /// Send every request through this HTTP proxy (`http://host:port`).
+    pub proxy: Option<String>,
 }
 
 /// Failure of an HTTP request.
@@ -33,6 +35,9 @@ pub enum HttpError {
     /// A CA bundle could not be used.
     #[error("invalid CA certificate bundle: {0}")]
     BadCa(String),
+    /// The proxy URL could not be used.
+    #[error("invalid proxy {0}")]
+    BadProxy(String),
 }
 
 impl HttpError {
@@ -41,7 +46,7 @@ impl HttpError {
         match self {
             HttpError::Status { code, .. } => *code >= 500,
             HttpError::Transport { .. } => true,
-            HttpError::BadCa(_) => false,
+            HttpError::BadCa(_) | HttpError::BadProxy(_) => false,
         }
     }
 }
@@ -76,6 +81,11 @@ impl Client {
         }
         if let Some(t) = opts.request_timeout {
             builder = builder.timeout(t);
+        }
+        if let Some(p) = &opts.proxy {
+            let proxy =
+                ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?;
+            builder = builder.proxy(proxy);
         }
         if let Some(ua) = &opts.user_agent {
             builder = builder.user_agent(ua);
