@@ -133,7 +133,7 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
     let repo = open_or_init(repo_path)?;
     let version = commit::choose_version(&repo, &m, epoch, o.version.as_deref())?;
     let mode = Mode::detect(o.json);
-    let progress = Progress::new(mode, "compose", None);
+    let progress = Progress::new(mode, "compose", Some(prepare::STEPS));
     progress.message(&format!("composing {} {version}", m.ref_name()));
 
     std::fs::create_dir_all(&o.workdir)
@@ -158,6 +158,7 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
         &progress,
     )?;
 
+    progress.message(&format!("committing to {}", repo_path.display()));
     let metadata = commit::metadata(&m, &prepared, &version)?;
     let commit_progress = Progress::new(mode, "commit", None);
     let checksum = repo
@@ -179,6 +180,7 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
         )
         .with_context(|| format!("committing the tree to {}", repo_path.display()))?;
     let root_tree = repo.read_commit(&checksum)?.root_tree;
+    progress.inc(1, 0);
     progress.finish();
     if let Some(keep) = &o.keep_tree {
         std::fs::rename(&root, keep).with_context(|| {

@@ -11,6 +11,10 @@ use anyhow::{bail, Context};
 use keel_utils::progress::{human_bytes, Progress};
 use std::path::Path;
 
+/// Steps of a compose shown in its progress: packages, tree additions, kernel and initramfs,
+/// cleanup and size report, image layout, and the commit (done by the caller).
+pub const STEPS: u64 = 6;
+
 /// How to prepare.
 pub struct PrepareOptions<'a> {
     /// Package cache directory.
@@ -69,7 +73,9 @@ pub fn prepare(
         downloads.reused
     ));
     layout::check_usrmerge(root)?;
+    progress.inc(1, 0);
 
+    progress.message("adding overlays, keel, configuration; running postprocess scripts");
     tree::copy_overlays(m, root)?;
     if m.spec.keel.install {
         tree::install_keel(m, root)?;
@@ -77,6 +83,7 @@ pub fn prepare(
     tree::write_config(m, root, o.version)?;
     tree::postprocess(m, root, o.epoch)?;
     tree::set_unit_states(m, root)?;
+    progress.inc(1, 0);
 
     let kernel = initramfs::kernel_version(root)?;
     match (&kernel, m.spec.kernel.initramfs) {
@@ -92,7 +99,9 @@ pub fn prepare(
         ),
         (None, false) => {}
     }
+    progress.inc(1, 0);
 
+    progress.message("cleaning up and measuring the tree");
     layout::clean(root)?;
     let dpkg = root.join("var/lib/dpkg");
     let status_path = dpkg.join("status");
@@ -120,7 +129,10 @@ pub fn prepare(
             );
         }
     }
+    progress.inc(1, 0);
+    progress.message("applying the image layout");
     layout::apply(root)?;
+    progress.inc(1, 0);
     Ok(Prepared {
         packages: installed,
         kernel,
