@@ -347,24 +347,44 @@ impl<'r> Transaction<'r> {
         Ok(())
     }
 
-    /// Make every staged object durable and move it into `objects/`.
+    /// Make every staged object durable and move it into `objects/`. Commits (and their
+    /// detached metadata) move only after everything else is in place and synced, so a killed or
+    /// crashed writer never leaves a commit whose tree is incomplete.
     pub fn commit(mut self) -> Result<(), StoreError> {
         let dir = self.dir.clone();
         if fs::read_dir(&dir).at(&dir)?.next().is_some() {
             let d = File::open(&dir).at(&dir)?;
             rustix::fs::syncfs(&d).at(&dir)?;
         }
+        for commits in [false, true] {
+            let touched = self.move_staged(|t| {
+                matches!(t, ObjectType::Commit | ObjectType::CommitMeta) == commits
+            })?;
+            self.sync_dirs(&touched)?;
+        }
+        self.finished = true;
+        fs::remove_dir_all(&dir).at(&dir)
+    }
+
+    /// Rename the staged objects whose type `pick` selects into `objects/`; returns the
+    /// `objects/XX` directories touched.
+    fn move_staged(
+        &self,
+        pick: impl Fn(ObjectType) -> bool,
+    ) -> Result<HashSet<PathBuf>, StoreError> {
         let objects = self.repo.path().join("objects");
         let mut touched = HashSet::new();
-        for e in fs::read_dir(&dir).at(&dir)? {
-            let name = e.at(&dir)?.file_name().to_string_lossy().into_owned();
+        for e in fs::read_dir(&self.dir).at(&self.dir)? {
+            let name = e.at(&self.dir)?.file_name().to_string_lossy().into_owned();
             let parsed = name.split_once('.').and_then(|(hex, ext)| {
                 Some((
                     ObjectType::from_extension(ext)?,
                     hex.parse::<Checksum>().ok()?,
                 ))
             });
-            let Some((t, c)) = parsed else { continue };
+            let Some((t, c)) = parsed.filter(|(t, _)| pick(*t)) else {
+                continue;
+            };
             let dest = self.repo.object_path(t, &c);
             let sub = objects.join(&c.to_hex()[..2]);
             if touched.insert(sub.clone()) {
@@ -375,19 +395,23 @@ impl<'r> Transaction<'r> {
             }
             fs::rename(self.staged_path(t, &c), &dest).at(&dest)?;
         }
-        // Make the renames durable: a few directories are fsynced one by one; for more, one
-        // syncfs (a single journal commit) is much cheaper than one commit per directory.
+        Ok(touched)
+    }
+
+    /// Make renames into `touched` durable: a few directories are fsynced one by one; for more,
+    /// one syncfs (a single journal commit) is much cheaper than one commit per directory.
+    fn sync_dirs(&self, touched: &HashSet<PathBuf>) -> Result<(), StoreError> {
+        let objects = self.repo.path().join("objects");
         if touched.len() > 8 {
             let d = File::open(&objects).at(&objects)?;
             rustix::fs::syncfs(&d).at(&objects)?;
         } else if !touched.is_empty() {
-            for sub in &touched {
+            for sub in touched {
                 keel_utils::fsutil::sync_dir(sub).at(sub)?;
             }
             keel_utils::fsutil::sync_dir(&objects).at(&objects)?;
         }
-        self.finished = true;
-        fs::remove_dir_all(&dir).at(&dir)
+        Ok(())
     }
 
     /// The repository being written.
