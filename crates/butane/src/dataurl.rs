@@ -2,9 +2,6 @@
 //! escaping, base64, or gzip+base64 (marked `compression: gzip`) when that is shorter.
 
 use base64::Engine;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use std::io::Write;
 
 /// An encoded resource: the URL and the compression to declare.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,23 +25,31 @@ pub fn encode(data: &[u8], allow_gzip: bool) -> Encoded {
     };
     let mut compression = None;
     if allow_gzip {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::best());
-        let compressed = gz.write_all(data).and_then(|_| gz.finish());
-        if let Ok(bytes) = compressed {
-            let url = format!(
-                "data:;base64,{}",
-                base64::engine::general_purpose::STANDARD.encode(bytes)
-            );
-            if url.len() + "gzip".len() < best.len() {
-                best = url;
-                compression = Some("gzip");
-            }
+        let url = format!(
+            "data:;base64,{}",
+            base64::engine::general_purpose::STANDARD.encode(gzip(data))
+        );
+        if url.len() + "gzip".len() < best.len() {
+            best = url;
+            compression = Some("gzip");
         }
     }
     Encoded {
         source: best,
         compression,
     }
+}
+
+/// Gzip at the best level with one fixed deflate implementation (miniz_oxide), so the same
+/// input gives the same bytes whichever backend `flate2` was built with elsewhere in the
+/// workspace: header (no name, mtime 0, "max compression", OS unknown), raw deflate, CRC-32
+/// and size trailer (RFC 1952).
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 2, 255];
+    out.extend(miniz_oxide::deflate::compress_to_vec(data, 9));
+    out.extend(crc32fast::hash(data).to_le_bytes());
+    out.extend((data.len() as u32).to_le_bytes());
+    out
 }
 
 /// Percent-escapes everything but RFC 2396 unreserved characters and a few safe reserved ones.
