@@ -15,6 +15,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "error: run as root (compose uses mmdebstrap and chroot, image build uses loop devices): sudo $0" >&2
     exit 1
 fi
+source scripts/install-deps.sh
 
 echo "== building keel (release)"
 cargo build --release --locked -p keel
