@@ -4,10 +4,9 @@
 //! A reader (or a reboot) sees each target either old or complete, never partly written.
 //! Temp files of a batch that is dropped without commit are removed.
 
-use crate::fsutil::temp_sibling;
-use std::fs::{self, File, OpenOptions};
+use crate::fsutil::fill_temp_sibling;
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -31,29 +30,12 @@ impl Batch {
         mode: u32,
         fill: impl FnOnce(&mut File) -> io::Result<()>,
     ) -> io::Result<()> {
-        let tmp = temp_sibling(target);
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(mode & 0o777)
-                .open(&tmp)?;
-            fill(&mut f)?;
-            f.set_permissions(fs::Permissions::from_mode(mode))
-        })();
-        match result {
-            Ok(()) => {
-                self.staged
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push((tmp, target.to_path_buf()));
-                Ok(())
-            }
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        let (tmp, _file) = fill_temp_sibling(target, mode, fill)?;
+        self.staged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((tmp, target.to_path_buf()));
+        Ok(())
     }
 
     /// Number of staged files.
@@ -112,6 +94,7 @@ impl Drop for Batch {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
 
     fn names(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)

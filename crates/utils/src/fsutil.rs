@@ -30,21 +30,42 @@ pub fn write_atomic(target: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_with(target, mode, |f| f.write_all(data))
 }
 
+/// Creates a fresh temp sibling of `target`, lets `fill` write it, then sets permission bits
+/// `mode` (after `fill`, so `fill` may change the owner first: chown clears set-id bits).
+/// Returns the temp path and the open file; on failure the temp file is removed.
+pub fn fill_temp_sibling(
+    target: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<(PathBuf, File)> {
+    let tmp = temp_sibling(target);
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode & 0o777)
+            .open(&tmp)?;
+        fill(&mut f)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        Ok(f)
+    })();
+    match result {
+        Ok(f) => Ok((tmp, f)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 /// Atomically replace `target` with what `fill` writes, with permission bits `mode`.
 pub fn write_atomic_with(
     target: &Path,
     mode: u32,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let tmp = temp_sibling(target);
+    let (tmp, f) = fill_temp_sibling(target, mode, fill)?;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&tmp)?;
-        fill(&mut f)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, target)?;
