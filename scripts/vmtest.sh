@@ -15,7 +15,7 @@ mkdir -p "$work"
 cargo build --locked -p keel
 keel="$target/debug/keel"
 
-key=$( { cat manifests/keel.toml; find overlays -type f -print0 2>/dev/null | sort -z | xargs -0r cat; cat "$keel"; } | sha256sum | cut -c1-16)
+key=$( { cat manifests/keel.toml; find manifests/overlays -type f -print0 2>/dev/null | sort -z | xargs -0r cat; cat "$keel"; } | sha256sum | cut -c1-16)
 if [ "$(cat "$work/repo.key" 2>/dev/null)" != "$key" ]; then
     rm -rf "$work/repo" "$work/repo.key"
     start=$(date +%s)
