@@ -30,4 +30,4 @@ fi
 
 KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
     KEEL_VMTEST_REPORT="$work/vmtest-report.json" \
-    cargo test --locked -p keel-vm --test vm_suite -- --nocapture
+    cargo test --locked -p keel-vm --tests -- --nocapture --test-threads=1
