@@ -6,14 +6,17 @@
 #   KEEL_VMTEST_ONLY  comma-separated test names (basic,bad-config)
 #   KEEL_VMTEST_KEEP  keep the VMs' directories (console logs, disks)
 #   KEEL_ACCEL        kvm|tcg to skip the accelerator probe
+#   KEEL_VMTEST_PROFILE  cargo profile of the keel binary put into the image (default release,
+#                     as shipped; a debug keel makes the Ignition stages several times slower)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${KEEL_VMTEST_DIR:-/var/tmp/keel-vmtest}
 target=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$work"
 
-cargo build --locked -p keel
-keel="$target/debug/keel"
+profile=${KEEL_VMTEST_PROFILE:-release}
+cargo build --locked --profile "$profile" -p keel
+keel="$target/$([ "$profile" = dev ] && echo debug || echo "$profile")/keel"
 
 key=$( { cat manifests/keel.toml; find manifests/overlays -type f -print0 2>/dev/null | sort -z | xargs -0r cat; cat "$keel"; } | sha256sum | cut -c1-16)
 if [ "$(cat "$work/repo.key" 2>/dev/null)" != "$key" ]; then
