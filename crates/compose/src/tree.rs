@@ -62,6 +62,11 @@ pub const DRACUT_MODULE: &[(&str, &str, u32)] = &[
         include_str!("../dracut/50keel/keel-prepare-root.service"),
         0o644,
     ),
+    (
+        "keel-boot-failed.conf",
+        include_str!("../dracut/50keel/keel-boot-failed.conf"),
+        0o644,
+    ),
 ];
 
 /// Where the keel dracut module goes in the tree.

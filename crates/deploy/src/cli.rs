@@ -203,6 +203,22 @@ pub enum HealthCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// On failure, reboot while the booted entry still has boot tries (not at first boot),
+        /// so that boot counting falls back to the previous deployment.
+        #[arg(long)]
+        reboot_on_failure: bool,
+    },
+    /// The boot failed (run by emergency.service in the initramfs): reboot while the booted
+    /// entry is still being tried and it is not the first boot; otherwise return, so that
+    /// emergency mode shows the failure.
+    #[command(after_help = "Example:\n  keel health boot-failed")]
+    BootFailed {
+        /// Where the EFI variables are.
+        #[arg(long, default_value = crate::bootfail::EFIVARS)]
+        efivars: PathBuf,
+        /// The kernel command line to read.
+        #[arg(long, default_value = "/proc/cmdline")]
+        cmdline: PathBuf,
     },
 }
 
@@ -480,6 +496,7 @@ pub fn run(command: NodeCommand) -> Result<()> {
             root,
             no_builtin,
             json,
+            reboot_on_failure,
         }) => {
             let results = health::run_checks(&root, !no_builtin);
             if json {
@@ -500,7 +517,14 @@ pub fn run(command: NodeCommand) -> Result<()> {
                 .map(|r| r.name.as_str())
                 .collect();
             if !failed.is_empty() {
+                health::after_failure(&root, &results, reboot_on_failure)?;
                 bail!("health checks failed: {}", failed.join(", "));
+            }
+        }
+        NodeCommand::Health(HealthCommand::BootFailed { efivars, cmdline }) => {
+            match crate::bootfail::handle_failed_boot(&efivars, &cmdline)? {
+                crate::bootfail::Decision::Reboot(why) => println!("Rebooting: {why}"),
+                crate::bootfail::Decision::Stay(why) => println!("Not rebooting: {why}"),
             }
         }
     }

@@ -5,7 +5,8 @@
 //! same name in `/usr/lib`; an empty file or a symlink to /dev/null there disables it).
 
 use keel_utils::cmd;
-use serde::Serialize;
+use keel_utils::fsutil::write_atomic;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -15,8 +16,12 @@ use std::process::Command;
 /// The unit running the checks; its own failure is not counted.
 pub const HEALTH_UNIT: &str = "keel-healthcheck.service";
 
+/// Where a failed run is recorded, below the system root (in the shared `/var`, so that
+/// `keel status` on the deployment booted after a rollback can say why the other one failed).
+pub const FAILURE_RECORD: &str = "var/lib/keel/health-failure.json";
+
 /// The result of one check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckResult {
     /// Check name (built-in name or script file name).
     pub name: String,
@@ -113,6 +118,70 @@ pub fn run_checks(root: &Path, builtin: bool) -> Vec<CheckResult> {
     results
 }
 
+/// The last failed run of the checks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthFailure {
+    /// The deployment (`<commit>.<serial>`) that was booted.
+    pub deployment: Option<String>,
+    /// The checks that failed.
+    pub failed: Vec<CheckResult>,
+}
+
+impl HealthFailure {
+    /// One line: `name: detail; name: detail`.
+    pub fn summary(&self) -> String {
+        self.failed
+            .iter()
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// Record the failed checks of `results` for deployment `deployment` under `root`.
+pub fn record_failure(
+    root: &Path,
+    deployment: Option<String>,
+    results: &[CheckResult],
+) -> std::io::Result<()> {
+    let f = HealthFailure {
+        deployment,
+        failed: results.iter().filter(|r| !r.ok).cloned().collect(),
+    };
+    let p = root.join(FAILURE_RECORD);
+    if let Some(dir) = p.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    write_atomic(
+        &p,
+        &serde_json::to_vec_pretty(&f).expect("serializes"),
+        0o644,
+    )
+}
+
+/// After a failed run on the system at `root`: record it (best effort) and, with `reboot`,
+/// reboot when the booted entry is still being tried ([`crate::bootfail`]).
+pub fn after_failure(root: &Path, results: &[CheckResult], reboot: bool) -> anyhow::Result<()> {
+    let booted = crate::Sysroot::open(root, crate::DEFAULT_STATEROOT)
+        .ok()
+        .and_then(|s| s.booted_name());
+    if let Err(e) = record_failure(root, booted, results) {
+        tracing::warn!("could not record the failed checks in {FAILURE_RECORD}: {e}");
+    }
+    if reboot {
+        crate::bootfail::handle_failed_boot(
+            Path::new(crate::bootfail::EFIVARS),
+            Path::new("/proc/cmdline"),
+        )?;
+    }
+    Ok(())
+}
+
+/// The failure recorded under `root`, if any (an unreadable record counts as none).
+pub fn recorded_failure(root: &Path) -> Option<HealthFailure> {
+    serde_json::from_slice(&fs::read(root.join(FAILURE_RECORD)).ok()?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +219,20 @@ mod tests {
             .find(|c| c.name == "20-bad")
             .unwrap();
         assert!(bad.detail.contains("broken"), "{}", bad.detail);
+    }
+
+    #[test]
+    fn failure_record_keeps_only_failed_checks() {
+        let t = tempfile::tempdir().unwrap();
+        assert_eq!(recorded_failure(t.path()), None);
+        let results = [
+            result("ok-one", Ok("fine".into())),
+            result("50-bad", Err("exit status 3: broken".into())),
+        ];
+        record_failure(t.path(), Some("abc.0".into()), &results).unwrap();
+        let got = recorded_failure(t.path()).unwrap();
+        assert_eq!(got.deployment.as_deref(), Some("abc.0"));
+        assert_eq!(got.summary(), "50-bad: exit status 3: broken");
     }
 
     #[test]

@@ -40,6 +40,7 @@
 //! Only one stateroot is managed per sysroot at a time; entries of other stateroots are left alone.
 
 pub mod bls;
+pub mod bootfail;
 pub mod bootconfig;
 pub mod cli;
 mod error;

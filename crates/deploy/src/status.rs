@@ -282,6 +282,13 @@ impl Sysroot {
             ),
             _ => return None,
         };
+        let var = self.stateroot_dir().join("var");
+        let reason = match crate::health::recorded_failure(&var)
+            .filter(|f| f.deployment.as_deref() == Some(first.deployment.as_str()))
+        {
+            Some(f) => format!("{reason}; its health checks failed: {}", f.summary()),
+            None => reason,
+        };
         Some(RollbackNotice {
             from_deployment: first.deployment.clone(),
             from_version: first.version.clone(),

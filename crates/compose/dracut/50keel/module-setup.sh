@@ -5,6 +5,8 @@
 #   command line has `ignition.firstboot`;
 # - keel-prepare-root.service: mounts the chosen deployment as / with /usr read-only;
 # - keel-ignition-generator: passes `ignition.platform.id=` to the stages as $PLATFORM;
+# - keel-boot-failed.conf: emergency mode first reboots while the booted entry still has boot
+#   tries (so boot counting falls back to the previous deployment), with efivarfs to read them;
 # - the disk tools the `disks` stage runs.
 # Installed into the tree at /usr/lib/dracut/modules.d/50keel by `keel compose`.
 
@@ -22,6 +24,7 @@ install() {
     inst_binary /usr/bin/keel
     inst_multiple -o sgdisk sfdisk wipefs blkid lsblk mkfs.ext4 mkfs.xfs mkfs.vfat mkfs.fat \
         mkswap cryptsetup mdadm udevadm chroot useradd usermod groupadd chpasswd
+    hostonly='' instmods efivarfs
     inst_script "$moddir/keel-ignition-generator" "$systemdutildir/system-generators/keel-ignition-generator"
     local unit
     mkdir -p "${initdir}${systemdsystemunitdir}/initrd.target.wants"
@@ -30,5 +33,8 @@ install() {
         keel-prepare-root; do
         inst_simple "$moddir/$unit.service" "$systemdsystemunitdir/$unit.service"
         ln_r "$systemdsystemunitdir/$unit.service" "$systemdsystemunitdir/initrd.target.wants/$unit.service"
+    done
+    for unit in emergency dracut-emergency; do
+        inst_simple "$moddir/keel-boot-failed.conf" "$systemdsystemunitdir/$unit.service.d/50-keel-boot-failed.conf"
     done
 }
