@@ -20,8 +20,19 @@
 //! sysroot.set_kargs(&[KargEdit]) / kargs()
 //! sysroot.set_pinned(index, bool)
 //! sysroot.cleanup()                      undeploy unlisted, prune the repo (refs only)
-//! sysroot.check_upgrade(&dyn Fetcher)    -> UpgradeCheck; LocalRef resolves the origin locally,
-//!                                        the pull implements Fetcher
+//! sysroot.check_upgrade(&dyn Fetcher)    -> UpgradeCheck; LocalRef resolves the origin locally
+//! sysroot.classify_upgrade(commit, version) -> UpgradeCheck (deployed/staged, failed, available)
+//! sysroot.origin_refspec()               what the merge deployment follows (`keel:<ref>`)
+//! sysroot.find_remote(name)              [remote "NAME"] from ostree/repo/config, then
+//!                                        /etc/ostree/remotes.d/*.conf -> (Remote, file)
+//! fetch::pull_origin(&sysroot, target, &Progress) -> Fetched { remote, ref_name, commit,
+//!                                        version, bytes, objects, elapsed }; target is
+//!                                        `REMOTE:REF`, a ref or a commit checksum (from the
+//!                                        origin's remote); signatures checked as the remote
+//!                                        requires; on error no ref moves (DeployError::Pull)
+//! fetch::check_origin(&sysroot, refspec) -> RemoteCommit { remote, commit, version, bytes }
+//!                                        (the commit object only, verified, not stored)
+//! fetch::find_version(&sysroot, refspec, version, max) -> Option<Checksum>
 //! sysroot.set_finalization_locked(bool), staged(), failed_commits(), etc_diff(index)
 //! sysroot.clear_firstboot()              drop ignition.firstboot from the entries (after provisioning)
 //! prepare_root::{resolve, prepare_root}  the initramfs step
@@ -40,11 +51,12 @@
 //! Only one stateroot is managed per sysroot at a time; entries of other stateroots are left alone.
 
 pub mod bls;
-pub mod bootfail;
 pub mod bootconfig;
+pub mod bootfail;
 pub mod cli;
 mod error;
 pub mod etcmerge;
+pub mod fetch;
 pub mod health;
 pub mod kargs;
 mod ops;
@@ -57,7 +69,7 @@ mod sysroot;
 pub mod tree;
 mod upgrade;
 
-pub use error::DeployError;
+pub use error::{DeployError, PullFailure};
 pub use kargs::KargEdit;
 pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
 pub use staging::StagedRecord;

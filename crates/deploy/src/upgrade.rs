@@ -1,6 +1,7 @@
 //! Finding the commit an upgrade goes to. The origin refspec of the merge deployment names
 //! what to follow; a [`Fetcher`] turns it into a commit in the sysroot repository. Today
-//! [`LocalRef`] resolves it in `/ostree/repo`; the pull (issue 3) plugs in as another fetcher.
+//! [`LocalRef`] resolves it in `/ostree/repo`, where
+//! [`crate::fetch::pull_origin`] has pulled it from the origin's remote.
 
 use crate::bootconfig;
 use crate::error::DeployError;
@@ -49,31 +50,41 @@ impl Sysroot {
     /// A commit whose boot tries ran out is recorded first (as `status` does), so it is never
     /// offered again.
     pub fn check_upgrade(&self, fetcher: &dyn Fetcher) -> Result<UpgradeCheck, DeployError> {
-        self.status()?;
+        let refspec = self.origin_refspec()?;
+        let repo = self.repo()?;
+        let commit = fetcher.fetch(&repo, &refspec)?;
+        let version = repo.read_commit(&commit)?.version().map(str::to_string);
+        self.classify_upgrade(commit, version)
+    }
+
+    /// The merge deployment: booted, else the default.
+    pub(crate) fn merge_name(&self) -> Result<String, DeployError> {
         let state = bootconfig::load(self)?;
         let booted = self.booted_name();
-        let merge = state
+        state
             .deployments
             .iter()
             .find(|d| Some(d.name()) == booted)
             .or(state.deployments.first())
-            .ok_or_else(|| DeployError::State("no deployment yet; nothing to upgrade".into()))?;
-        let origin = self.origin(&merge.name())?;
-        let refspec = origin.refspec().ok_or_else(|| {
-            DeployError::State(format!(
-                "deployment {} follows no refspec (its .origin has none); use `keel deploy COMMIT`",
-                merge.name()
-            ))
-        })?;
-        let repo = self.repo()?;
-        let commit = fetcher.fetch(&repo, refspec)?;
+            .map(|d| d.name())
+            .ok_or_else(|| DeployError::State("no deployment yet; nothing to upgrade".into()))
+    }
+
+    /// Whether `commit` (the origin's newest, with its `version`) is an upgrade: already
+    /// deployed or staged, failed before, or available.
+    pub fn classify_upgrade(
+        &self,
+        commit: Checksum,
+        version: Option<String>,
+    ) -> Result<UpgradeCheck, DeployError> {
+        self.status()?;
+        let state = bootconfig::load(self)?;
         let staged = self.staged()?.map(|r| r.deployment);
         let current = state.deployments.first().map(|d| d.commit);
         let staged_commit = staged
             .as_deref()
             .and_then(crate::sysroot::Deployment::parse_name)
             .map(|(c, _)| c);
-        let version = repo.read_commit(&commit)?.version().map(str::to_string);
         if self
             .failed_commits()?
             .iter()
