@@ -37,6 +37,10 @@ enum Command {
     Graph(keel_graph::cli::GraphArgs),
     /// Reboot coordination server (FleetLock protocol on etcd v3).
     Fleetlock(keel_fleetlock::cli::FleetLockArgs),
+    /// The update agent service (polls the graph, stages, finalizes by strategy); its status and metrics.
+    Agent(keel_agent::cli::AgentArgs),
+    /// Check for an update, or apply it now (no window wait; still takes the FleetLock slot).
+    Update(keel_agent::cli::UpdateArgs),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -106,6 +110,8 @@ fn main() {
         Command::Node(command) => keel_deploy::cli::run(command),
         Command::Graph(args) => keel_graph::cli::run(args),
         Command::Fleetlock(args) => keel_fleetlock::cli::run(args),
+        Command::Agent(args) => keel_agent::cli::run(args),
+        Command::Update(args) => keel_agent::cli::run_update(args),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
