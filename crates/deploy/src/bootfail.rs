@@ -108,10 +108,29 @@ pub fn boot_info(efivars: &Path, cmdline: &Path) -> BootInfo {
     }
 }
 
+/// The number of entry files in `dir` (the ESP's `loader/entries`), for when the boot loader
+/// did not list its entries.
+fn entry_files(dir: &Path) -> usize {
+    fs::read_dir(dir).map_or(0, |rd| {
+        rd.flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".conf"))
+            .count()
+    })
+}
+
 /// Act on a failed boot: log the decision, and reboot (without waiting) when it says so.
-/// Returns the decision.
-pub fn handle_failed_boot(efivars: &Path, cmdline: &Path) -> anyhow::Result<Decision> {
-    let d = decide(&boot_info(efivars, cmdline));
+/// `esp_entries` (the ESP's `loader/entries`, when mounted) counts the entries when the boot
+/// loader did not list them. Returns the decision.
+pub fn handle_failed_boot(
+    efivars: &Path,
+    cmdline: &Path,
+    esp_entries: Option<&Path>,
+) -> anyhow::Result<Decision> {
+    let mut info = boot_info(efivars, cmdline);
+    if let Some(dir) = esp_entries {
+        info.entries = info.entries.max(entry_files(dir));
+    }
+    let d = decide(&info);
     match &d {
         Decision::Reboot(why) => {
             tracing::warn!("boot failed: {why}");
@@ -206,6 +225,11 @@ mod tests {
             )
         );
         assert!(matches!(decide(&got), Decision::Reboot(_)));
+        fs::create_dir(vars.join("entries")).unwrap();
+        for f in ["ostree-9-keel+1-2.conf", "ostree-8-keel.conf", "x.conf.new"] {
+            fs::write(vars.join("entries").join(f), "").unwrap();
+        }
+        assert_eq!(entry_files(&vars.join("entries")), 2);
         let none = boot_info(&vars.join("missing"), &vars.join("missing"));
         assert_eq!(none, BootInfo::default());
         assert!(matches!(decide(&none), Decision::Stay(_)));

@@ -522,7 +522,7 @@ pub fn run(command: NodeCommand) -> Result<()> {
             }
         }
         NodeCommand::Health(HealthCommand::BootFailed { efivars, cmdline }) => {
-            match crate::bootfail::handle_failed_boot(&efivars, &cmdline)? {
+            match crate::bootfail::handle_failed_boot(&efivars, &cmdline, None)? {
                 crate::bootfail::Decision::Reboot(why) => println!("Rebooting: {why}"),
                 crate::bootfail::Decision::Stay(why) => println!("Not rebooting: {why}"),
             }

@@ -172,6 +172,7 @@ pub fn after_failure(root: &Path, results: &[CheckResult], reboot: bool) -> anyh
         crate::bootfail::handle_failed_boot(
             Path::new(crate::bootfail::EFIVARS),
             Path::new("/proc/cmdline"),
+            Some(&root.join("boot/loader/entries")),
         )?;
     }
     Ok(())

@@ -1,0 +1,601 @@
+//! Automatic rollback and power cuts, shown in VMs (issue 8, items 3 and 4). Boots the image
+//! named by `KEEL_VMTEST_IMAGE` (see `scripts/vmtest.sh`); the bad and good updates are built
+//! inside the guest from the booted commit (`keel repo checkout`, change, `keel repo commit`),
+//! so no host server is needed.
+//!
+//! - `rollback-health`, `rollback-panic`, `rollback-initrd` (one VM, in turn): v1 booted, a bad
+//!   v2 deployed (failing health check script / garbage initramfs so the kernel panics / an
+//!   initramfs whose prepare-root fails), reboot once; the node must come back on v1 by itself
+//!   after three tries, with `keel status` saying why and the commit recorded as failed.
+//! - `power-cuts` (another VM): QEMU is SIGKILLed at seeded random moments while `keel deploy`
+//!   stages and while `keel finalize` runs at shutdown (`KEEL_VMTEST_CUTS`, default 20;
+//!   `KEEL_VMTEST_SEED` to replay); every next boot is checked (complete deployment booted,
+//!   synced `/var` data intact, `keel status` consistent, `keel cleanup` and repo fsck pass)
+//!   and then used for the next cut.
+
+use anyhow::{bail, ensure, Context, Result};
+use base64::Engine;
+use keel_vm::harness::{Config, Harness, Report, TestRun, Vm, VmOptions};
+use keel_vm::machine::Machine;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(900);
+/// A whole rollback case (three failed tries and the fallback boot) under TCG.
+const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(1500);
+const REPO: &str = "/sysroot/ostree/repo";
+const DEPLOY_DIR: &str = "/sysroot/ostree/deploy/keel/deploy";
+/// The kernel prints this once per boot on the serial console.
+const BOOT_BANNER: &str = "Linux version ";
+/// The console line of systemd stopping the finalize unit at shutdown.
+const FINALIZE_STARTS: &str = "Stopping keel-finalize-staged.service";
+const FINALIZE_DONE: &str = "Stopped keel-finalize-staged.service";
+
+fn config(pubkey: &str) -> Config {
+    Config::Ignition(json!({
+        "ignition": {"version": "3.4.0"},
+        "passwd": {"users": [{"name": "core", "sshAuthorizedKeys": [pubkey]}]}
+    }))
+}
+
+fn sh(m: &Machine, cmd: &str) -> Result<String> {
+    m.ssh()?.run(cmd)
+}
+
+/// Run a shell script as root in the guest (sent base64-encoded, so no quoting issues).
+fn root_script(m: &Machine, script: &str) -> Result<String> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(script);
+    sh(m, &format!("echo {b64} | base64 -d | sudo sh -s"))
+}
+
+fn status(m: &Machine) -> Result<Value> {
+    let out = sh(m, "sudo keel status --json")?;
+    serde_json::from_str(&out).with_context(|| format!("keel status --json printed {out}"))
+}
+
+/// The booted deployment (`<commit>.<serial>`) and its commit.
+fn booted(st: &Value) -> Result<(String, String)> {
+    let name = st["booted"]
+        .as_str()
+        .with_context(|| format!("no booted deployment in {st}"))?
+        .to_string();
+    let commit = name.split('.').next().unwrap_or_default().to_string();
+    Ok((name, commit))
+}
+
+/// Build a variant of `base` in the guest: check it out, run `change` in the checkout (as
+/// root, cwd = checkout; never edit checked-out files in place, they are the repo's objects),
+/// commit it with version `version`. Returns the commit checksum.
+fn build_variant(m: &Machine, base: &str, version: &str, change: &str) -> Result<String> {
+    let dir = format!("/var/tmp/keel-variant-{version}");
+    let script = format!(
+        "set -e\nrm -rf {dir}\nkeel repo --repo {REPO} checkout {base} {dir}\ncd {dir}\n{change}\n\
+         cd /\nkeel repo --repo {REPO} commit -b keel-test/{version} -s {version} \
+         --add-metadata-string version={version} {dir}\nrm -rf {dir}\n"
+    );
+    let out = root_script(m, &script)?;
+    let commit = out.lines().last().unwrap_or_default().trim().to_string();
+    ensure!(
+        commit.len() == 64 && commit.bytes().all(|b| b.is_ascii_hexdigit()),
+        "keel repo commit printed {out:?}"
+    );
+    Ok(commit)
+}
+
+/// A newc cpio archive holding `files` (path, content) and their parent directories.
+fn cpio(files: &[(&str, &str)]) -> Vec<u8> {
+    fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
+        let header = format!(
+            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+            0,
+            0,
+            1,
+            0,
+            data.len(),
+            0,
+            0,
+            0,
+            0,
+            name.len() + 1,
+            0
+        );
+        out.extend(header.as_bytes());
+        out.extend(name.as_bytes());
+        out.push(0);
+        out.resize(out.len().next_multiple_of(4), 0);
+        out.extend(data);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    let mut out = Vec::new();
+    let mut ino = 1;
+    let mut dirs: Vec<String> = Vec::new();
+    for (path, content) in files {
+        let parts: Vec<&str> = path.split('/').collect();
+        for i in 1..parts.len() {
+            let d = parts[..i].join("/");
+            if !dirs.contains(&d) {
+                entry(&mut out, ino, &d, 0o040755, b"");
+                ino += 1;
+                dirs.push(d);
+            }
+        }
+        entry(&mut out, ino, path, 0o100644, content.as_bytes());
+        ino += 1;
+    }
+    entry(&mut out, 0, "TRAILER!!!", 0, b"");
+    out
+}
+
+/// How many boots the console shows since `mark`.
+fn boots_since(m: &Machine, mark: u64) -> usize {
+    m.console.since(mark).matches(BOOT_BANNER).count()
+}
+
+/// After a reboot was asked for at console offset `mark`: wait for the next kernel banner, then
+/// for SSH and the end of startup.
+fn wait_rebooted(m: &mut Machine, mark: u64, timeout: Duration) -> Result<()> {
+    let start = Instant::now();
+    let console = m.console.clone();
+    console.wait_for(mark, &[BOOT_BANNER], timeout, || m.alive())?;
+    let ssh = m.ssh()?.clone();
+    ssh.wait_ready(timeout.saturating_sub(start.elapsed()), || {
+        ensure!(m.alive(), "QEMU exited");
+        Ok(())
+    })?;
+    let _ = ssh.output("systemctl is-system-running --wait");
+    Ok(())
+}
+
+fn reboot(m: &Machine) {
+    // The connection drops while the command runs; its status says nothing.
+    let _ = m.ssh().map(|s| s.output("sudo systemctl reboot"));
+}
+
+struct Case {
+    name: &'static str,
+    /// Run in the checkout of v1 to make the bad v2.
+    change: String,
+    /// The console must show this during the failed tries.
+    console_shows: &'static str,
+}
+
+fn cases() -> Vec<Case> {
+    let dropin = "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo keel-test: prepare-root made to fail >&2; exit 1'\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(cpio(&[(
+        "etc/systemd/system/keel-prepare-root.service.d/99-keel-test-fail.conf",
+        dropin,
+    )]));
+    vec![
+        Case {
+            name: "rollback-health",
+            change: "mkdir -p usr/lib/keel/health.d\n\
+                     printf '#!/bin/sh\\necho v2 is broken on purpose >&2\\nexit 1\\n' > usr/lib/keel/health.d/50-keel-test-fails\n\
+                     chmod 755 usr/lib/keel/health.d/50-keel-test-fails"
+                .into(),
+            console_shows: "keel-healthcheck.service",
+        },
+        Case {
+            name: "rollback-panic",
+            change: "f=$(ls usr/lib/modules/*/initramfs.img)\nrm -f $f\n\
+                     head -c 4194304 /dev/urandom > $f"
+                .into(),
+            console_shows: "Kernel panic",
+        },
+        Case {
+            name: "rollback-initrd",
+            // The real initramfs plus an appended archive (at a 4-byte boundary, which the
+            // kernel requires) with a drop-in that makes prepare-root fail.
+            change: format!(
+                "f=$(ls usr/lib/modules/*/initramfs.img)\ncp $f /var/tmp/initrd.orig\nrm -f $f\n\
+                 size=$(stat -c %s /var/tmp/initrd.orig)\n\
+                 {{ cat /var/tmp/initrd.orig; head -c $(( (4 - size % 4) % 4 )) /dev/zero; echo {b64} | base64 -d; }} > $f\n\
+                 rm -f /var/tmp/initrd.orig"
+            ),
+            console_shows: "prepare-root made to fail",
+        },
+    ]
+}
+
+fn rollback_case(t: &mut TestRun, m: &mut Machine, case: &Case) -> Result<()> {
+    let st = status(m)?;
+    let (v1, v1_commit) = booted(&st)?;
+    let start = Instant::now();
+    let bad = build_variant(m, &v1_commit, case.name, &case.change)?;
+    t.timing("build the bad v2 in the guest", start.elapsed());
+    sh(m, &format!("sudo keel deploy {bad}"))?;
+    let mark = m.console.mark();
+    let start = Instant::now();
+    reboot(m);
+    let mut back = false;
+    t.check("the node comes back on v1 by itself", || {
+        while start.elapsed() < ROLLBACK_TIMEOUT {
+            std::thread::sleep(Duration::from_secs(10));
+            ensure!(m.alive(), "QEMU exited");
+            if boots_since(m, mark) < 2 {
+                continue;
+            }
+            let Ok(st) = status(m) else { continue };
+            if st["booted"].as_str() == Some(v1.as_str()) {
+                back = true;
+                return Ok(());
+            }
+        }
+        bail!(
+            "not back on {v1} after {} s ({} boots); console: {}",
+            start.elapsed().as_secs(),
+            boots_since(m, mark),
+            m.console.path().display()
+        )
+    });
+    if !back {
+        return Ok(());
+    }
+    let _ = sh(m, "systemctl is-system-running --wait");
+    t.timing("three failed tries and the fallback boot", start.elapsed());
+    let boots = boots_since(m, mark);
+    eprintln!(
+        "{}: back on v1 after {:.0} s and {boots} boots",
+        case.name,
+        start.elapsed().as_secs_f64()
+    );
+    t.check("v2 was tried three times, then v1 booted", || {
+        ensure!(
+            boots == 4,
+            "{boots} boots since the reboot (want 3 tries + 1)"
+        );
+        Ok(())
+    });
+    t.check("the console shows the failure", || {
+        let text = m.console.since(mark);
+        ensure!(
+            text.contains(case.console_shows),
+            "{:?} not in the console log {}",
+            case.console_shows,
+            m.console.path().display()
+        );
+        Ok(())
+    });
+    t.check(
+        "keel status --json: rolled back from v2, why, failed commit recorded",
+        || {
+            let st = status(m)?;
+            let rb = &st["rolled_back"];
+            ensure!(rb["from_version"] == case.name, "rolled_back is {rb}");
+            let reason = rb["reason"].as_str().unwrap_or_default();
+            ensure!(
+                reason.contains("boot counting exhausted"),
+                "reason {reason:?}"
+            );
+            if case.name == "rollback-health" {
+                ensure!(
+                    reason.contains("50-keel-test-fails") && reason.contains("broken on purpose"),
+                    "the reason does not name the failed check: {reason:?}"
+                );
+            }
+            let failed = st["failed"].as_array().cloned().unwrap_or_default();
+            ensure!(
+                failed.iter().any(|f| f["commit"] == bad.as_str()),
+                "{bad} not in failed: {failed:?}"
+            );
+            Ok(())
+        },
+    );
+    t.check("keel status says what happened", || {
+        let text = sh(m, "sudo keel status")?;
+        ensure!(
+            text.contains("Rolled back") && text.contains(case.name),
+            "keel status:\n{text}"
+        );
+        Ok(())
+    });
+    Ok(())
+}
+
+fn rollback_test(h: &Harness, report: &mut Report, names: &[&str]) -> Result<()> {
+    let vm = h.vm("rollback", &config(&h.key.public), &VmOptions::default())?;
+    let mut m = vm.boot()?;
+    let mut t = TestRun::new("rollback-boot");
+    let mut first = None;
+    let ready = t.check("v1 boots (first boot)", || {
+        first = Some(m.wait_ready(READY_TIMEOUT)?.0);
+        Ok(())
+    });
+    if let Some(d) = first {
+        t.timing("first boot ready", d);
+        // First boot completes (the flag is dropped) and the entry is blessed.
+        t.check("first boot completes and v1 is blessed", || {
+            wait_blessed(&m)?;
+            Ok(())
+        });
+    }
+    report.tests.push(t);
+    if !ready {
+        return Ok(());
+    }
+    for case in cases().iter().filter(|c| names.contains(&c.name)) {
+        let mut t = TestRun::new(case.name);
+        if let Err(e) = rollback_case(&mut t, &mut m, case) {
+            t.check("setup", || Err(e));
+        }
+        report.tests.push(t);
+    }
+    Ok(())
+}
+
+/// Wait until the booted entry has no boot counter any more and first boot is complete.
+fn wait_blessed(m: &Machine) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let st = status(m)?;
+        let b = st["deployments"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["role"] == "booted").cloned());
+        let blessed = b.as_ref().is_some_and(|d| d["boot_counting"].is_null());
+        let firstboot = b.as_ref().is_some_and(|d| {
+            d["kargs"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|a| a == "ignition.firstboot"))
+        });
+        if blessed && !firstboot {
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(300) {
+            bail!("booted entry not blessed / first boot not complete: {st}");
+        }
+        std::thread::sleep(Duration::from_secs(5));
+    }
+}
+
+/// splitmix64: small, seeded, reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, max)`.
+    fn below(&mut self, max: Duration) -> Duration {
+        let ms = max.as_millis().max(1) as u64;
+        Duration::from_millis(self.next() % ms)
+    }
+}
+
+/// The checks after every cut, on the freshly booted node.
+fn check_after_cut(m: &Machine, commits: &[String], var_data: &[(String, String)]) -> Result<()> {
+    let st = status(m)?;
+    let (name, commit) = booted(&st)?;
+    ensure!(
+        commits.contains(&commit),
+        "booted {name}, not one of the deployed commits"
+    );
+    ensure!(
+        st["staged"].is_null(),
+        "a staged deployment after boot: {st}"
+    );
+    for d in st["deployments"].as_array().cloned().unwrap_or_default() {
+        let n = d["deployment"].as_str().unwrap_or_default();
+        root_script(
+            m,
+            &format!(
+                "set -e\ntest -f {DEPLOY_DIR}/{n}.origin\ntest -d {DEPLOY_DIR}/{n}/usr/lib/systemd\n\
+                 test -f {DEPLOY_DIR}/{n}/etc/os-release || test -L {DEPLOY_DIR}/{n}/etc/os-release\n"
+            ),
+        )
+        .with_context(|| format!("listed deployment {n} is incomplete"))?;
+    }
+    let bad_entries = root_script(
+        m,
+        "for f in /boot/loader/entries/*.conf; do p=$(sed -n 's/.*ostree=\\([^ ]*\\).*/\\1/p' \"$f\"); \
+         test -d \"/sysroot$p/usr/lib\" || echo \"$f -> $p\"; done",
+    )?;
+    ensure!(
+        bad_entries.trim().is_empty(),
+        "entries pointing nowhere: {bad_entries}"
+    );
+    for (path, want) in var_data {
+        let got = sh(m, &format!("cat {path}"))?;
+        ensure!(got.trim() == want, "{path}: {got:?}, want {want:?}");
+    }
+    sh(m, "sudo keel cleanup")?;
+    sh(m, &format!("sudo keel repo --repo {REPO} fsck"))?;
+    Ok(())
+}
+
+fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
+    let mut t = TestRun::new("power-cuts");
+    let cuts: usize = std::env::var("KEEL_VMTEST_CUTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("KEEL_VMTEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        });
+    eprintln!("power-cuts: seed {seed} (KEEL_VMTEST_SEED={seed} replays it), {cuts} cuts");
+    let mut rng = Rng(seed);
+    let vm: Vm = h.vm("power-cuts", &config(&h.key.public), &VmOptions::default())?;
+    let mut m = vm.boot()?;
+    m.wait_ready(READY_TIMEOUT)?;
+    wait_blessed(&m)?;
+    let (_, v1) = booted(&status(&m)?)?;
+    let v2 = build_variant(
+        &m,
+        &v1,
+        "cut-v2",
+        "mkdir -p usr/share/keel-test\necho v2 > usr/share/keel-test/version",
+    )?;
+    let commits = [v1.clone(), v2.clone()];
+    // Calibration, uncut: how long staging and finalization take.
+    let start = Instant::now();
+    sh(&m, &format!("sudo keel deploy {v2}"))?;
+    let stage_time = start.elapsed();
+    let mark = m.console.mark();
+    reboot(&m);
+    let console = m.console.clone();
+    console.wait_for(mark, &[FINALIZE_STARTS], READY_TIMEOUT, || m.alive())?;
+    let fin_start = Instant::now();
+    console.wait_for(mark, &[FINALIZE_DONE], READY_TIMEOUT, || m.alive())?;
+    let finalize_time = fin_start.elapsed();
+    wait_rebooted(&mut m, mark, READY_TIMEOUT)?;
+    // Cuts land anywhere from the unit's stop until a little after it finished.
+    let finalize_window = finalize_time.mul_f64(1.3) + Duration::from_secs(1);
+    eprintln!(
+        "power-cuts: staging takes {:.1} s, finalization {:.1} s",
+        stage_time.as_secs_f64(),
+        finalize_time.as_secs_f64()
+    );
+    t.timing("staging (keel deploy), uncut", stage_time);
+    t.timing("finalization at shutdown, uncut", finalize_time);
+    t.check("calibration boot is on v2 and consistent", || {
+        let (_, c) = booted(&status(&m)?)?;
+        ensure!(c == v2, "booted {c}, want {v2}");
+        check_after_cut(&m, &commits, &[])
+    });
+    sh(&m, "sudo mkdir -p /var/lib/keel-cut")?;
+    let mut var_data: Vec<(String, String)> = Vec::new();
+    let mut boot_times = Vec::new();
+    for i in 0..cuts {
+        let (_, cur) = booted(&status(&m)?)?;
+        let target = if cur == v1 { &v2 } else { &v1 };
+        let path = format!("/var/lib/keel-cut/{i}");
+        let value = format!("cut-{i}-{:016x}", rng.next());
+        sh(
+            &m,
+            &format!("echo {value} | sudo tee {path} >/dev/null && sudo sync {path} && sync"),
+        )?;
+        var_data.push((path, value));
+        let staging = i % 2 == 0;
+        let (what, at) = if staging {
+            let delay = rng.below(stage_time.mul_f64(1.2));
+            sh(
+                &m,
+                &format!(
+                    "sudo systemd-run --unit keel-cut-deploy-{i} /usr/bin/keel deploy {target}"
+                ),
+            )?;
+            std::thread::sleep(delay);
+            ("staging", delay)
+        } else {
+            sh(&m, &format!("sudo keel deploy {target}"))?;
+            let mark = m.console.mark();
+            reboot(&m);
+            let console = m.console.clone();
+            let seen = console.wait_for(mark, &[FINALIZE_STARTS], Duration::from_secs(120), || {
+                m.alive()
+            });
+            let delay = rng.below(finalize_window);
+            std::thread::sleep(delay);
+            let done = m.console.since(mark).contains(FINALIZE_DONE);
+            eprintln!(
+                "cut {i}: finalize start seen: {}, finished before the cut: {done}",
+                seen.is_ok()
+            );
+            ("finalization", delay)
+        };
+        m.kill();
+        eprintln!(
+            "cut {i}: {what}, SIGKILL {} ms after start (target {})",
+            at.as_millis(),
+            &target[..12]
+        );
+        m = vm.boot()?;
+        let booted_ok = t.check(
+            &format!("cut {i} ({what} +{} ms): boots again", at.as_millis()),
+            || {
+                let (d, _) = m.wait_ready(READY_TIMEOUT)?;
+                boot_times.push(d);
+                Ok(())
+            },
+        );
+        if !booted_ok {
+            break;
+        }
+        t.check(
+            &format!(
+                "cut {i} ({what} +{} ms): consistent after the cut",
+                at.as_millis()
+            ),
+            || check_after_cut(&m, &commits, &var_data),
+        );
+    }
+    if !boot_times.is_empty() {
+        let avg = boot_times.iter().sum::<Duration>() / boot_times.len() as u32;
+        t.timing("boot after a cut (average)", avg);
+    }
+    report.tests.push(t);
+    Ok(())
+}
+
+fn keel_binary() -> PathBuf {
+    std::env::var_os("KEEL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("keel"))
+}
+
+#[test]
+fn vm_rollback() {
+    let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
+        eprintln!("SKIP: vm_rollback: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)");
+        return;
+    };
+    let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
+    let all = [
+        "rollback-health",
+        "rollback-panic",
+        "rollback-initrd",
+        "power-cuts",
+    ];
+    let chosen: Vec<&str> = all
+        .into_iter()
+        .filter(|n| only.is_empty() || only.split(',').any(|o| o == *n))
+        .collect();
+    if chosen.is_empty() {
+        eprintln!("SKIP: vm_rollback: KEEL_VMTEST_ONLY={only} names none of {all:?}");
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("keel-vmtest-rollback-")
+        .tempdir_in("/var/tmp")
+        .unwrap();
+    let h = Harness::new(&image, work.path(), &keel_binary()).unwrap();
+    let mut report = Report {
+        accel: format!("{:?}", h.accel),
+        tests: Vec::new(),
+    };
+    if chosen.iter().any(|n| n.starts_with("rollback-")) {
+        if let Err(e) = rollback_test(&h, &mut report, &chosen) {
+            let mut t = TestRun::new("rollback");
+            t.check("setup", || Err(e));
+            report.tests.push(t);
+        }
+    }
+    if chosen.contains(&"power-cuts") {
+        if let Err(e) = power_cuts(&h, &mut report) {
+            let mut t = TestRun::new("power-cuts");
+            t.check("setup", || Err(e));
+            report.tests.push(t);
+        }
+    }
+    eprintln!("{}", report.summary());
+    let out = std::env::var_os("KEEL_VMTEST_ROLLBACK_REPORT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vmtest-rollback-report.json")
+        });
+    report.write_json(&out).unwrap();
+    eprintln!("report: {}", out.display());
+    if std::env::var_os("KEEL_VMTEST_KEEP").is_some() {
+        eprintln!("keeping {}", work.keep().display());
+    }
+    assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+}
