@@ -25,6 +25,7 @@ use keel_deploy::{DeployOptions, Deployment, Sysroot};
 use keel_fleetlock::client::FleetLockClient;
 use keel_store::Checksum;
 use keel_utils::http::{Client, HttpOptions};
+use keel_utils::progress::{Mode as ProgressMode, Progress};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,20 +55,23 @@ pub trait Pull: Send {
     fn pull(&self, sysroot: &Sysroot, commit: &str) -> Result<Checksum>;
 }
 
-/// The commit must already be in the sysroot repository (directory sysroots, local mirrors).
-pub struct LocalRepo;
+/// Pulls from the remote of the booted deployment's origin (`keel_deploy::fetch`); a commit
+/// already in the repository, or an origin without a remote, needs no network.
+pub struct OriginPull;
 
-impl Pull for LocalRepo {
+impl Pull for OriginPull {
     fn pull(&self, sysroot: &Sysroot, commit: &str) -> Result<Checksum> {
-        let repo = sysroot.repo()?;
-        let c = repo.resolve_rev(commit).with_context(|| {
-            format!(
-                "commit {commit} is not in {}; pull it first",
-                repo.path().display()
-            )
-        })?;
-        repo.read_commit(&c)?;
-        Ok(c)
+        let progress = Progress::new(ProgressMode::Lines, &format!("pull {commit}"), None);
+        let f = keel_deploy::fetch::pull_origin(sysroot, commit, &progress)
+            .with_context(|| format!("pulling commit {commit}"))?;
+        tracing::info!(
+            "pulled {commit} from {}: {} objects, {} bytes in {:?}",
+            f.remote.as_deref().unwrap_or("the local repository"),
+            f.objects,
+            f.bytes,
+            f.elapsed
+        );
+        Ok(f.commit)
     }
 }
 

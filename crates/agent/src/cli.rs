@@ -1,6 +1,6 @@
 //! `keel agent` (the service, `status`, `metrics`) and `keel update check|now`.
 
-use crate::agent::{Agent, Clock, LocalRepo, Mode, Paths, Pull, SystemClock};
+use crate::agent::{Agent, Clock, Mode, OriginPull, Paths, Pull, SystemClock};
 use crate::graph::Release;
 use crate::metrics;
 use crate::state::{AgentState, Phase};
@@ -107,7 +107,7 @@ enum UpdateCommand {
 }
 
 fn agent(common: &Common, reboot: &Reboot, mode: Mode) -> Result<Agent> {
-    let puller: Box<dyn Pull> = Box::new(LocalRepo);
+    let puller: Box<dyn Pull> = Box::new(OriginPull);
     Agent::new(
         Paths {
             root: common.root.clone(),

@@ -6,6 +6,7 @@ pub mod checkouts;
 pub mod compare;
 pub mod gen;
 pub mod http;
+pub mod process;
 pub mod rng;
 pub mod tools;
 pub mod xattr;
