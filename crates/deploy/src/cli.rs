@@ -3,14 +3,14 @@
 //! binary flattens into its own.
 
 use crate::etcmerge::Change;
+use crate::update::{deploy_rev, print_outcome, upgrade};
 use crate::{
-    health, prepare_root, DeployOptions, DeploymentStatus, Finalized, KargEdit, LocalRef, Status,
-    Sysroot, UpgradeCheck, DEFAULT_STATEROOT,
+    health, prepare_root, DeploymentStatus, Finalized, KargEdit, Status, Sysroot, DEFAULT_STATEROOT,
 };
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use keel_store::{Checksum, Repo};
 use keel_utils::cmd;
+use keel_utils::progress::Mode;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -49,16 +49,20 @@ pub enum NodeCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Upgrade to the newest commit of the origin ref: staged on a booted node (applied at shutdown).
+    /// Upgrade to the newest commit of the origin ref, pulled from the origin's remote
+    /// (`keel:<ref>`): staged on a booted node (applied at shutdown).
     #[command(
-        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`"
+        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
     )]
     Upgrade {
         #[command(flatten)]
         common: Common,
-        /// Only say whether an upgrade is available.
+        /// Only say whether an upgrade is available (fetches the commit object, no content).
         #[arg(long)]
         check: bool,
+        /// Print the result as JSON (progress as JSON lines on stderr).
+        #[arg(long)]
+        json: bool,
         /// Stage and lock finalization, so shutdown does not apply it until unlocked.
         #[arg(long)]
         stage_only: bool,
@@ -68,13 +72,17 @@ pub enum NodeCommand {
     },
     /// Deploy a given version or commit (staged on a booted node).
     #[command(
-        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n  keel deploy keel/stable/x86_64 --karg root=LABEL=root --karg rw\n\nVERSION is looked up in the history of the origin ref; otherwise REV is a commit, a unique prefix or a ref."
+        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n  keel deploy keel:keel/testing/x86_64   # follow another ref of remote keel from now on\n  keel deploy keel/stable/x86_64 --karg root=LABEL=root --karg rw\n\nVERSION is looked up in the history of the origin ref (on its remote when it has one);\notherwise REV is a commit, a unique prefix, a ref or REMOTE:REF. What is not in the local\nrepository is pulled from the origin's remote first."
     )]
     Deploy {
         #[command(flatten)]
         common: Common,
-        /// A version of the origin ref's history, a commit checksum (or unique prefix), or a ref.
+        /// A version of the origin ref's history, a commit checksum (or unique prefix), a ref or
+        /// REMOTE:REF.
         rev: String,
+        /// Print the result as JSON (progress as JSON lines on stderr).
+        #[arg(long)]
+        json: bool,
         /// Kernel argument of the new deployment (repeat it; replaces the inherited ones).
         #[arg(long = "karg", value_name = "KARG")]
         kargs: Vec<String>,
@@ -227,31 +235,6 @@ fn reboot() -> Result<()> {
     Ok(())
 }
 
-/// A version in the origin ref's history, else any rev the repository resolves.
-fn resolve_target(s: &Sysroot, rev: &str) -> Result<Checksum> {
-    let repo: Repo = s.repo()?;
-    let status = s.status()?;
-    let origin = status.deployments.first().and_then(|d| d.origin.clone());
-    if let Some(r) = origin {
-        let mut next = repo.resolve_rev(&r).ok();
-        while let Some(c) = next {
-            let Ok(commit) = repo.read_commit(&c) else {
-                break;
-            };
-            if commit.version() == Some(rev) {
-                return Ok(c);
-            }
-            next = commit.parent;
-        }
-    }
-    repo.resolve_rev(rev).with_context(|| {
-        format!(
-            "`{rev}` is neither a version in the origin's history nor a commit or ref in {}",
-            repo.path().display()
-        )
-    })
-}
-
 fn print_deployment(d: &DeploymentStatus, booted: bool) {
     let mark = if booted { '●' } else { ' ' };
     let idx = d.index.map_or("-".to_string(), |i| i.to_string());
@@ -334,53 +317,26 @@ pub fn run(command: NodeCommand) -> Result<()> {
         NodeCommand::Upgrade {
             common,
             check,
+            json,
             stage_only,
             reboot: do_reboot,
         } => {
-            let s = common.open()?;
-            match s.check_upgrade(&LocalRef)? {
-                UpgradeCheck::UpToDate(c) => println!("No upgrade available: {c} is already deployed."),
-                UpgradeCheck::PreviouslyFailed { commit, version } => bail!(
-                    "the newest commit {commit} ({}) failed to boot healthy before; not deploying it on \
-                     its own. `keel deploy {commit}` overrides.",
-                    version.as_deref().unwrap_or("no version")
-                ),
-                UpgradeCheck::Available { commit, version } => {
-                    let v = version.as_deref().unwrap_or("no version");
-                    if check {
-                        println!("Upgrade available: {v} ({commit})");
-                        return Ok(());
-                    }
-                    let stage = s.booted_name().is_some();
-                    let d = s.deploy(&commit, &DeployOptions { stage, lock_finalization: stage_only, ..Default::default() })?;
-                    report_deployed(&d.name(), v, stage, stage_only);
-                    if do_reboot {
-                        reboot()?;
-                    }
-                }
+            let out = upgrade(&common.open()?, check, stage_only, Mode::detect(json))?;
+            print_outcome(&out, json)?;
+            if do_reboot && out.deployment.is_some() {
+                reboot()?;
             }
         }
         NodeCommand::Deploy {
             common,
             rev,
+            json,
             kargs,
             reboot: do_reboot,
         } => {
             let s = common.open()?;
-            let commit = resolve_target(&s, &rev)?;
-            let stage = s.booted_name().is_some();
-            // Deploying a ref makes upgrades follow it; a version or commit keeps the origin.
-            let origin_refspec = s.repo()?.read_ref(&rev).ok().flatten().map(|_| rev.clone());
-            let d = s.deploy(
-                &commit,
-                &DeployOptions {
-                    stage,
-                    origin_refspec,
-                    kargs: (!kargs.is_empty()).then_some(kargs),
-                    ..Default::default()
-                },
-            )?;
-            report_deployed(&d.name(), &rev, stage, false);
+            let out = deploy_rev(&s, &rev, kargs, Mode::detect(json))?;
+            print_outcome(&out, json)?;
             if do_reboot {
                 reboot()?;
             }
@@ -529,16 +485,4 @@ pub fn run(command: NodeCommand) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn report_deployed(name: &str, what: &str, staged: bool, locked: bool) {
-    match (staged, locked) {
-        (true, true) => {
-            println!("Staged {what} as {name}; finalization is locked (`keel finalize --unlock`).")
-        }
-        (true, false) => {
-            println!("Staged {what} as {name}; it becomes the default at the next shutdown.")
-        }
-        _ => println!("Deployed {what} as {name}; it is the default boot entry."),
-    }
 }

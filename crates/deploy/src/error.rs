@@ -78,7 +78,7 @@ pub enum DeployError {
 /// What [`DeployError::Pull`] carries.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "pulling {what} from remote `{remote}` ({url}) into {} failed: {source}; {hint}",
+    "pulling {what} from remote `{remote}` ({url}) into {} failed: {error}; {hint}",
     repo.display()
 )]
 pub struct PullFailure {
@@ -93,7 +93,7 @@ pub struct PullFailure {
     /// What to do about it.
     pub hint: String,
     /// The pull's error.
-    pub source: keel_remote::PullError,
+    pub error: keel_remote::PullError,
 }
 
 /// Attach a path to an `io::Result`.

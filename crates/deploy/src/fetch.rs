@@ -106,9 +106,9 @@ impl Sysroot {
     pub fn find_remote(&self, name: &str) -> Result<(Remote, PathBuf), DeployError> {
         let repo = self.root().join("ostree/repo");
         let mut files = vec![config::config_path(&repo)];
-        let etc = self.merge_etc()?;
-        let dir = etc.join(REMOTES_D);
-        if let Ok(entries) = std::fs::read_dir(&dir) {
+        // Before the first deployment there is no /etc yet: the repository config only.
+        let dir = self.merge_etc().map(|etc| etc.join(REMOTES_D));
+        if let Some(entries) = dir.ok().and_then(|d| std::fs::read_dir(d).ok()) {
             let mut confs: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "conf"))
@@ -209,7 +209,7 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
         url: remote.url.clone(),
         repo,
         hint,
-        source,
+        error: source,
     }))
 }
 

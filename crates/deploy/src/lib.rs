@@ -67,6 +67,7 @@ mod staging;
 mod status;
 mod sysroot;
 pub mod tree;
+mod update;
 mod upgrade;
 
 pub use error::{DeployError, PullFailure};

@@ -171,6 +171,11 @@ impl HttpSource {
         if let Some(reason) = content_failure {
             return Err(corrupt(reason));
         }
+        // The body was fine: a local write failure (a full disk) is not a short transfer.
+        let stored = match stored {
+            Err(e @ StoreError::Io { .. }) => return Err(e.into()),
+            other => other,
+        };
         if got < size && !header.is_symlink() {
             return Err(FetchError::Transport {
                 what,

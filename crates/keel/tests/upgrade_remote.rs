@@ -1,0 +1,332 @@
+//! `keel deploy REMOTE:REF` and `keel upgrade` on a directory sysroot, pulling from an archive
+//! repository served by a real HTTP server on 127.0.0.1: a missing remote, signed commits, the
+//! commit-only `--check`, refusal of unsigned and tampered commits (nothing changes), remotes
+//! from `/etc/ostree/remotes.d`, and a pull that fills the disk.
+
+use keel_testsupport::http::PyServer;
+use keel_testsupport::tools::{CommitOpts, Tool};
+use serde_json::Value;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+const REF: &str = "keel/test";
+
+fn keel() -> Tool {
+    Tool::Keel(KEEL.into())
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A publisher's archive repository with a signing key, and a client sysroot.
+struct Setup {
+    _dir: tempfile::TempDir,
+    base: PathBuf,
+    publish: PathBuf,
+    key: PathBuf,
+    sysroot: PathBuf,
+}
+
+impl Setup {
+    fn new(test: &str, sysroot_in: Option<&Path>) -> Option<Setup> {
+        if !keel_testsupport::require(test, &["python3"]) {
+            return None;
+        }
+        let dir = keel_testsupport::scratch_dir("upgrade-remote");
+        let base = dir.path().to_path_buf();
+        let publish = base.join("publish");
+        keel().init(&publish, "archive");
+        let key = base.join("release");
+        let out = Command::new(KEEL)
+            .args(["repo", "keygen"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let sysroot = sysroot_in.map_or_else(|| base.join("sysroot"), Path::to_path_buf);
+        let out = Command::new(KEEL)
+            .args(["init-sysroot", "--sysroot"])
+            .arg(&sysroot)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        Some(Setup {
+            _dir: dir,
+            base,
+            publish,
+            key,
+            sysroot,
+        })
+    }
+
+    /// Commit version `v` (a kernel, /usr/etc defaults, and `extra` files) on REF; signed when
+    /// `sign`; the summary is re-signed either way.
+    fn publish(&self, v: &str, extra: &[(&str, Vec<u8>)], sign: bool) -> String {
+        let t = self.base.join(format!("tree-{v}"));
+        let k = t.join("usr/lib/modules/6.1.0-test");
+        fs::create_dir_all(&k).unwrap();
+        fs::create_dir_all(t.join("usr/etc")).unwrap();
+        fs::write(k.join("vmlinuz"), "kernel").unwrap();
+        fs::write(k.join("initramfs.img"), "initramfs").unwrap();
+        fs::write(t.join("usr/etc/os.conf"), format!("version={v}\n")).unwrap();
+        for (p, data) in extra {
+            let p = t.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, data).unwrap();
+        }
+        let opts = CommitOpts {
+            metadata: vec![("version", v)],
+            ..CommitOpts::default()
+        };
+        let c = keel().commit(&self.publish, REF, &t, &opts);
+        let key = self.key.to_str().unwrap();
+        if sign {
+            keel().ok(&self.publish, "sign", &["--key", key, &c]);
+        }
+        keel().ok(&self.publish, "summary", &["--update", "--sign-key", key]);
+        c
+    }
+
+    fn node(&self, args: &[&str]) -> Output {
+        Command::new(KEEL)
+            .args(args)
+            .arg("--sysroot")
+            .arg(&self.sysroot)
+            .output()
+            .unwrap()
+    }
+
+    fn node_ok(&self, args: &[&str]) -> String {
+        let out = self.node(args);
+        assert!(out.status.success(), "keel {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn node_json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.node_ok(args)).expect("JSON on stdout")
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.sysroot.join("ostree/repo")
+    }
+
+    /// Define remote `keel` in the sysroot repository's config (sign-verify with our key).
+    fn add_remote(&self, url: &str) {
+        let spec = format!("--sign-verify=ed25519={}.pub", self.key.display());
+        keel().ok(&self.repo(), "remote", &["add", &spec, "keel", url]);
+    }
+
+    fn deployments(&self) -> Vec<String> {
+        let d = self.sysroot.join("ostree/deploy/keel/deploy");
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.ends_with(".origin"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn remote_ref(&self) -> Option<String> {
+        fs::read_to_string(self.repo().join("refs/remotes/keel").join(REF))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn staged(&self) -> bool {
+        self.sysroot.join("run/keel/staged-deployment").exists()
+    }
+
+    fn has_commit(&self, c: &str) -> bool {
+        self.repo()
+            .join(format!("objects/{}/{}.commit", &c[..2], &c[2..]))
+            .exists()
+    }
+
+    /// What must not have changed after a refused upgrade.
+    fn snapshot(&self) -> (Option<String>, Vec<String>, bool) {
+        (self.remote_ref(), self.deployments(), self.staged())
+    }
+}
+
+fn commitmeta(repo: &Path, c: &str) -> PathBuf {
+    repo.join(format!("objects/{}/{}.commitmeta", &c[..2], &c[2..]))
+}
+
+#[test]
+fn upgrade_pulls_from_the_origin_remote_checks_signatures_and_changes_nothing_on_refusal() {
+    let Some(s) = Setup::new("upgrade_pulls_from_the_origin_remote", None) else {
+        return;
+    };
+    let c1 = s.publish("1", &[], true);
+    let server = PyServer::start(&s.publish);
+
+    let missing = s.node(&["deploy", "keel:keel/test"]);
+    let msg = text(&missing);
+    assert!(!missing.status.success(), "{msg}");
+    for want in [
+        "remote `keel` is not defined",
+        "/etc/ostree/remotes.d/keel.conf",
+    ] {
+        assert!(msg.contains(want), "missing remote: {msg}");
+    }
+
+    s.add_remote(&server.url);
+    let first = s.node_json(&["deploy", "keel:keel/test", "--json"]);
+    assert_eq!(first["result"], "deployed", "{first}");
+    assert_eq!(first["commit"], c1.as_str());
+    assert!(first["bytes"].as_u64() > Some(0) && first["objects"].as_u64() > Some(0));
+    let d1 = s.deployments()[0].clone();
+    let origin = fs::read_to_string(
+        s.sysroot
+            .join(format!("ostree/deploy/keel/deploy/{d1}.origin")),
+    );
+    assert!(origin.unwrap().contains("refspec=keel:keel/test"));
+    let booted = ["--booted", d1.as_str()];
+
+    let none = s.node_ok(&[&["upgrade", "--check"][..], &booted[..]].concat());
+    assert!(none.contains("No upgrade available"), "{none}");
+
+    let c2 = s.publish("2", &[("usr/share/new-in-2", b"two".to_vec())], true);
+    let check = s.node_json(&[&["upgrade", "--check", "--json"][..], &booted[..]].concat());
+    assert_eq!(check["result"], "available", "{check}");
+    assert_eq!(check["version"], "2");
+    assert_eq!(check["commit"], c2.as_str());
+    assert!(!s.has_commit(&c2), "--check stored the commit");
+    assert_eq!(s.remote_ref().as_deref(), Some(c1.as_str()));
+
+    // v3 unsigned, then with v2's signature (tampered): refused, nothing changes.
+    let c3 = s.publish("3", &[("usr/share/new-in-3", b"three".to_vec())], false);
+    let before = s.snapshot();
+    let unsigned = s.node(&[&["upgrade"][..], &booted[..]].concat());
+    let msg = text(&unsigned);
+    assert!(!unsigned.status.success(), "{msg}");
+    assert!(
+        msg.contains("refusing commit") && msg.contains("remote `keel`"),
+        "{msg}"
+    );
+    assert_eq!(
+        s.snapshot(),
+        before,
+        "an unsigned commit changed the sysroot"
+    );
+    fs::copy(commitmeta(&s.publish, &c2), commitmeta(&s.publish, &c3)).unwrap();
+    let tampered = s.node(&[&["upgrade"][..], &booted[..]].concat());
+    let msg = text(&tampered);
+    assert!(
+        !tampered.status.success() && msg.contains("refusing commit"),
+        "{msg}"
+    );
+    assert_eq!(
+        s.snapshot(),
+        before,
+        "a tampered commit changed the sysroot"
+    );
+    assert!(!s.has_commit(&c3), "a refused commit was stored");
+
+    let key = s.key.to_str().unwrap();
+    fs::remove_file(commitmeta(&s.publish, &c3)).unwrap();
+    keel().ok(&s.publish, "sign", &["--key", key, &c3]);
+    let up = s.node_json(&[&["upgrade", "--json"][..], &booted[..]].concat());
+    assert_eq!(up["result"], "staged", "{up}");
+    assert_eq!(up["version"], "3");
+    assert!(
+        up["bytes"].as_u64() > Some(0) && up["total_ms"].as_u64().is_some(),
+        "{up}"
+    );
+    assert!(s.staged());
+    assert_eq!(s.remote_ref().as_deref(), Some(c3.as_str()));
+    s.node_ok(&[&["finalize"][..], &booted[..]].concat());
+    let d3 = s
+        .deployments()
+        .into_iter()
+        .find(|d| d.starts_with(&c3))
+        .unwrap();
+    let root3 = s.sysroot.join("ostree/deploy/keel/deploy").join(&d3);
+    assert_eq!(
+        fs::read(root3.join("usr/share/new-in-3")).unwrap(),
+        b"three"
+    );
+
+    // The remote from /etc/ostree/remotes.d of the booted deployment, as Ignition writes it.
+    keel().ok(&s.repo(), "remote", &["delete", "keel"]);
+    let conf = root3.join("etc/ostree/remotes.d/keel.conf");
+    fs::create_dir_all(conf.parent().unwrap()).unwrap();
+    fs::write(
+        &conf,
+        format!(
+            "[remote \"keel\"]\nurl={}\nsign-verify=true\nverification-ed25519-file={key}.pub\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    let c4 = s.publish("4", &[], true);
+    let booted3 = ["--booted", d3.as_str()];
+    let check = s.node_json(&[&["upgrade", "--check", "--json"][..], &booted3[..]].concat());
+    assert_eq!(check["commit"], c4.as_str(), "{check}");
+    let dep = s.node_json(&[&["deploy", "2", "--json"][..], &booted3[..]].concat());
+    assert_eq!(
+        dep["commit"],
+        c2.as_str(),
+        "deploy VERSION from the remote history: {dep}"
+    );
+    assert_eq!(dep["result"], "staged");
+}
+
+struct Tmpfs(PathBuf);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pull_that_fills_the_disk_names_the_repository_and_changes_nothing() {
+    if !keel_testsupport::is_root() {
+        keel_testsupport::skip("a_pull_that_fills_the_disk: mounting a small tmpfs needs root");
+        return;
+    }
+    let outer = keel_testsupport::scratch_dir("upgrade-full");
+    let mnt = outer.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=3m", "tmpfs"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let _mount = Tmpfs(mnt.clone());
+    let Some(s) = Setup::new("a_pull_that_fills_the_disk", Some(&mnt)) else {
+        return;
+    };
+    s.publish("1", &[], false);
+    let server = PyServer::start(&s.publish);
+    keel().ok(
+        &s.repo(),
+        "remote",
+        &["add", "--no-sign-verify", "keel", &server.url],
+    );
+    s.node_ok(&["deploy", "keel:keel/test"]);
+    let d1 = s.deployments()[0].clone();
+    let mut rng = keel_testsupport::rng::Rng::new(7);
+    let mut big = vec![0u8; 4 << 20];
+    rng.fill(&mut big);
+    s.publish("2", &[("usr/share/big", big)], false);
+    let before = s.snapshot();
+    let out = s.node(&["upgrade", "--booted", &d1]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    let repo = s.repo().display().to_string();
+    for want in [repo.as_str(), "is full", "free space"] {
+        assert!(msg.contains(want), "want {want:?} in: {msg}");
+    }
+    assert_eq!(s.snapshot(), before, "a failed pull changed the sysroot");
+}
