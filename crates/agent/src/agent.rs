@@ -123,7 +123,6 @@ pub struct Agent {
     loaded: Loaded,
     strategy: Strategy,
     node_uuid: String,
-    graph_url: String,
     http: Client,
     puller: Box<dyn Pull>,
     clock: Box<dyn Clock>,
@@ -147,7 +146,6 @@ impl Agent {
     ) -> Result<Agent> {
         let loaded = config::load(&paths.root)?;
         let (schedule, lock_url) = loaded.strategy_parts()?;
-        let graph_url = loaded.graph_url()?;
         let id = &loaded.config.identity;
         let node_uuid =
             identity::node_uuid(&paths.root, id.node_uuid.as_deref()).map_err(|e| anyhow!(e))?;
@@ -189,7 +187,6 @@ impl Agent {
                 lock,
             },
             node_uuid,
-            graph_url,
             http,
             puller,
             clock,
@@ -280,11 +277,15 @@ impl Agent {
         };
         match self.state.phase {
             Phase::Starting => {
-                if !self.loaded.config.updates.enabled {
-                    self.set(
-                        Phase::Disabled,
-                        "automatic updates are disabled (updates.enabled = false)".into(),
-                    );
+                let off = if !self.loaded.config.updates.enabled {
+                    Some("automatic updates are disabled (updates.enabled = false)")
+                } else if self.loaded.config.cincinnati.base_url.is_none() {
+                    Some("no update server configured (cincinnati.base_url); automatic updates are off")
+                } else {
+                    None
+                };
+                if let Some(why) = off {
+                    self.set(Phase::Disabled, why.into());
                     return Step {
                         delay: IDLE,
                         idle: true,
@@ -403,7 +404,8 @@ impl Agent {
         self.state.booted_commit = Some(b.commit.clone());
         let q = self.query(&b)?;
         self.metrics().update_checks_total += 1;
-        let g = match graph::fetch(&self.http, &self.graph_url, &q) {
+        let url = self.loaded.graph_url()?;
+        let g = match graph::fetch(&self.http, &url, &q) {
             Ok(g) => g,
             Err(e) => {
                 *self

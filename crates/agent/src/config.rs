@@ -457,6 +457,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_defaults_load() {
+        let overlay = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays/keel");
+        let l = load(&overlay).unwrap();
+        assert_eq!(l.files.len(), 1, "{:?}", l.files);
+        assert_eq!(l.config, Config::default());
+        l.strategy_parts().unwrap();
+    }
+
+    #[test]
     fn strategy_parts_are_checked() {
         let cases: [(&str, Option<&str>); 6] = [
             ("[updates]\nstrategy = \"immediate\"\n", None),

@@ -350,3 +350,54 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     node.wait_phase("polling", "up to date (2)");
     assert!(!motd.exists());
 }
+
+#[test]
+fn shipped_defaults_without_an_update_server_leave_updates_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node {
+        base: dir.path().to_path_buf(),
+        sysroot: dir.path().join("sysroot"),
+        root: dir.path().join("root"),
+    };
+    ok(Command::new(KEEL)
+        .args(["init-sysroot", "--sysroot"])
+        .arg(&node.sysroot));
+    let defaults = node.root.join("usr/lib/keel/agent.d");
+    fs::create_dir_all(&defaults).unwrap();
+    fs::create_dir_all(node.root.join("etc")).unwrap();
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../manifests/overlays/keel/usr/lib/keel/agent.d/10-default.toml"),
+        defaults.join("10-default.toml"),
+    )
+    .unwrap();
+    fs::write(
+        node.root.join("etc/machine-id"),
+        "0f0e0d0c0b0a09080706050403020100\n",
+    )
+    .unwrap();
+    let _agent = node.agent("none.0", "agent.log");
+    let st = node.wait_phase("disabled", "no update server configured");
+    assert_eq!(st["strategy"], "immediate");
+
+    // A typo in an admin drop-in stops the agent with the file and key named.
+    fs::create_dir_all(node.root.join("etc/keel/agent.d")).unwrap();
+    fs::write(
+        node.root.join("etc/keel/agent.d/50-typo.toml"),
+        "[updates]\nstrategy = \"immediate\"\nenabeld = false\n",
+    )
+    .unwrap();
+    let out = Command::new(KEEL)
+        .args(["update", "check", "--root"])
+        .arg(&node.root)
+        .arg("--sysroot")
+        .arg(&node.sysroot)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("etc/keel/agent.d/50-typo.toml") && err.contains("enabeld"),
+        "{err}"
+    );
+}
