@@ -26,6 +26,8 @@ pub struct BuildSpec {
     pub size: u64,
     /// Progress rendering.
     pub progress: Mode,
+    /// The definition of remote `keel` to write into the image's repository config.
+    pub remote: Option<keel_remote::config::Remote>,
 }
 
 /// Build the image; returns the output's size in bytes.
@@ -72,6 +74,7 @@ pub fn build(spec: &BuildSpec) -> Result<u64> {
             &spec.refname,
             &commit,
             spec.platform,
+            spec.remote.as_ref(),
             &progress,
         )
     })?;

@@ -7,8 +7,10 @@ use crate::output::Format;
 use crate::sysroot::Platform;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use keel_deploy::fetch::DEFAULT_REMOTE;
+use keel_remote::config::Remote;
 use keel_utils::progress::{human_bytes, Mode};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Bootable disk images from an OS commit.
 #[derive(Args, Debug)]
@@ -25,6 +27,8 @@ enum ImageCommand {
   keel image build --repo build/repo --platform qemu -o keel.qcow2
   keel image build --repo build/repo --ref keel/stable/x86_64 --platform metal -o keel.raw.xz
   keel image build --repo build/repo --platform qemu -o keel.raw --size 8
+  keel image build --repo build/repo --platform metal -o keel.raw.xz \\
+      --remote-url https://updates.example.com/repo --sign-verify keys/release.pub
 
 Runs as root (loop devices, mount). The first boot grows the root partition and filesystem to
 the size of the disk it runs on, so the image itself can stay small.")]
@@ -72,6 +76,39 @@ struct BuildArgs {
     /// Progress as JSON lines.
     #[arg(long)]
     json: bool,
+    /// URL of the update repository: written to the image's /ostree/repo/config as remote
+    /// `keel`, which the deployment follows (`keel:<ref>`). Without it, nodes define the
+    /// remote in /etc/ostree/remotes.d/keel.conf (e.g. from their Ignition config).
+    #[arg(long, value_name = "URL")]
+    remote_url: Option<String>,
+    /// With --remote-url: require commits (and the summary) signed by a key of this public
+    /// key file (base64, as `keel repo keygen` writes it); the keys are written inline.
+    #[arg(long, value_name = "KEYFILE", requires = "remote_url")]
+    sign_verify: Option<PathBuf>,
+}
+
+/// The remote `keel` of `--remote-url` / `--sign-verify`.
+fn remote(url: Option<String>, keys: Option<&Path>) -> Result<Option<Remote>> {
+    let Some(url) = url else { return Ok(None) };
+    let key = match keys {
+        Some(f) => {
+            let keys = keel_remote::keys::load_public_file(f)
+                .with_context(|| format!("--sign-verify: reading {}", f.display()))?;
+            let Some(k) = keys.first() else {
+                anyhow::bail!("--sign-verify: {} holds no public key", f.display())
+            };
+            Some(keel_remote::keys::public_to_base64(k))
+        }
+        None => None,
+    };
+    Ok(Some(Remote {
+        name: DEFAULT_REMOTE.to_string(),
+        url,
+        sign_verify: key.is_some(),
+        sign_verify_summary: key.is_some(),
+        ed25519_file: None,
+        ed25519_key: key,
+    }))
 }
 
 /// Run `keel image`.
@@ -93,6 +130,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
                 format,
                 size: b.size.checked_mul(GIB).context("--size is too large")?,
                 progress: Mode::detect(b.json),
+                remote: remote(b.remote_url, b.sign_verify.as_deref())?,
             };
             let start = std::time::Instant::now();
             let bytes = build::build(&spec)?;
@@ -112,5 +150,44 @@ pub fn run(args: ImageArgs) -> Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_url_and_sign_verify_make_remote_keel() {
+        let dir = tempfile::tempdir().unwrap();
+        let (key, public) = keel_remote::keys::write_new_pair(&dir.path().join("k")).unwrap();
+        let inline = keel_remote::keys::public_to_base64(&key.verifying_key());
+        let url = || Some("http://10.0.2.2:8080/".to_string());
+        // (url, key file, want: (sign_verify, inline key))
+        for (u, k, want) in [
+            (None, None, None),
+            (url(), None, Some((false, None))),
+            (
+                url(),
+                Some(public.as_path()),
+                Some((true, Some(inline.clone()))),
+            ),
+        ] {
+            let r = remote(u, k).unwrap();
+            assert_eq!(
+                r.as_ref().map(|r| (r.sign_verify, r.ed25519_key.clone())),
+                want
+            );
+            if let Some(r) = r {
+                assert_eq!(
+                    (r.name.as_str(), r.url.as_str()),
+                    ("keel", "http://10.0.2.2:8080/")
+                );
+            }
+        }
+        let empty = dir.path().join("empty.pub");
+        std::fs::write(&empty, "").unwrap();
+        let e = remote(url(), Some(&empty)).unwrap_err();
+        assert!(format!("{e:#}").contains("empty.pub"), "{e:#}");
     }
 }

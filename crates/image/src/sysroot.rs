@@ -5,7 +5,9 @@
 
 use crate::loopdev::Mount;
 use anyhow::{Context, Result};
+use keel_deploy::fetch::DEFAULT_REMOTE;
 use keel_deploy::{DeployOptions, Sysroot};
+use keel_remote::config::{self, Remote};
 use keel_remote::pull::{pull, PullOptions, RefTarget};
 use keel_remote::source::LocalSource;
 use keel_store::{Checksum, Repo};
@@ -109,22 +111,35 @@ fn populate_var(deployment: &Path, var: &Path) -> Result<()> {
 }
 
 /// Make `root` a sysroot holding `commit` from `src` (under `refname`), deployed with its
-/// kernel and boot entry in `<root>/boot`.
+/// kernel and boot entry in `<root>/boot`. The deployment follows `keel:<refname>` (the ref
+/// is stored as `refs/remotes/keel/<refname>`); `remote`, when given, is written to the
+/// image's repository config as the definition of remote `keel` (otherwise nodes define it
+/// in `/etc/ostree/remotes.d/keel.conf`, e.g. from their Ignition config).
 pub fn populate(
     root: &Path,
     src: &Path,
     refname: &str,
     commit: &Checksum,
     platform: Platform,
+    remote: Option<&Remote>,
     progress: &Progress,
 ) -> Result<()> {
     let sysroot = Sysroot::init(root, STATEROOT)
         .with_context(|| format!("creating the sysroot in {}", root.display()))?;
     let repo = sysroot.repo()?;
+    if let Some(r) = remote {
+        config::add(repo.path(), r)
+            .with_context(|| format!("adding remote {} to the image's repository", r.name))?;
+    }
     let source = LocalSource::open(src)?;
+    let follows = !Checksum::is_hex(refname);
     let opts = PullOptions {
-        ref_target: RefTarget::Local,
-        ..PullOptions::for_remote("")
+        ref_target: if follows {
+            RefTarget::Remote(DEFAULT_REMOTE.to_string())
+        } else {
+            RefTarget::Local
+        },
+        ..PullOptions::for_remote(DEFAULT_REMOTE)
     };
     progress.message(&format!(
         "copying {refname} ({commit}) into the image's repository"
@@ -140,7 +155,7 @@ pub fn populate(
             commit,
             &DeployOptions {
                 kargs: Some(kargs(&defaults, platform)),
-                origin_refspec: Some(refname.to_string()),
+                origin_refspec: follows.then(|| format!("{DEFAULT_REMOTE}:{refname}")),
                 stage: false,
                 lock_finalization: false,
             },
