@@ -473,6 +473,8 @@ impl Agent {
 
     fn stage(&mut self, r: &Release) -> Result<()> {
         if self.staged_commit()?.as_deref() == Some(r.commit.as_str()) {
+            // Staged before (an earlier run, `keel upgrade --stage-only`): keep it, locked.
+            self.sysroot.set_finalization_locked(true)?;
             return Ok(());
         }
         self.metrics().deploy_attempts_total += 1;

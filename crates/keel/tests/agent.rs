@@ -170,6 +170,80 @@ fn updates(deadend_v2: bool) -> String {
     serde_json::json!({"releases": [{"version": "2", "metadata": meta}]}).to_string()
 }
 
+/// A node on release 1 with release 2 committed, and a graph server offering 1 -> 2.
+struct Graphed {
+    dir: PathBuf,
+    port: u16,
+    _server: KillOnDrop,
+}
+
+impl Graphed {
+    /// (node, deployment of 1, commit of 2, graph server); 2 starts as a dead-end.
+    fn setup(base: &Path) -> (Node, String, String, Graphed) {
+        let node = Node {
+            sysroot: base.join("sysroot"),
+            root: base.join("root"),
+            base: base.to_path_buf(),
+        };
+        ok(Command::new(KEEL)
+            .args(["init-sysroot", "--sysroot"])
+            .arg(&node.sysroot));
+        let c1 = node.commit("1");
+        ok(Command::new(KEEL)
+            .args(["deploy", "keel/test", "--sysroot"])
+            .arg(&node.sysroot));
+        let d1 = node.status(None)["deployments"][0]["deployment"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let c2 = node.commit("2");
+        let dir = base.join("graph");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("releases.json"),
+            releases(&[("1", &c1), ("2", &c2)]),
+        )
+        .unwrap();
+        fs::write(dir.join("updates.json"), updates(true)).unwrap();
+        let port = free_port();
+        fs::write(
+            dir.join("graph.toml"),
+            format!("listen = \"127.0.0.1:{port}\"\nreload_interval_secs = 1\n[streams.stable]\nrelease_index = \"releases.json\"\nupdates = \"updates.json\"\narchitectures = [\"{}\"]\n", std::env::consts::ARCH),
+        )
+        .unwrap();
+        let server = spawn(
+            &[
+                "graph",
+                "serve",
+                "--config",
+                dir.join("graph.toml").to_str().unwrap(),
+            ],
+            &base.join("graph.log"),
+        );
+        let http = Client::new(&HttpOptions::default()).unwrap();
+        wait_for("the graph server", 30, || {
+            http.get(&format!("http://127.0.0.1:{port}/metrics"), &[])
+                .ok()
+        });
+        fs::create_dir_all(node.root.join("etc/keel/agent.d")).unwrap();
+        fs::write(
+            node.root.join("etc/machine-id"),
+            "0f0e0d0c0b0a09080706050403020100\n",
+        )
+        .unwrap();
+        (
+            node,
+            d1,
+            c2,
+            Graphed {
+                dir,
+                port,
+                _server: server,
+            },
+        )
+    }
+}
+
 #[test]
 fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     if !keel_testsupport::require("agent_end_to_end", &[]) {
@@ -182,48 +256,8 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     }
     let dir = keel_testsupport::scratch_dir("agent");
     let base = dir.path().to_path_buf();
-    let node = Node {
-        sysroot: base.join("sysroot"),
-        root: base.join("root"),
-        base: base.clone(),
-    };
-    ok(Command::new(KEEL)
-        .args(["init-sysroot", "--sysroot"])
-        .arg(&node.sysroot));
-    let c1 = node.commit("1");
-    ok(Command::new(KEEL)
-        .args(["deploy", "keel/test", "--sysroot"])
-        .arg(&node.sysroot));
-    let d1 = node.status(None)["deployments"][0]["deployment"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let c2 = node.commit("2");
-
-    // The update graph: 1 -> 2 (a completed rollout), 2 a dead-end.
-    let graph_dir = base.join("graph");
-    fs::create_dir_all(&graph_dir).unwrap();
-    fs::write(
-        graph_dir.join("releases.json"),
-        releases(&[("1", &c1), ("2", &c2)]),
-    )
-    .unwrap();
-    fs::write(graph_dir.join("updates.json"), updates(true)).unwrap();
-    let graph_port = free_port();
-    fs::write(
-        graph_dir.join("graph.toml"),
-        format!("listen = \"127.0.0.1:{graph_port}\"\nreload_interval_secs = 1\n[streams.stable]\nrelease_index = \"releases.json\"\nupdates = \"updates.json\"\narchitectures = [\"{}\"]\n", std::env::consts::ARCH),
-    )
-    .unwrap();
-    let _graph = spawn(
-        &[
-            "graph",
-            "serve",
-            "--config",
-            graph_dir.join("graph.toml").to_str().unwrap(),
-        ],
-        &base.join("graph.log"),
-    );
+    let (node, d1, c2, graph) = Graphed::setup(&base);
+    let (graph_dir, graph_port) = (graph.dir.clone(), graph.port);
     let etcd_dir = tempfile::tempdir_in("/dev/shm")
         .or_else(|_| tempfile::tempdir())
         .unwrap();
@@ -252,13 +286,7 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
         g.and(l)
     });
 
-    // The node: machine id and configuration.
-    fs::create_dir_all(node.root.join("etc/keel/agent.d")).unwrap();
-    fs::write(
-        node.root.join("etc/machine-id"),
-        "0f0e0d0c0b0a09080706050403020100\n",
-    )
-    .unwrap();
+    // The node's configuration.
     fs::write(
         node.root.join("etc/keel/agent.d/50-test.toml"),
         format!("[agent]\npoll_interval_secs = 1\nretry_interval_secs = 1\n[cincinnati]\nbase_url = \"http://127.0.0.1:{graph_port}\"\n[identity]\ngroup = \"workers\"\n[updates]\nstrategy = \"fleet_lock\"\n[updates.fleet_lock]\nbase_url = \"{lock_url}\"\n"),
@@ -310,7 +338,9 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     // The other node is back: the agent takes the slot, unlocks and "reboots".
     other.steady_state().unwrap();
     node.wait_phase("finalized", "rebooting");
-    assert!(base.join("rebooted").exists(), "reboot hook ran");
+    wait_for("the reboot hook", 10, || {
+        base.join("rebooted").exists().then_some(())
+    });
     assert_eq!(node.status(Some(&d1))["finalization_locked"], false);
     match other.pre_reboot() {
         Err(FleetLockError::Refused { status: 423, .. }) => {}
@@ -400,4 +430,92 @@ fn shipped_defaults_without_an_update_server_leave_updates_off() {
         err.contains("etc/keel/agent.d/50-typo.toml") && err.contains("enabeld"),
         "{err}"
     );
+}
+
+#[test]
+fn sessions_postpone_a_bounded_time_windows_wait_and_update_now_skips_the_window() {
+    if !keel_testsupport::require("agent_windows_sessions", &[]) {
+        return;
+    }
+    let dir = keel_testsupport::scratch_dir("agent");
+    let (node, d1, _c2, graph) = Graphed::setup(dir.path());
+    let conf = node.root.join("etc/keel/agent.d/50-test.toml");
+    fs::write(
+        &conf,
+        format!("[agent]\npoll_interval_secs = 1\nretry_interval_secs = 1\nmax_postpone_secs = 3\n[cincinnati]\nbase_url = \"http://127.0.0.1:{}\"\n", graph.port),
+    )
+    .unwrap();
+    // Someone is logged in on a terminal: the reboot waits, but not longer than 3 s.
+    let sessions = node.root.join("run/systemd/sessions");
+    fs::create_dir_all(&sessions).unwrap();
+    fs::write(
+        sessions.join("7"),
+        "CLASS=user\nSTATE=active\nTYPE=tty\nTTY=pts/7\nUSER=core\n",
+    )
+    .unwrap();
+    let agent = node.agent(&d1, "agent-sessions.log");
+    let st = node.wait_phase("staged", "postponed for interactive session(s) core@pts/7");
+    assert_eq!(st["target"]["version"], "2");
+    let start = Instant::now();
+    node.wait_phase("finalized", "rebooting");
+    wait_for("the reboot hook", 10, || {
+        node.base.join("rebooted").exists().then_some(())
+    });
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let metrics = ok(Command::new(KEEL)
+        .args(["agent", "metrics", "--root"])
+        .arg(&node.root));
+    assert!(
+        !metrics.contains("keel_agent_postponed_finalizations_total 0\n"),
+        "{metrics}"
+    );
+    drop(agent);
+    fs::remove_file(node.base.join("rebooted")).unwrap();
+
+    // A weekly window three days from now: the agent re-locks the staged update and waits.
+    let day = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    let today: usize = ok(Command::new("date").args(["-u", "+%u"]))
+        .trim()
+        .parse()
+        .unwrap();
+    let later = day[(today - 1 + 3) % 7];
+    fs::create_dir_all(node.root.join("run/keel/agent.d")).unwrap();
+    fs::write(
+        node.root.join("run/keel/agent.d/90-window.toml"),
+        format!("[updates]\nstrategy = \"periodic\"\n[updates.periodic]\ntime_zone = \"Europe/Berlin\"\n[[updates.periodic.window]]\ndays = [\"{later}\"]\nstart_time = \"12:00\"\nlength_minutes = 30\n"),
+    )
+    .unwrap();
+    let agent = node.agent(&d1, "agent-window.log");
+    let st = node.wait_phase("staged", "waits for the maintenance window");
+    assert!(st["next_window"].as_i64().is_some(), "{st}");
+    assert_eq!(node.status(Some(&d1))["finalization_locked"], true);
+    let check = ok(Command::new(KEEL)
+        .args(["update", "check", "--booted", &d1, "--root"])
+        .arg(&node.root)
+        .arg("--sysroot")
+        .arg(&node.sysroot));
+    assert!(
+        check.contains("Already staged.") && check.contains("waits for the window opening"),
+        "{check}"
+    );
+    drop(agent);
+
+    // `keel update now` does not wait for the window.
+    let hook = format!("touch {}", node.base.join("rebooted").display());
+    let out = ok(Command::new(KEEL)
+        .args([
+            "update",
+            "now",
+            "--booted",
+            &d1,
+            "--reboot-command",
+            &hook,
+            "--root",
+        ])
+        .arg(&node.root)
+        .arg("--sysroot")
+        .arg(&node.sysroot));
+    assert!(out.contains("update 2 finalized; rebooting"), "{out}");
+    assert!(node.base.join("rebooted").exists());
+    assert_eq!(node.status(Some(&d1))["finalization_locked"], false);
 }
