@@ -8,6 +8,7 @@
 //! - [`ssh`]: per-run SSH keys and commands over the forwarded port.
 //! - [`oci`]: OCI image archives built on the host (busybox) for container tests.
 //! - [`machine`]: a running VM (QEMU child process, killed on drop).
+//! - [`release`]: update tests' releases: derive a commit on the host, serve it on loopback.
 //! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
 //! - [`cli`]: `keel run`.
 
@@ -18,4 +19,5 @@ pub mod harness;
 pub mod machine;
 pub mod oci;
 pub mod qemu;
+pub mod release;
 pub mod ssh;
