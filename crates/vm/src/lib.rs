@@ -8,6 +8,7 @@
 //! - [`ssh`]: per-run SSH keys and commands over the forwarded port.
 //! - [`oci`]: OCI image archives built on the host (busybox) for container tests.
 //! - [`machine`]: a running VM (QEMU child process, killed on drop).
+//! - [`node`]: a booted node over SSH: `keel status`, settling after first boot, reboots.
 //! - [`release`]: update tests' releases: derive a commit on the host, serve it on loopback.
 //! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
 //! - [`cli`]: `keel run`.
@@ -17,6 +18,7 @@ pub mod console;
 pub mod drive;
 pub mod harness;
 pub mod machine;
+pub mod node;
 pub mod oci;
 pub mod qemu;
 pub mod release;

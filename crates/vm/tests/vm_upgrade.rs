@@ -12,10 +12,11 @@
 //! /var and home intact, v1 is the rollback deployment), `keel rollback` + reboot brings v1
 //! back. Bytes downloaded and time to staged go into the report.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use base64::Engine;
 use keel_vm::harness::{Config, Harness, Report, TestRun, VmOptions};
 use keel_vm::machine::Machine;
+use keel_vm::node::{booted_commit, reboot_and_wait, sh, status, wait_settled};
 use keel_vm::release::{ReleaseRepo, Served};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -23,7 +24,6 @@ use std::time::{Duration, Instant};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(900);
 const REF: &str = "keel/stable/x86_64";
-const BOOT_BANNER: &str = "Linux version ";
 const V2: &str = "keel-test-v2";
 const NODE_MOTD: &str = "motd written by the node\n";
 const V2_MOTD: &str = "motd default of v2\n";
@@ -32,7 +32,7 @@ const V2_NEW_DEFAULT: &str = "new default in v2\n";
 const V2_USR_FILE: &str = "a new file in /usr of v2\n";
 const LOCAL_ADDED: &str = "added by the node\n";
 const VAR_DATA: &str = "var data of the node\n";
-const HOME_NOTE: &str = "notes in core's home\n";
+const HOME_NOTE: &str = "notes in the home of core\n";
 
 fn data_url(text: &str) -> String {
     format!(
@@ -79,63 +79,6 @@ fn change_v1(tree: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Run `cmd` in the guest; stdout without the trailing newline.
-fn sh(m: &Machine, cmd: &str) -> Result<String> {
-    Ok(m.ssh()?.run(cmd)?.trim_end().to_string())
-}
-
-fn status(m: &Machine) -> Result<Value> {
-    let out = sh(m, "sudo keel status --json")?;
-    serde_json::from_str(&out).with_context(|| format!("keel status --json printed {out}"))
-}
-
-fn booted_commit(st: &Value) -> String {
-    st["booted"]
-        .as_str()
-        .and_then(|b| b.split('.').next())
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn reboot_and_wait(m: &mut Machine) -> Result<Duration> {
-    let mark = m.console.mark();
-    let start = Instant::now();
-    let _ = m.ssh().map(|s| s.output("sudo systemctl reboot"));
-    let console = m.console.clone();
-    console.wait_for(mark, &[BOOT_BANNER], READY_TIMEOUT, || m.alive())?;
-    let ssh = m.ssh()?.clone();
-    ssh.wait_ready(READY_TIMEOUT.saturating_sub(start.elapsed()), || {
-        ensure!(m.alive(), "QEMU exited");
-        Ok(())
-    })?;
-    let _ = ssh.output("systemctl is-system-running --wait");
-    Ok(start.elapsed())
-}
-
-/// First boot done (the firstboot karg dropped) and the booted entry blessed.
-fn wait_settled(m: &Machine) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let st = status(m)?;
-        let b = st["deployments"]
-            .as_array()
-            .and_then(|a| a.iter().find(|d| d["role"] == "booted").cloned());
-        let settled = b.as_ref().is_some_and(|d| {
-            d["boot_counting"].is_null()
-                && !d["kargs"]
-                    .as_array()
-                    .is_some_and(|k| k.iter().any(|a| a == "ignition.firstboot"))
-        });
-        if settled {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(300) {
-            bail!("first boot not complete / entry not blessed: {st}");
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    }
-}
-
 /// Guest file content, or None when it does not exist.
 fn guest_file(m: &Machine, path: &str) -> Result<Option<String>> {
     let out = sh(
@@ -170,7 +113,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
     let mut m = vm.boot()?;
     let (ready, _) = m.wait_ready(READY_TIMEOUT)?;
     t.timing("v1 first boot ready", ready);
-    wait_settled(&m)?;
+    wait_settled(&m, Duration::from_secs(300))?;
 
     t.check("v1 booted, following keel:<ref>", || {
         let st = status(&m)?;
@@ -239,7 +182,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         },
     );
 
-    let d = reboot_and_wait(&mut m)?;
+    let d = reboot_and_wait(&mut m, READY_TIMEOUT)?;
     t.timing("reboot into v2", d);
     t.check("v2 booted, v1 is the rollback deployment", || {
         let st = status(&m)?;
@@ -282,7 +225,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
     });
 
     sh(&m, "sudo keel rollback")?;
-    let d = reboot_and_wait(&mut m)?;
+    let d = reboot_and_wait(&mut m, READY_TIMEOUT)?;
     t.timing("rollback reboot into v1", d);
     t.check("keel rollback + reboot brings v1 back", || {
         let st = status(&m)?;
