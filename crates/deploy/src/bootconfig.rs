@@ -506,6 +506,46 @@ pub fn write(
     Ok(out)
 }
 
+/// Give the current entries of the deployments in `list` their kargs, rewriting each entry file
+/// under its own name (atomically; `ostree=` kept). Unlike [`write`] no entry is renamed, so the
+/// name systemd-boot passed in `LoaderBootCountPath` stays valid and `systemd-bless-boot` can
+/// still bless this boot (for dropping `ignition.firstboot` during the first boot).
+pub fn rewrite_kargs(
+    s: &Sysroot,
+    state: &BootState,
+    list: &[Deployment],
+) -> Result<(), DeployError> {
+    let mut changed = false;
+    for d in list {
+        for f in state.found.iter().filter(|f| {
+            Some(f.bootversion) == state.bootversion && !f.pending && f.deployment == d.name()
+        }) {
+            let mut opts = d.kargs.clone();
+            opts.extend(
+                f.entry
+                    .options
+                    .split_whitespace()
+                    .filter(|a| a.starts_with("ostree="))
+                    .map(str::to_string),
+            );
+            let options = opts.join(" ");
+            if options == f.entry.options {
+                continue;
+            }
+            let entry = BootEntry {
+                options,
+                ..f.entry.clone()
+            };
+            write_atomic_nomode(&f.path, |w| w.write_all(entry.to_text().as_bytes())).at(&f.path)?;
+            changed = true;
+        }
+    }
+    if changed {
+        sync_dir(&entries_dir(s)).at(&entries_dir(s))?;
+    }
+    Ok(())
+}
+
 /// Delete ESP kernel directories of this stateroot that no entry uses.
 pub(crate) fn remove_unused_kernels(s: &Sysroot, list: &[Deployment]) -> Result<(), DeployError> {
     let dir = s.boot().join("ostree");

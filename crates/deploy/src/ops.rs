@@ -376,12 +376,13 @@ impl Sysroot {
         Ok(written)
     }
 
-    /// Drop `ignition.firstboot` from every boot entry, keeping the deployments, their order and
-    /// their boot counters (systemd-boot has no first-boot flag file as GRUB does, so the flag is
+    /// Drop `ignition.firstboot` from every boot entry, keeping the deployments, their order,
+    /// their entry file names (so this boot can still be blessed) and their boot counters
+    /// (systemd-boot has no first-boot flag file as GRUB does, so the flag is
     /// a karg of the first entry). For `keel ignition firstboot-complete`. Returns whether any
     /// entry changed.
     pub fn clear_firstboot(&self) -> Result<bool, DeployError> {
-        let (_lock, repo, state) = self.begin()?;
+        let (_lock, _repo, state) = self.begin()?;
         if !state
             .deployments
             .iter()
@@ -397,7 +398,7 @@ impl Sysroot {
                 ..d.clone()
             })
             .collect();
-        bootconfig::write(self, &state, &list, &repo)?;
+        bootconfig::rewrite_kargs(self, &state, &list)?;
         Ok(true)
     }
 

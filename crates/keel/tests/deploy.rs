@@ -878,6 +878,8 @@ fn clearing_the_firstboot_flag_keeps_deployments_order_and_counters() {
         "ignition.firstboot",
     ]));
     let before = f.status(None);
+    let names = |f: &Fixture| f.entries().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+    let names_before = names(&f);
     // What keel-firstboot-complete.service runs: the flag goes, the deployment stays.
     let out = ok(&mut f.keel(&["kargs", "--delete", "ignition.firstboot"]));
     assert!(out.contains("updated in place"), "{out}");
@@ -895,5 +897,7 @@ fn clearing_the_firstboot_flag_keeps_deployments_order_and_counters() {
         .entries()
         .iter()
         .all(|(_, text)| !text.contains("ignition.firstboot")));
+    // Same entry file names: systemd-bless-boot renames the one systemd-boot booted.
+    assert_eq!(names(&f), names_before);
     f.assert_consistent("after clearing the flag");
 }
