@@ -12,6 +12,7 @@
 use crate::bls::{Counter, EntryName};
 use keel_utils::cmd;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -131,14 +132,24 @@ pub fn handle_failed_boot(
         info.entries = info.entries.max(entry_files(dir));
     }
     let d = decide(&info);
-    match &d {
-        Decision::Reboot(why) => {
-            tracing::warn!("boot failed: {why}");
-            cmd::run(Command::new("systemctl").args(["--no-block", "reboot"]))?;
-        }
-        Decision::Stay(why) => tracing::warn!("boot failed, not rebooting: {why}"),
+    let line = match &d {
+        Decision::Reboot(why) => format!("boot failed: {why}"),
+        Decision::Stay(why) => format!("boot failed, not rebooting: {why}"),
+    };
+    tracing::warn!("{line}");
+    to_console(&line);
+    if let Decision::Reboot(_) = d {
+        cmd::run(Command::new("systemctl").args(["--no-block", "reboot"]))?;
     }
     Ok(d)
+}
+
+/// Put `line` into the kernel log (best effort), so that the console shows why the machine
+/// reboots or stays, also in the initramfs.
+fn to_console(line: &str) {
+    if let Ok(mut f) = fs::OpenOptions::new().write(true).open("/dev/kmsg") {
+        let _ = f.write_all(format!("<3>keel: {line}\n").as_bytes());
+    }
 }
 
 #[cfg(test)]

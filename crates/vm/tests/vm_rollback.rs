@@ -199,7 +199,7 @@ fn cases() -> Vec<Case> {
                      printf '#!/bin/sh\\necho v2 is broken on purpose >&2\\nexit 1\\n' > usr/lib/keel/health.d/50-keel-test-fails\n\
                      chmod 755 usr/lib/keel/health.d/50-keel-test-fails"
                 .into(),
-            console_shows: &["Failed to start", "Keel boot health checks"],
+            console_shows: &["keel: boot failed", "rebooting"],
         },
         Case {
             name: "rollback-panic",
@@ -218,7 +218,7 @@ fn cases() -> Vec<Case> {
                  {{ cat /var/tmp/initrd.orig; head -c $(( (4 - size % 4) % 4 )) /dev/zero; echo {b64} | base64 -d; }} > $f\n\
                  rm -f /var/tmp/initrd.orig"
             ),
-            console_shows: &["Failed to start", "Keel: mount the chosen"],
+            console_shows: &["keel: boot failed", "rebooting"],
         },
     ]
 }
