@@ -349,8 +349,10 @@ impl<'a> Walk<'a> {
 
     fn finish(&self, (children, bytes, fetched): Done) {
         let mut st = self.lock();
+        let mut added = 0;
         for (t, c) in children {
             if st.seen.insert((t, c)) {
+                added += 1;
                 let job = Job { t, c, attempt: 0 };
                 if t == ObjectType::File {
                     st.queue.push_back(job);
@@ -365,9 +367,16 @@ impl<'a> Walk<'a> {
             st.bytes += bytes;
         }
         self.progress.set_total(st.seen.len() as u64);
+        let idle = st.busy == 0;
         drop(st);
         self.progress.inc(1, bytes);
-        self.wake.notify_all();
+        // Wake only as many waiting workers as there are new jobs (all of them when the walk
+        // is over), so idle workers do not all contend for the lock after every object.
+        if added > 1 || idle {
+            self.wake.notify_all();
+        } else if added == 1 {
+            self.wake.notify_one();
+        }
     }
 
     fn requeue(&self, job: Job) {
@@ -378,7 +387,7 @@ impl<'a> Walk<'a> {
         });
         st.busy -= 1;
         drop(st);
-        self.wake.notify_all();
+        self.wake.notify_one();
     }
 
     fn fail(&self, e: PullError) {

@@ -71,6 +71,30 @@ impl Read for HashingReader<'_> {
     }
 }
 
+/// Size of the per-thread buffer that file contents are copied through: large writes mean
+/// fewer system calls and let a decompressing reader produce big chunks at once.
+const COPY_CHUNK: usize = 256 * 1024;
+
+thread_local! {
+    static COPY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Copy `content` to `out` through a reused large buffer; returns the bytes copied.
+fn copy_large(content: &mut dyn Read, out: &mut File) -> io::Result<u64> {
+    COPY_BUF.with_borrow_mut(|buf| {
+        buf.resize(COPY_CHUNK, 0);
+        let mut total = 0u64;
+        loop {
+            let n = crate::deflate::read_full(content, buf)?;
+            out.write_all(&buf[..n])?;
+            total += n as u64;
+            if n < buf.len() {
+                return Ok(total);
+            }
+        }
+    })
+}
+
 /// The error of creating a staged file that another worker of the transaction already created.
 fn already_exists(e: &StoreError) -> bool {
     matches!(e, StoreError::Io { source, .. } if source.kind() == io::ErrorKind::AlreadyExists)
@@ -224,7 +248,13 @@ impl<'r> Transaction<'r> {
                 return Ok(*e);
             }
         }
-        let tmp = self.temp_path();
+        // With a known checksum the object is written under its staged name at once (no
+        // rename per object); it is removed again if it does not hash to that name, and a
+        // staging directory is only moved into `objects/` by `commit`.
+        let tmp = match expected {
+            Some(e) => self.staged_path(ObjectType::File, e),
+            None => self.temp_path(),
+        };
         let mut hasher = Hasher::new();
         hasher.update(&header.stream_prefix());
         let mut reader = HashingReader {
@@ -234,6 +264,7 @@ impl<'r> Transaction<'r> {
         let written = self.write_file_object(&tmp, header, &mut reader, None);
         let c = reader.hasher.finish();
         let verdict = match (written, expected) {
+            (Err(e), Some(want)) if already_exists(&e) => return Ok(*want),
             (Err(e), _) => Err(e),
             (Ok(()), Some(e)) if *e != c => Err(StoreError::Corrupt {
                 kind: ObjectType::File,
@@ -246,7 +277,10 @@ impl<'r> Transaction<'r> {
             let _ = fs::remove_file(&tmp);
             return Err(err);
         }
-        if expected.is_none() && !self.claim(ObjectType::File, &c) {
+        if expected.is_some() {
+            return Ok(c);
+        }
+        if !self.claim(ObjectType::File, &c) {
             fs::remove_file(&tmp).at(&tmp)?;
             return Ok(c);
         }
@@ -315,7 +349,7 @@ impl<'r> Transaction<'r> {
         } else if let Some(mut src) = file {
             io::copy(&mut src, &mut out).at(tmp)?;
         } else {
-            io::copy(content, &mut out).at(tmp)?;
+            copy_large(content, &mut out).at(tmp)?;
         }
         if mode == RepoMode::Bare {
             std::os::unix::fs::fchown(&out, Some(header.uid), Some(header.gid)).at(tmp)?;
