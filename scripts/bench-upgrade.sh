@@ -9,13 +9,17 @@
 #                        /var/tmp/keel-vmtest/repo; scripts/vmtest.sh makes it)
 #   KEEL_BENCH_PACKAGES  packages whose files change (default: "sudo openssl libssl3:amd64")
 #   KEEL_BENCH_DIR       work directory (default: a new one under /var/tmp, removed at the end)
+#   KEEL_BIN             keel binary to use (default: build the release binary)
 # Needs root (the checkout keeps file owners). Example:
 #   sudo scripts/bench-upgrade.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --locked --release -p keel >&2
-keel="$target/release/keel"
+if [ -n "${KEEL_BIN:-}" ]; then
+    keel=$KEEL_BIN
+else
+    cargo build --locked --release -p keel >&2
+    keel="${CARGO_TARGET_DIR:-$PWD/target}/release/keel"
+fi
 src=${KEEL_BENCH_REPO:-${KEEL_VMTEST_DIR:-/var/tmp/keel-vmtest}/repo}
 packages=${KEEL_BENCH_PACKAGES:-sudo openssl libssl3:amd64}
 ref=keel/stable/x86_64
@@ -30,6 +34,19 @@ trap cleanup EXIT
 
 # The publisher: a copy of the compose repository (hardlinked), v2 derived from v1.
 cp -al "$src" "$work/publish" 2>/dev/null || cp -a "$src" "$work/publish"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$keel" repo --repo "$work/publish" serve --port "$port" >/dev/null 2>&1 &
+server=$!
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
+
+# The node: a directory sysroot following keel:<ref>, v1 deployed from the remote.
+"$keel" init-sysroot --sysroot "$work/sysroot" >/dev/null
+"$keel" repo --repo "$work/sysroot/ostree/repo" remote add --no-sign-verify keel "http://127.0.0.1:$port/"
+"$keel" deploy "keel:$ref" --sysroot "$work/sysroot" --json > "$work/install.json"
+d1=$(ls "$work/sysroot/ostree/deploy/keel/deploy" | grep -v '\.origin$' | head -n1)
+sync
+
+# v2: every file of the packages rebuilt, committed on top of v1.
 v1=$("$keel" repo --repo "$work/publish" rev-parse "$ref")
 "$keel" repo --repo "$work/publish" checkout "$v1" "$work/tree" >/dev/null
 changed=0; changed_bytes=0
@@ -50,17 +67,6 @@ done
 rm -rf "$work/tree"
 echo "v2: $changed files of [$packages] changed ($changed_bytes bytes uncompressed)" >&2
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$keel" repo --repo "$work/publish" serve --port "$port" >/dev/null 2>&1 &
-server=$!
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && break; sleep 0.1; done
-
-# The node: a directory sysroot following keel:<ref>, v1 deployed from the remote.
-"$keel" init-sysroot --sysroot "$work/sysroot" >/dev/null
-"$keel" repo --repo "$work/sysroot/ostree/repo" remote add --no-sign-verify keel "http://127.0.0.1:$port/"
-"$keel" deploy "keel:$ref" --sysroot "$work/sysroot" --json > "$work/install.json"
-d1=$(ls "$work/sysroot/ostree/deploy/keel/deploy" | grep -v '\.origin$' | head -n1)
-sync
 "$keel" upgrade --sysroot "$work/sysroot" --booted "$d1" --json > "$work/upgrade.json"
 python3 - "$work/install.json" "$work/upgrade.json" "$packages" <<'EOF'
 import json, sys
