@@ -33,6 +33,16 @@ pub const DRACUT_MODULE: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
+        "keel-ignition-network.service",
+        include_str!("../dracut/50keel/keel-ignition-network.service"),
+        0o644,
+    ),
+    (
+        "90-keel-initrd-dhcp.network",
+        include_str!("../dracut/50keel/90-keel-initrd-dhcp.network"),
+        0o644,
+    ),
+    (
         "keel-ignition-kargs.service",
         include_str!("../dracut/50keel/keel-ignition-kargs.service"),
         0o644,

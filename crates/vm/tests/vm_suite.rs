@@ -6,7 +6,6 @@
 //! and to `KEEL_VMTEST_REPORT` (default `target/vmtest-report.json`).
 
 use anyhow::{bail, ensure, Context, Result};
-use base64::Engine;
 use keel_vm::harness::{Config, Harness, Report, TestRun, VmOptions};
 use keel_vm::machine::Machine;
 use serde_json::json;
@@ -19,16 +18,20 @@ const CONTAINER_ARCHIVE: &str = "/var/lib/keel-test/busybox.oci.tar";
 /// The virtual disk is made this large so first boot has something to grow into.
 const DISK_BYTES: u64 = 6 << 30;
 
-fn gzip_data_url(data: &[u8]) -> String {
+fn gzip(data: &[u8]) -> Vec<u8> {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(data).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
-    format!("data:;base64,{b64}")
+    gz.finish().unwrap()
 }
 
 /// The basic test's config: a file, user core with the run's key, a oneshot unit, and a unit
-/// running a container from an OCI archive delivered in the config.
-fn basic_config(pubkey: &str, oci: &[u8]) -> serde_json::Value {
+/// running a container from an OCI archive. The archive (gzip) is fetched at first boot from a
+/// static server on the host's loopback, checked against its SHA-512, as large files are meant
+/// to be delivered (in the config itself it would make QEMU's fw_cfg read quadratic), which
+/// also makes the initramfs bring up the network for Ignition.
+fn basic_config(pubkey: &str, oci_url: &str, oci_gz: &[u8]) -> serde_json::Value {
+    use sha2::Digest;
+    let sha512 = hex::encode(sha2::Sha512::digest(oci_gz));
     let hello = "[Unit]\nDescription=Keel test oneshot\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
         ExecStart=/bin/sh -c 'date +%s > /var/lib/keel-test/hello-ran'\n[Install]\nWantedBy=multi-user.target\n";
     let container = format!(
@@ -44,7 +47,8 @@ fn basic_config(pubkey: &str, oci: &[u8]) -> serde_json::Value {
             {"path": "/etc/keel-test/hello.txt", "mode": 420,
              "contents": {"source": "data:,hello%20from%20ignition%0A"}},
             {"path": CONTAINER_ARCHIVE, "mode": 420,
-             "contents": {"source": gzip_data_url(oci), "compression": "gzip"}}
+             "contents": {"source": oci_url, "compression": "gzip",
+                          "verification": {"hash": format!("sha512-{sha512}")}}}
         ]},
         "systemd": {"units": [
             {"name": "keel-test-hello.service", "enabled": true, "contents": hello},
@@ -205,10 +209,17 @@ fn second_boot_checks(t: &mut TestRun, m: &Machine) {
 
 fn basic(h: &Harness, report: &mut Report) -> Result<()> {
     let mut t = TestRun::new("basic");
-    let oci = keel_vm::oci::busybox_archive("localhost/keel-busybox:latest")?;
+    let oci_gz = gzip(&keel_vm::oci::busybox_archive(
+        "localhost/keel-busybox:latest",
+    )?);
+    let files = h.workdir.join("basic-files");
+    std::fs::create_dir_all(&files)?;
+    std::fs::write(files.join("busybox.oci.tar.gz"), &oci_gz)?;
+    let server = keel_vm::release::Served::start(&h.keel, &files)?;
+    let oci_url = format!("{}busybox.oci.tar.gz", server.guest_url());
     let vm = h.vm(
         "basic",
-        &Config::Ignition(basic_config(&h.key.public, &oci)),
+        &Config::Ignition(basic_config(&h.key.public, &oci_url, &oci_gz)),
         &VmOptions {
             disk_bytes: Some(DISK_BYTES),
             ..VmOptions::default()

@@ -8,6 +8,9 @@
 # - keel-boot-failed.conf: emergency mode first reboots while the booted entry still has boot
 #   tries (so boot counting falls back to the previous deployment), with efivarfs to read them;
 # - the disk tools the `disks` stage runs.
+# - the network, only for a config that needs it: dracut's systemd-networkd module with its
+#   units left disabled, 90-keel-initrd-dhcp.network, and keel-ignition-network.service, which
+#   starts networkd between fetch-offline and fetch when fetch-offline flagged /run/ignition/neednet;
 # Installed into the tree at /usr/lib/dracut/modules.d/50keel by `keel compose`.
 
 check() {
@@ -17,7 +20,7 @@ check() {
 }
 
 depends() {
-    echo systemd
+    echo systemd systemd-networkd
 }
 
 install() {
@@ -28,7 +31,11 @@ install() {
     inst_script "$moddir/keel-ignition-generator" "$systemdutildir/system-generators/keel-ignition-generator"
     local unit
     mkdir -p "${initdir}${systemdsystemunitdir}/initrd.target.wants"
-    for unit in keel-ignition-fetch-offline keel-ignition-fetch keel-ignition-kargs \
+    # systemd-networkd's module enables networkd on every boot; Keel starts it only on demand.
+    $SYSTEMCTL -q --root "$initdir" disable systemd-networkd.service systemd-networkd.socket \
+        systemd-network-generator.service systemd-networkd-wait-online.service
+    inst_simple "$moddir/90-keel-initrd-dhcp.network" "$systemdnetwork/90-keel-initrd-dhcp.network"
+    for unit in keel-ignition-fetch-offline keel-ignition-network keel-ignition-fetch keel-ignition-kargs \
         keel-ignition-disks keel-ignition-mount keel-ignition-files keel-ignition-umount \
         keel-prepare-root; do
         inst_simple "$moddir/$unit.service" "$systemdsystemunitdir/$unit.service"
