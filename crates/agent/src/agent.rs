@@ -607,6 +607,12 @@ impl Agent {
     }
 
     fn finalize(&mut self, target: &Release) -> Result<()> {
+        // The ESP is an automount that expires after 2 idle minutes; if it is not mounted when
+        // shutdown finalizes, mounting it then waits on the stopping automount until the stop
+        // job times out and the update is lost. Reading it now mounts it for the reboot.
+        let boot = self.sysroot.boot();
+        std::fs::read_dir(boot)
+            .with_context(|| format!("reading the ESP at {}", boot.display()))?;
         self.sysroot.set_finalization_locked(false)?;
         self.metrics().finalizations_total += 1;
         self.set(
