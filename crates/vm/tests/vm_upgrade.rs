@@ -141,7 +141,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         ensure!(v["commit"] == v2.as_str(), "{v}");
         Ok(())
     });
-    let entries_before = sh(&m, "ls /boot/loader/entries")?;
+    let entries_before = sh(&m, "sudo ls /boot/loader/entries")?;
     let deployments_before = status(&m)?["deployments"].clone();
     let out = sh(&m, "sudo keel upgrade --json")?;
     let up: Value = serde_json::from_str(&out).with_context(|| out.clone())?;
@@ -176,7 +176,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
             let st = status(&m)?;
             ensure!(st["staged"]["commit"] == v2.as_str(), "staged: {st}");
             ensure!(st["deployments"] == deployments_before, "deployments: {st}");
-            let entries = sh(&m, "ls /boot/loader/entries")?;
+            let entries = sh(&m, "sudo ls /boot/loader/entries")?;
             ensure!(entries == entries_before, "{entries_before} -> {entries}");
             Ok(())
         },
