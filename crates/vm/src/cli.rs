@@ -76,6 +76,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         ignition,
         ssh_port,
         serial: Serial::Terminal,
+        extra_disks: Vec::new(),
     };
     if let Some(port) = ssh_port {
         let target = SshTarget {

@@ -60,6 +60,10 @@ pub struct VmOptions {
     pub disk_bytes: Option<u64>,
     /// Forward SSH.
     pub ssh: bool,
+    /// Blank raw disks (sizes in bytes) attached after the boot disk, created empty when the VM
+    /// is prepared and kept across its boots; the n-th (from 1) is
+    /// [`crate::qemu::extra_disk_by_id`]`(n)` in the guest.
+    pub extra_disks: Vec<u64>,
 }
 
 impl Default for VmOptions {
@@ -69,6 +73,7 @@ impl Default for VmOptions {
             cpus: 2,
             disk_bytes: None,
             ssh: true,
+            extra_disks: Vec::new(),
         }
     }
 }
@@ -118,6 +123,7 @@ impl Harness {
         )?;
         let ign = dir.join("config.ign");
         config.write_ignition(&ign, &self.keel)?;
+        let extra_disks = blank_disks(&dir, &opts.extra_disks)?;
         let ssh_port = if opts.ssh { Some(free_port()?) } else { None };
         let spec = QemuSpec {
             disk: disk.disk,
@@ -130,6 +136,7 @@ impl Harness {
             ignition: Some(ign),
             ssh_port,
             serial: Serial::File(dir.join("console.log")),
+            extra_disks,
         };
         let ssh = ssh_port.map(|port| SshTarget {
             user: "core".into(),
@@ -138,6 +145,21 @@ impl Harness {
         });
         Ok(Vm { spec, ssh })
     }
+}
+
+/// Creates `disk-<n>.raw` in `dir` for each size (sparse, empty, replacing an older one).
+fn blank_disks(dir: &Path, sizes: &[u64]) -> Result<Vec<PathBuf>> {
+    sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &size)| {
+            let path = dir.join(format!("disk-{}.raw", i + 1));
+            std::fs::File::create(&path)
+                .and_then(|f| f.set_len(size))
+                .with_context(|| format!("creating blank disk {}", path.display()))?;
+            Ok(path)
+        })
+        .collect()
 }
 
 /// A prepared VM that can be booted several times (each boot is a fresh QEMU process on the

@@ -91,6 +91,14 @@ pub struct QemuSpec {
     pub ssh_port: Option<u16>,
     /// Serial console destination.
     pub serial: Serial,
+    /// Further raw disks after the boot disk; the n-th (from 1) has the serial `keel-disk-<n>`,
+    /// so the guest finds it at [`extra_disk_by_id`]`(n)`.
+    pub extra_disks: Vec<PathBuf>,
+}
+
+/// The stable guest path of the n-th (from 1) extra disk of a [`QemuSpec`].
+pub fn extra_disk_by_id(n: usize) -> String {
+    format!("/dev/disk/by-id/virtio-keel-disk-{n}")
 }
 
 impl QemuSpec {
@@ -127,6 +135,18 @@ impl QemuSpec {
             self.disk_format,
             escape_opt(&self.disk)
         ));
+        for (i, d) in self.extra_disks.iter().enumerate() {
+            let n = i + 1;
+            push("-drive");
+            push(&format!(
+                "if=none,id=disk{n},format=raw,discard=unmap,file={}",
+                escape_opt(d)
+            ));
+            push("-device");
+            push(&format!(
+                "virtio-blk-pci,drive=disk{n},serial=keel-disk-{n}"
+            ));
+        }
         push("-netdev");
         push(&match self.ssh_port {
             Some(port) => format!("user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:22"),
@@ -249,6 +269,7 @@ mod tests {
             ignition: None,
             ssh_port: None,
             serial: Serial::Terminal,
+            extra_disks: Vec::new(),
         }
     }
 
@@ -269,6 +290,7 @@ mod tests {
         full.ignition = Some("/vm/config.ign".into());
         full.ssh_port = Some(2222);
         full.serial = Serial::File("/vm/console.log".into());
+        full.extra_disks = vec!["/vm/disk-1.raw".into(), "/vm/disk-2.raw".into()];
         let mut comma = spec();
         comma.disk = "/odd,dir/disk.raw".into();
         comma.disk_format = "raw".into();
@@ -283,7 +305,7 @@ mod tests {
                     "-netdev user,id=net0 -device virtio-net-pci,netdev=net0",
                     "-serial mon:stdio",
                 ],
-                vec!["-fw_cfg", "hostfwd", "chardev"],
+                vec!["-fw_cfg", "hostfwd", "chardev", "if=none"],
             ),
             (&tcg, vec!["-machine q35,accel=tcg -m 2048"], vec!["-cpu host"]),
             (
@@ -292,6 +314,8 @@ mod tests {
                     "-netdev user,id=net0,hostfwd=tcp:127.0.0.1:2222-:22",
                     "-fw_cfg name=opt/com.coreos/config,file=/vm/config.ign",
                     "-chardev file,id=serial0,path=/vm/console.log,append=on -serial chardev:serial0",
+                    "-drive if=none,id=disk1,format=raw,discard=unmap,file=/vm/disk-1.raw -device virtio-blk-pci,drive=disk1,serial=keel-disk-1",
+                    "-drive if=none,id=disk2,format=raw,discard=unmap,file=/vm/disk-2.raw -device virtio-blk-pci,drive=disk2,serial=keel-disk-2",
                 ],
                 vec!["mon:stdio"],
             ),

@@ -7,7 +7,10 @@
 # - keel-ignition-generator: passes `ignition.platform.id=` to the stages as $PLATFORM;
 # - keel-boot-failed.conf: emergency mode first reboots while the booted entry still has boot
 #   tries (so boot counting falls back to the previous deployment), with efivarfs to read them;
-# - the disk tools the `disks` stage runs.
+# - the disk tools the `disks` stage runs, with what mdadm and cryptsetup need in the initramfs:
+#   dracut's `dm` module (every md/dm driver incl. raid1 and dm_crypt, dmsetup, and the dm udev
+#   rules that create /dev/mapper/<name> and answer libdevmapper's udev cookies) and the md rule
+#   that links /dev/md/<name>.
 # - the network, only for a config that needs it: dracut's systemd-networkd module with its
 #   units left disabled, 90-keel-initrd-dhcp.network, and keel-ignition-network.service, which
 #   starts networkd between fetch-offline and fetch when fetch-offline flagged /run/ignition/neednet;
@@ -20,13 +23,14 @@ check() {
 }
 
 depends() {
-    echo systemd systemd-networkd
+    echo systemd dm systemd-networkd
 }
 
 install() {
     inst_binary /usr/bin/keel
     inst_multiple -o sgdisk sfdisk wipefs blkid lsblk mkfs.ext4 mkfs.xfs mkfs.vfat mkfs.fat \
         mkswap cryptsetup mdadm udevadm chroot useradd usermod groupadd chpasswd
+    inst_rules 63-md-raid-arrays.rules
     hostonly='' instmods efivarfs
     inst_script "$moddir/keel-ignition-generator" "$systemdutildir/system-generators/keel-ignition-generator"
     local unit
