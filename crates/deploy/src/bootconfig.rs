@@ -214,6 +214,15 @@ fn remove_farm(s: &Sysroot, b: u8) -> Result<(), DeployError> {
     Ok(())
 }
 
+/// Rename a file on the ESP and fsync it under its new name: vfat writes the new directory
+/// entry with size 0 and no first cluster and fills them in only when the file's inode is
+/// written back, so without this a power cut after the rename left empty entries (seen in the
+/// power-cut VM test: "No loader found").
+fn rename_on_esp(from: &Path, to: &Path) -> Result<(), DeployError> {
+    fs::rename(from, to).at(to)?;
+    File::open(to).and_then(|f| f.sync_all()).at(to)
+}
+
 fn syncfs(p: &Path) -> Result<(), DeployError> {
     let f = File::open(p).at(p)?;
     rustix::fs::syncfs(&f).at(p)
@@ -272,7 +281,7 @@ pub fn repair(s: &Sysroot, state: &BootState, repo: &Repo) -> Result<(), DeployE
     pending.sort_by_key(|f| std::cmp::Reverse(f.name.serial));
     for f in pending {
         let to = entries_dir(s).join(f.name.file_name());
-        fs::rename(&f.path, &to).at(&to)?;
+        rename_on_esp(&f.path, &to)?;
         changed = true;
     }
     for f in state
@@ -488,7 +497,7 @@ pub fn write(
     }
     syncfs(&dir)?;
     for (new_path, final_path) in &pending {
-        fs::rename(new_path, final_path).at(final_path)?;
+        rename_on_esp(new_path, final_path)?;
         sync_dir(&dir).at(&dir)?;
     }
     let keep: HashSet<&PathBuf> = pending.iter().map(|(_, p)| p).collect();

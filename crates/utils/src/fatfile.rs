@@ -19,6 +19,10 @@ pub fn write_atomic_nomode(
         f.sync_all()?;
         drop(f);
         fs::rename(&tmp, target)?;
+        // vfat writes a renamed file's new directory entry with size 0 and no first cluster and
+        // fills them in only when the file's inode is written back: fsync the file under its
+        // new name too, or a power cut leaves an empty file.
+        File::open(target)?.sync_all()?;
         sync_dir(
             target
                 .parent()
