@@ -37,8 +37,20 @@ if [ ! -f "$pub" ]; then
 fi
 cp "$pub" "$build/ssh.pub"
 
-echo "== building the container image archive $build/busybox.oci.tar"
-cargo run --release --locked -q -p keel-vm --example busybox-oci -- "$build/busybox.oci.tar"
+echo "== building the container image archive $build/files/busybox.oci.tar"
+mkdir -p "$build/files"
+cargo run --release --locked -q -p keel-vm --example busybox-oci -- "$build/files/busybox.oci.tar"
+
+# The config's container archive is fetched at first boot from this loopback server
+# (http://10.0.2.2:8123/ inside the guest), stopped when the VM stops.
+python3 -m http.server --bind 127.0.0.1 8123 --directory "$build/files" >"$build/files-server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null' EXIT
+sleep 1
+if ! kill -0 $server 2>/dev/null; then
+    echo "error: could not serve $build/files on 127.0.0.1:8123 (port in use? see $build/files-server.log)" >&2
+    exit 1
+fi
 
 cat <<MSG
 == booting $build/keel.qcow2 with examples/container.bu
@@ -47,4 +59,4 @@ cat <<MSG
      sudo podman exec hello wget -qO- http://127.0.0.1:8080/passwd   # served by the container
      sudo podman run --rm -it oci-archive:/var/lib/example/busybox.oci.tar sh
 MSG
-exec "$keel" run "$build/keel.qcow2" --butane examples/container.bu --files-dir "$build" --ssh "${identity[@]}"
+"$keel" run "$build/keel.qcow2" --butane examples/container.bu --files-dir "$build" --ssh "${identity[@]}"

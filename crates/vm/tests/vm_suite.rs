@@ -215,8 +215,13 @@ fn basic(h: &Harness, report: &mut Report) -> Result<()> {
     let files = h.workdir.join("basic-files");
     std::fs::create_dir_all(&files)?;
     std::fs::write(files.join("busybox.oci.tar.gz"), &oci_gz)?;
-    let server = keel_vm::release::Served::start(&h.keel, &files)?;
-    let oci_url = format!("{}busybox.oci.tar.gz", server.guest_url());
+    let server = keel_testsupport::http::PyServer::start(&files);
+    let oci_url = format!(
+        "{}busybox.oci.tar.gz",
+        server
+            .url
+            .replace("127.0.0.1", keel_vm::release::HOST_FROM_GUEST)
+    );
     let vm = h.vm(
         "basic",
         &Config::Ignition(basic_config(&h.key.public, &oci_url, &oci_gz)),
@@ -241,6 +246,14 @@ fn basic(h: &Harness, report: &mut Report) -> Result<()> {
                 no_failed_units(&m, &state)
             });
             first_boot_checks(&mut t, &m);
+            t.check("the initramfs fetched the archive over HTTP", || {
+                let got = server.get_paths();
+                ensure!(
+                    got.iter().any(|p| p == "busybox.oci.tar.gz"),
+                    "the host's server saw no request for busybox.oci.tar.gz: {got:?}"
+                );
+                Ok(())
+            });
             t.check("clean poweroff", || m.shutdown(Duration::from_secs(120)));
         }
     }
