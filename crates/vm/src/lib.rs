@@ -11,6 +11,7 @@
 //! - [`node`]: a booted node over SSH: `keel status`, settling after first boot, reboots.
 //! - [`release`]: update tests' releases: derive a commit on the host, serve it on loopback.
 //! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
+//! - [`testmain`]: the entry point around a VM test file's test (skips, report, keep).
 //! - [`cli`]: `keel run`.
 
 pub mod cli;
@@ -23,3 +24,4 @@ pub mod oci;
 pub mod qemu;
 pub mod release;
 pub mod ssh;
+pub mod testmain;
