@@ -219,7 +219,7 @@ fn cases() -> Vec<Case> {
                  {{ cat /var/tmp/initrd.orig; head -c $(( (4 - size % 4) % 4 )) /dev/zero; echo {b64} | base64 -d; }} > $f\n\
                  rm -f /var/tmp/initrd.orig"
             ),
-            console_shows: &["Failed to start", "keel-prepare-r"],
+            console_shows: &["Failed to start", "keel-prepa"],
         },
     ]
 }
