@@ -33,8 +33,8 @@ pub const DRACUT_MODULE: &[(&str, &str, u32)] = &[
         0o644,
     ),
     (
-        "keel-ignition-network.service",
-        include_str!("../dracut/50keel/keel-ignition-network.service"),
+        "keel-initrd-network.service",
+        include_str!("../dracut/50keel/keel-initrd-network.service"),
         0o644,
     ),
     (
@@ -339,7 +339,7 @@ mod tests {
                 setup.contains(stem),
                 "module-setup.sh does not install {name}"
             );
-            assert!(content.contains("ExecStart=/usr/bin/keel "), "{name}");
+            assert!(content.contains("\nExecStart=/usr/"), "{name}");
             if let Some(stage) = stem.strip_prefix("keel-ignition-") {
                 assert!(
                     content.contains("ConditionKernelCommandLine=ignition.firstboot"),

@@ -29,9 +29,10 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// static server on the host's loopback, checked against its SHA-512, as large files are meant
 /// to be delivered (in the config itself it would make QEMU's fw_cfg read quadratic), which
 /// also makes the initramfs bring up the network for Ignition.
-fn basic_config(pubkey: &str, oci_url: &str, oci_gz: &[u8]) -> serde_json::Value {
+fn basic_config(pubkey: &str, oci_url: &str, oci: &[u8]) -> serde_json::Value {
     use sha2::Digest;
-    let sha512 = hex::encode(sha2::Sha512::digest(oci_gz));
+    // Ignition verifies the decompressed contents.
+    let sha512 = hex::encode(sha2::Sha512::digest(oci));
     let hello = "[Unit]\nDescription=Keel test oneshot\n[Service]\nType=oneshot\nRemainAfterExit=yes\n\
         ExecStart=/bin/sh -c 'date +%s > /var/lib/keel-test/hello-ran'\n[Install]\nWantedBy=multi-user.target\n";
     let container = format!(
@@ -209,9 +210,8 @@ fn second_boot_checks(t: &mut TestRun, m: &Machine) {
 
 fn basic(h: &Harness, report: &mut Report) -> Result<()> {
     let mut t = TestRun::new("basic");
-    let oci_gz = gzip(&keel_vm::oci::busybox_archive(
-        "localhost/keel-busybox:latest",
-    )?);
+    let oci = keel_vm::oci::busybox_archive("localhost/keel-busybox:latest")?;
+    let oci_gz = gzip(&oci);
     let files = h.workdir.join("basic-files");
     std::fs::create_dir_all(&files)?;
     std::fs::write(files.join("busybox.oci.tar.gz"), &oci_gz)?;
@@ -224,7 +224,7 @@ fn basic(h: &Harness, report: &mut Report) -> Result<()> {
     );
     let vm = h.vm(
         "basic",
-        &Config::Ignition(basic_config(&h.key.public, &oci_url, &oci_gz)),
+        &Config::Ignition(basic_config(&h.key.public, &oci_url, &oci)),
         &VmOptions {
             disk_bytes: Some(DISK_BYTES),
             ..VmOptions::default()

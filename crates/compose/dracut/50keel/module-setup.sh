@@ -12,7 +12,7 @@
 #   rules that create /dev/mapper/<name> and answer libdevmapper's udev cookies) and the md rule
 #   that links /dev/md/<name>.
 # - the network, only for a config that needs it: dracut's systemd-networkd module with its
-#   units left disabled, 90-keel-initrd-dhcp.network, and keel-ignition-network.service, which
+#   units left disabled, 90-keel-initrd-dhcp.network, and keel-initrd-network.service, which
 #   starts networkd between fetch-offline and fetch when fetch-offline flagged /run/ignition/neednet;
 # Installed into the tree at /usr/lib/dracut/modules.d/50keel by `keel compose`.
 
@@ -39,7 +39,7 @@ install() {
     $SYSTEMCTL -q --root "$initdir" disable systemd-networkd.service systemd-networkd.socket \
         systemd-network-generator.service systemd-networkd-wait-online.service
     inst_simple "$moddir/90-keel-initrd-dhcp.network" "$systemdnetwork/90-keel-initrd-dhcp.network"
-    for unit in keel-ignition-fetch-offline keel-ignition-network keel-ignition-fetch keel-ignition-kargs \
+    for unit in keel-ignition-fetch-offline keel-initrd-network keel-ignition-fetch keel-ignition-kargs \
         keel-ignition-disks keel-ignition-mount keel-ignition-files keel-ignition-umount \
         keel-prepare-root; do
         inst_simple "$moddir/$unit.service" "$systemdsystemunitdir/$unit.service"
