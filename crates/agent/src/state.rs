@@ -8,7 +8,7 @@ use std::io;
 use std::path::Path;
 
 /// The state file, relative to the root.
-pub const STATE_FILE: &str = "run/keel/agent/state.json";
+pub const STATE_FILE: &str = keel_deploy::AGENT_STATE_FILE;
 
 /// Where the agent is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -301,6 +301,10 @@ fn print_status(st: &Status) {
             f.reason
         );
     }
+    if let Some(a) = &st.agent {
+        let field = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        println!("Update agent: {} ({})", field("phase"), field("summary"));
+    }
 }
 
 /// Run a node command.

@@ -74,6 +74,8 @@ pub use error::{DeployError, PullFailure};
 pub use kargs::KargEdit;
 pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
 pub use staging::StagedRecord;
-pub use status::{BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status};
+pub use status::{
+    BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status, AGENT_STATE_FILE,
+};
 pub use sysroot::{Deployment, Sysroot, BOOT_TRIES, DEFAULT_STATEROOT};
 pub use upgrade::{Fetcher, LocalRef, UpgradeCheck};

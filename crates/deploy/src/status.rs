@@ -116,7 +116,14 @@ pub struct Status {
     pub rolled_back: Option<RollbackNotice>,
     /// Commits that failed to boot healthy; upgrades skip them.
     pub failed: Vec<FailedCommit>,
+    /// What the update agent (`keel agent`) last published, when it ran since boot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<serde_json::Value>,
 }
+
+/// The update agent's state file, relative to the root; `keel agent` writes it, `keel status`
+/// shows it.
+pub const AGENT_STATE_FILE: &str = "run/keel/agent/state.json";
 
 impl Sysroot {
     fn failed_path(&self) -> PathBuf {
@@ -259,7 +266,30 @@ impl Sysroot {
             deployments,
             rolled_back,
             failed: self.failed_commits()?,
+            agent: self.agent_state(),
         })
+    }
+
+    /// The agent's published state; a missing file means the agent has not run since boot, and
+    /// an unreadable one is only worth a warning here.
+    fn agent_state(&self) -> Option<serde_json::Value> {
+        let path = self.root().join(AGENT_STATE_FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("reading the update agent's state {}: {e}", path.display());
+                return None;
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| {
+                tracing::warn!(
+                    "the update agent's state {} is not JSON: {e}",
+                    path.display()
+                )
+            })
+            .ok()
     }
 
     fn rollback_notice(

@@ -353,6 +353,17 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
         text.contains("Update agent: finalized (fleet_lock)"),
         "{text}"
     );
+    // `keel status` shows the agent's state too; on a node root and sysroot are both `/`, here
+    // the state file is put where that sysroot's agent would have written it.
+    let in_sysroot = node.sysroot.join("run/keel/agent/state.json");
+    fs::create_dir_all(in_sysroot.parent().unwrap()).unwrap();
+    fs::copy(node.root.join("run/keel/agent/state.json"), &in_sysroot).unwrap();
+    assert_eq!(node.status(Some(&d1))["agent"]["phase"], "finalized");
+    let text = ok(Command::new(KEEL)
+        .args(["status", "--booted", &d1, "--sysroot"])
+        .arg(&node.sysroot));
+    assert!(text.contains("Update agent: finalized ("), "{text}");
+    fs::remove_file(&in_sysroot).unwrap();
     drop(agent);
 
     // Shutdown finalizes (keel-finalize-staged.service); the node boots 2.
