@@ -11,7 +11,7 @@
 //! - [`node`]: a booted node over SSH: `keel status`, settling after first boot, reboots.
 //! - [`release`]: update tests' releases: derive a commit on the host, serve it on loopback.
 //! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
-//! - [`testmain`]: the entry point around a VM test file's test (skips, report, keep).
+//! - [`testmain`]: the one entry point of every VM test file (skips, selection, report, keep).
 //! - [`cli`]: `keel run`.
 
 pub mod cli;

@@ -59,8 +59,21 @@ pub fn wait_settled(m: &Machine, timeout: Duration) -> Result<()> {
 pub fn reboot_and_wait(m: &mut Machine, timeout: Duration) -> Result<Duration> {
     let mark = m.console.mark();
     let start = Instant::now();
+    reboot(m);
+    wait_rebooted(m, mark, timeout)?;
+    Ok(start.elapsed())
+}
+
+/// Ask the guest to reboot (`systemctl reboot`) without waiting.
+pub fn reboot(m: &Machine) {
     // The connection drops while the command runs; its status says nothing.
     let _ = m.ssh().map(|s| s.output("sudo systemctl reboot"));
+}
+
+/// After a reboot began at console offset `mark`: wait for the next kernel banner, SSH, and the
+/// end of startup; returns the time waited.
+pub fn wait_rebooted(m: &mut Machine, mark: u64, timeout: Duration) -> Result<Duration> {
+    let start = Instant::now();
     let console = m.console.clone();
     console.wait_for(mark, &[BOOT_BANNER], timeout, || m.alive())?;
     let ssh = m.ssh()?.clone();

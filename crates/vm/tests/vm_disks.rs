@@ -13,8 +13,9 @@ use keel_vm::harness::{Config, Harness, Report, TestRun, VmOptions};
 use keel_vm::machine::Machine;
 use keel_vm::node::{sh, wait_settled};
 use keel_vm::qemu::extra_disk_by_id;
+use keel_vm::testmain::{ReportPath, Test};
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -327,42 +328,13 @@ fn raid_luks(h: &Harness, report: &mut Report) -> Result<()> {
 
 #[test]
 fn vm_disks() {
-    let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
-        eprintln!("SKIP: vm_disks: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)");
-        return;
-    };
-    let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
-    if !only.is_empty() && !only.split(',').any(|o| o == "raid-luks") {
-        eprintln!("SKIP: vm_disks: KEEL_VMTEST_ONLY={only} does not name raid-luks");
-        return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("keel-vmtest-disks-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let keel = std::env::var_os("KEEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("keel"));
-    let h = Harness::new(&image, work.path(), &keel).unwrap();
-    let mut report = Report {
-        accel: format!("{:?}", h.accel),
-        tests: Vec::new(),
-    };
-    if let Err(e) = raid_luks(&h, &mut report).context("setting up test raid-luks") {
-        let mut t = TestRun::new("raid-luks");
-        t.check("setup", || Err(e));
-        report.tests.push(t);
-    }
-    eprintln!("{}", report.summary());
-    let out = std::env::var_os("KEEL_VMTEST_REPORT")
-        .map(|p| PathBuf::from(p).with_file_name("vmtest-disks-report.json"))
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vmtest-disks-report.json")
-        });
-    report.write_json(&out).unwrap();
-    eprintln!("report: {}", out.display());
-    if std::env::var_os("KEEL_VMTEST_KEEP").is_some() {
-        eprintln!("keeping {}", work.keep().display());
-    }
-    assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+    keel_vm::testmain::run_many(
+        "disks",
+        ReportPath::BesideSuite,
+        &[Test {
+            name: "raid-luks",
+            covers: &["raid-luks"],
+            run: |h, report, _| raid_luks(h, report),
+        }],
+    );
 }

@@ -14,7 +14,7 @@ use base64::Engine;
 use keel_utils::http::{Client, HttpOptions};
 use keel_vm::harness::{Config, Harness, TestRun, VmOptions};
 use keel_vm::machine::Machine;
-use keel_vm::node::{self, BOOT_BANNER};
+use keel_vm::node;
 use keel_vm::release::{ReleaseRepo, Served, HOST_FROM_GUEST};
 use keel_vm::ssh::free_port;
 use serde_json::{json, Value};
@@ -193,20 +193,6 @@ fn waiting_for_slot(s: &Value) -> bool {
             .is_some_and(|t| t.contains("waiting for a FleetLock slot"))
 }
 
-/// Wait for the reboot the agent started: a new kernel banner after `mark`, then SSH.
-fn wait_rebooted(m: &mut Machine, mark: u64) -> Result<Duration> {
-    let start = Instant::now();
-    let console = m.console.clone();
-    console.wait_for(mark, &[BOOT_BANNER], READY_TIMEOUT, || m.alive())?;
-    let ssh = m.ssh()?.clone();
-    ssh.wait_ready(READY_TIMEOUT.saturating_sub(start.elapsed()), || {
-        ensure!(m.alive(), "QEMU exited");
-        Ok(())
-    })?;
-    let _ = ssh.output("systemctl is-system-running --wait");
-    Ok(start.elapsed())
-}
-
 fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
     if !Path::new("/usr/bin/etcd").exists() {
         bail!("/usr/bin/etcd missing (apt-get install etcd-server)");
@@ -328,7 +314,7 @@ fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
             Ok(())
         },
     );
-    let d = wait_rebooted(&mut nodes[first].1, marks[first])?;
+    let d = node::wait_rebooted(&mut nodes[first].1, marks[first], READY_TIMEOUT)?;
     t.timing(&format!("{} reboot into v2", nodes[first].0), d);
     t.check("the first node runs v2 and reports steady state", || {
         let m = &nodes[first].1;
@@ -343,7 +329,7 @@ fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         )?;
         Ok(())
     });
-    let d = wait_rebooted(&mut nodes[second].1, marks[second])?;
+    let d = node::wait_rebooted(&mut nodes[second].1, marks[second], READY_TIMEOUT)?;
     t.timing(
         &format!("{} reboot into v2 after the first", nodes[second].0),
         d,

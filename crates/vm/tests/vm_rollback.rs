@@ -17,8 +17,9 @@ use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
 use keel_vm::harness::{Config, Harness, Report, TestRun, Vm, VmOptions};
 use keel_vm::machine::Machine;
+use keel_vm::node::{reboot, wait_rebooted, wait_settled, BOOT_BANNER};
+use keel_vm::testmain::{ReportPath, Test};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(900);
@@ -27,8 +28,6 @@ const READY_TIMEOUT: Duration = Duration::from_secs(900);
 const ROLLBACK_TIMEOUT: Duration = Duration::from_secs(3600);
 const REPO: &str = "/sysroot/ostree/repo";
 const DEPLOY_DIR: &str = "/sysroot/ostree/deploy/keel/deploy";
-/// The kernel prints this once per boot on the serial console.
-const BOOT_BANNER: &str = "Linux version ";
 /// Console lines of systemd stopping the finalize unit at shutdown (matched on the text
 /// without colors; systemd cuts the middle out of long "name - description" lines).
 const FINALIZE_STARTS: &[&str] = &["Stopping", "keel-finalize-sta"];
@@ -157,26 +156,6 @@ fn wait_console(m: &mut Machine, mark: u64, parts: &[&str], timeout: Duration) -
 /// How many boots the console shows since `mark`.
 fn boots_since(m: &Machine, mark: u64) -> usize {
     m.console.since(mark).matches(BOOT_BANNER).count()
-}
-
-/// After a reboot was asked for at console offset `mark`: wait for the next kernel banner, then
-/// for SSH and the end of startup.
-fn wait_rebooted(m: &mut Machine, mark: u64, timeout: Duration) -> Result<()> {
-    let start = Instant::now();
-    let console = m.console.clone();
-    console.wait_for(mark, &[BOOT_BANNER], timeout, || m.alive())?;
-    let ssh = m.ssh()?.clone();
-    ssh.wait_ready(timeout.saturating_sub(start.elapsed()), || {
-        ensure!(m.alive(), "QEMU exited");
-        Ok(())
-    })?;
-    let _ = ssh.output("systemctl is-system-running --wait");
-    Ok(())
-}
-
-fn reboot(m: &Machine) {
-    // The connection drops while the command runs; its status says nothing.
-    let _ = m.ssh().map(|s| s.output("sudo systemctl reboot"));
 }
 
 struct Case {
@@ -331,7 +310,7 @@ fn rollback_test(h: &Harness, report: &mut Report, names: &[&str]) -> Result<()>
         t.timing("first boot ready", d);
         // First boot completes (the flag is dropped) and the entry is blessed.
         t.check("first boot completes and v1 is blessed", || {
-            wait_blessed(&m)?;
+            wait_settled(&m, Duration::from_secs(300))?;
             Ok(())
         });
     }
@@ -347,30 +326,6 @@ fn rollback_test(h: &Harness, report: &mut Report, names: &[&str]) -> Result<()>
         report.tests.push(t);
     }
     Ok(())
-}
-
-/// Wait until the booted entry has no boot counter any more and first boot is complete.
-fn wait_blessed(m: &Machine) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let st = status(m)?;
-        let b = st["deployments"]
-            .as_array()
-            .and_then(|a| a.iter().find(|d| d["role"] == "booted").cloned());
-        let blessed = b.as_ref().is_some_and(|d| d["boot_counting"].is_null());
-        let firstboot = b.as_ref().is_some_and(|d| {
-            d["kargs"]
-                .as_array()
-                .is_some_and(|k| k.iter().any(|a| a == "ignition.firstboot"))
-        });
-        if blessed && !firstboot {
-            return Ok(());
-        }
-        if start.elapsed() > Duration::from_secs(300) {
-            bail!("booted entry not blessed / first boot not complete: {st}");
-        }
-        std::thread::sleep(Duration::from_secs(5));
-    }
 }
 
 /// splitmix64: small, seeded, reproducible.
@@ -452,7 +407,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
     let vm: Vm = h.vm("power-cuts", &config(&h.key.public), &VmOptions::default())?;
     let mut m = vm.boot()?;
     m.wait_ready(READY_TIMEOUT)?;
-    wait_blessed(&m)?;
+    wait_settled(&m, Duration::from_secs(300))?;
     let (_, v1) = booted(&status(&m)?)?;
     let v2 = build_variant(
         &m,
@@ -556,66 +511,22 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-fn keel_binary() -> PathBuf {
-    std::env::var_os("KEEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("keel"))
-}
-
 #[test]
 fn vm_rollback() {
-    let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
-        eprintln!("SKIP: vm_rollback: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)");
-        return;
-    };
-    let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
-    let all = [
-        "rollback-health",
-        "rollback-panic",
-        "rollback-initrd",
-        "power-cuts",
-    ];
-    let chosen: Vec<&str> = all
-        .into_iter()
-        .filter(|n| only.is_empty() || only.split(',').any(|o| o == *n))
-        .collect();
-    if chosen.is_empty() {
-        eprintln!("SKIP: vm_rollback: KEEL_VMTEST_ONLY={only} names none of {all:?}");
-        return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("keel-vmtest-rollback-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let h = Harness::new(&image, work.path(), &keel_binary()).unwrap();
-    let mut report = Report {
-        accel: format!("{:?}", h.accel),
-        tests: Vec::new(),
-    };
-    if chosen.iter().any(|n| n.starts_with("rollback-")) {
-        if let Err(e) = rollback_test(&h, &mut report, &chosen) {
-            let mut t = TestRun::new("rollback");
-            t.check("setup", || Err(e));
-            report.tests.push(t);
-        }
-    }
-    if chosen.contains(&"power-cuts") {
-        if let Err(e) = power_cuts(&h, &mut report) {
-            let mut t = TestRun::new("power-cuts");
-            t.check("setup", || Err(e));
-            report.tests.push(t);
-        }
-    }
-    eprintln!("{}", report.summary());
-    let out = std::env::var_os("KEEL_VMTEST_ROLLBACK_REPORT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vmtest-rollback-report.json")
-        });
-    report.write_json(&out).unwrap();
-    eprintln!("report: {}", out.display());
-    if std::env::var_os("KEEL_VMTEST_KEEP").is_some() {
-        eprintln!("keeping {}", work.keep().display());
-    }
-    assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+    keel_vm::testmain::run_many(
+        "rollback",
+        ReportPath::Own,
+        &[
+            Test {
+                name: "rollback",
+                covers: &["rollback-health", "rollback-panic", "rollback-initrd"],
+                run: rollback_test,
+            },
+            Test {
+                name: "power-cuts",
+                covers: &["power-cuts"],
+                run: |h, report, _| power_cuts(h, report),
+            },
+        ],
+    );
 }

@@ -5,12 +5,12 @@
 //! in the initramfs. The report (pass/fail per check, time to ready per boot) goes to stderr
 //! and to `KEEL_VMTEST_REPORT` (default `target/vmtest-report.json`).
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
 use keel_vm::harness::{Config, Harness, Report, TestRun, VmOptions};
 use keel_vm::machine::Machine;
+use keel_vm::testmain::{ReportPath, Test};
 use serde_json::json;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -337,56 +337,22 @@ fn bad_config_test(h: &Harness, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// A test: boots its VMs and adds its record to the report.
-type VmTest = fn(&Harness, &mut Report) -> Result<()>;
-
-fn keel_binary() -> PathBuf {
-    std::env::var_os("KEEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("keel"))
-}
-
 #[test]
 fn vm_suite() {
-    let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
-        eprintln!("SKIP: vm_suite: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the suite)");
-        return;
-    };
-    let work = tempfile::Builder::new()
-        .prefix("keel-vmtest-")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    let keep = std::env::var_os("KEEL_VMTEST_KEEP").is_some();
-    let h = Harness::new(&image, work.path(), &keel_binary()).unwrap();
-    let mut report = Report {
-        accel: format!("{:?}", h.accel),
-        tests: Vec::new(),
-    };
-    let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
-    let tests: [(&str, VmTest); 2] = [("basic", basic), ("bad-config", bad_config_test)];
-    if !(only.is_empty() || tests.iter().any(|(n, _)| only.split(',').any(|o| o == *n))) {
-        eprintln!("SKIP: vm_suite: KEEL_VMTEST_ONLY={only} names neither basic nor bad-config");
-        return;
-    }
-    for (name, f) in tests {
-        if only.is_empty() || only.split(',').any(|o| o == name) {
-            if let Err(e) = f(&h, &mut report).with_context(|| format!("setting up test {name}")) {
-                let mut t = TestRun::new(name);
-                t.check("setup", || Err(e));
-                report.tests.push(t);
-            }
-        }
-    }
-    eprintln!("{}", report.summary());
-    let out = std::env::var_os("KEEL_VMTEST_REPORT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vmtest-report.json")
-        });
-    report.write_json(&out).unwrap();
-    eprintln!("report: {}", out.display());
-    if keep {
-        eprintln!("keeping {}", work.keep().display());
-    }
-    assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+    keel_vm::testmain::run_many(
+        "suite",
+        ReportPath::Suite,
+        &[
+            Test {
+                name: "basic",
+                covers: &["basic"],
+                run: |h, report, _| basic(h, report),
+            },
+            Test {
+                name: "bad-config",
+                covers: &["bad-config"],
+                run: |h, report, _| bad_config_test(h, report),
+            },
+        ],
+    );
 }

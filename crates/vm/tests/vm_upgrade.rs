@@ -14,12 +14,12 @@
 
 use anyhow::{ensure, Context, Result};
 use base64::Engine;
-use keel_vm::harness::{Config, Harness, Report, TestRun, VmOptions};
+use keel_vm::harness::{Config, Harness, TestRun, VmOptions};
 use keel_vm::machine::Machine;
 use keel_vm::node::{booted_commit, reboot_and_wait, sh, status, wait_settled};
 use keel_vm::release::{ReleaseRepo, Served};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(900);
@@ -238,50 +238,7 @@ fn upgrade_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
     Ok(())
 }
 
-fn keel_binary() -> PathBuf {
-    std::env::var_os("KEEL_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("keel"))
-}
-
 #[test]
 fn vm_upgrade() {
-    let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
-        eprintln!("SKIP: vm_upgrade: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)");
-        return;
-    };
-    let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
-    if !(only.is_empty() || only.split(',').any(|o| o == "upgrade")) {
-        eprintln!("SKIP: vm_upgrade: KEEL_VMTEST_ONLY={only} does not name `upgrade`");
-        return;
-    }
-    let repo = std::env::var_os("KEEL_VMTEST_REPO")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| image.with_file_name("repo"));
-    let work = tempfile::Builder::new()
-        .prefix("keel-vmtest-upgrade-")
-        .tempdir_in(image.parent().unwrap_or(Path::new("/var/tmp")))
-        .unwrap();
-    let h = Harness::new(&image, work.path(), &keel_binary()).unwrap();
-    let mut report = Report {
-        accel: format!("{:?}", h.accel),
-        tests: Vec::new(),
-    };
-    let mut t = TestRun::new("upgrade");
-    if let Err(e) = upgrade_test(&h, &repo, &mut t) {
-        t.check("setup", || Err(e));
-    }
-    report.tests.push(t);
-    eprintln!("{}", report.summary());
-    let out = std::env::var_os("KEEL_VMTEST_UPGRADE_REPORT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/vmtest-upgrade-report.json")
-        });
-    report.write_json(&out).unwrap();
-    eprintln!("report: {}", out.display());
-    if std::env::var_os("KEEL_VMTEST_KEEP").is_some() {
-        eprintln!("keeping {}", work.keep().display());
-    }
-    assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+    keel_vm::testmain::run("upgrade", upgrade_test);
 }
