@@ -312,8 +312,9 @@ impl Sysroot {
             ),
             _ => return None,
         };
-        let var = self.stateroot_dir().join("var");
-        let reason = match crate::health::recorded_failure(&var)
+        // The record is written at `/var/lib/keel/...` of the failing boot; that `/var` is the
+        // stateroot's `var` directory, so the stateroot directory stands for the root here.
+        let reason = match crate::health::recorded_failure(&self.stateroot_dir())
             .filter(|f| f.deployment.as_deref() == Some(first.deployment.as_str()))
         {
             Some(f) => format!("{reason}; its health checks failed: {}", f.summary()),

@@ -492,6 +492,19 @@ fn rollback_by_command_and_by_boot_counting() {
         menu.is_empty() || (menu[0].starts_with("Keel 1 ") && menu[1].starts_with("Keel 2 ")),
         "{menu:?}"
     );
+    // A red health check on 2 recorded why, at `/var/lib/keel/health-failure.json` of its boots:
+    // the stateroot's shared var on the sysroot.
+    let record = f
+        .sysroot
+        .join("ostree/deploy/keel/var/lib/keel/health-failure.json");
+    fs::create_dir_all(record.parent().unwrap()).unwrap();
+    fs::write(
+        &record,
+        serde_json::json!({"deployment": d2, "failed": [
+            {"name": "50-app-ready", "ok": false, "detail": "app did not answer"}]})
+        .to_string(),
+    )
+    .unwrap();
     // The agent's first look (before any `keel status`) already records and refuses it.
     let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
     assert!(!out.status.success());
@@ -505,6 +518,11 @@ fn rollback_by_command_and_by_boot_counting() {
             .unwrap()
             .contains("boot counting exhausted"),
         "{st}"
+    );
+    let reason = st["rolled_back"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("50-app-ready") && reason.contains("app did not answer"),
+        "the rollback reason does not name the failed health check: {reason}"
     );
     assert_eq!(st["failed"][0]["commit"], c2.as_str());
     let text = ok(&mut f.keel(&["status", "--booted", &d1]));
