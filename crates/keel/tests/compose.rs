@@ -517,7 +517,7 @@ fn default_os_compose() {
         .is_file());
     assert_eq!(
         fs::read_to_string(tree.join("usr/lib/keel/kargs")).unwrap(),
-        "console=tty0 console=ttyS0,115200n8\n"
+        "console=tty0 console=ttyS0,115200n8 panic=10\n"
     );
     // usr/etc/os-release links to ../usr/lib/os-release, which resolves once it is /etc again.
     assert!(fs::read_to_string(tree.join("usr/lib/os-release"))
