@@ -31,6 +31,18 @@ fi
 
 "$keel" image build --repo "$work/repo" --platform qemu -o "$work/keel.qcow2"
 
-KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
+# The provision crate's loop-device disk tests (RAID with mdadm, LUKS with cryptsetup) need md
+# and device-mapper, which a host kernel may lack; vm_disks also runs them inside a guest, where
+# Debian's kernel has both.
+disks_test=$(cargo test --locked -p keel-provision --test disks --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("executable") and m.get("target", {}).get("name") == "disks":
+        print(m["executable"])')
+strip -o "$work/provision-disks-test" "$disks_test"
+
+KEEL_VMTEST_PROVISION_DISKS="$work/provision-disks-test" \
+    KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
     KEEL_VMTEST_REPORT="$work/vmtest-report.json" \
     cargo test --locked -p keel-vm --tests -- --nocapture --test-threads=1
