@@ -6,26 +6,20 @@ use crate::metrics;
 use crate::state::{AgentState, Phase};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use keel_deploy::DEFAULT_STATEROOT;
 use serde::Serialize;
 use std::path::PathBuf;
 
 /// Where the agent works (all default to the running node).
 #[derive(Args, Debug, Clone)]
+#[group(id = "AgentCommon")]
 pub struct Common {
     /// Root for the configuration (`<root>/{usr/lib,etc,run}/keel/agent.d`), `/etc/machine-id`
     /// and the `/run` files (state, metrics socket, login message).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
-    /// The sysroot: `/` on a booted node, or a directory holding `ostree/` and `boot/`.
-    #[arg(long, default_value = "/")]
-    pub sysroot: PathBuf,
-    /// The stateroot.
-    #[arg(long, default_value = DEFAULT_STATEROOT)]
-    pub stateroot: String,
-    /// Treat this deployment (`<commit>.<serial>`) as booted (directory sysroots).
-    #[arg(long, value_name = "DEPLOYMENT")]
-    pub booted: Option<String>,
+    /// `--sysroot`, `--stateroot` and `--booted`, as the node commands take them.
+    #[command(flatten)]
+    pub node: keel_deploy::cli::Common,
 }
 
 /// Command that reboots the node after finalization is unlocked (run with `sh -c`).
@@ -111,9 +105,9 @@ fn agent(common: &Common, reboot: &Reboot, mode: Mode) -> Result<Agent> {
     Agent::new(
         Paths {
             root: common.root.clone(),
-            sysroot: common.sysroot.clone(),
-            stateroot: common.stateroot.clone(),
-            booted: common.booted.clone(),
+            sysroot: common.node.sysroot.clone(),
+            stateroot: common.node.stateroot.clone(),
+            booted: common.node.booted.clone(),
             reboot_command: reboot.reboot_command.clone(),
         },
         mode,
