@@ -4,6 +4,7 @@
 # (crates/vm/tests/vm_suite.rs) against it. Needs root (compose, loop devices).
 #   KEEL_VMTEST_DIR   work directory (default /var/tmp/keel-vmtest)
 #   KEEL_VMTEST_ONLY  comma-separated test names (basic,bad-config)
+#   KEEL_VMTEST_FILES cargo test target selection (default --tests; e.g. "--test vm_upgrade")
 #   KEEL_VMTEST_KEEP  keep the VMs' directories (console logs, disks)
 #   KEEL_ACCEL        kvm|tcg to skip the accelerator probe
 #   KEEL_VMTEST_PROFILE  cargo profile of the keel binary put into the image (default release,
@@ -45,4 +46,4 @@ strip -o "$work/provision-disks-test" "$disks_test"
 KEEL_VMTEST_PROVISION_DISKS="$work/provision-disks-test" \
     KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
     KEEL_VMTEST_REPORT="$work/vmtest-report.json" \
-    cargo test --locked -p keel-vm --tests -- --nocapture --test-threads=1
+    cargo test --locked -p keel-vm ${KEEL_VMTEST_FILES:---tests} -- --nocapture --test-threads=1

@@ -10,19 +10,27 @@ pub struct ConsoleLog {
     path: PathBuf,
 }
 
+/// How much of the console a failed wait shows.
+const TAIL_LINES: usize = 30;
+
 /// Waiting for console output failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     /// None of the patterns appeared in time.
-    #[error("none of {patterns:?} appeared on the serial console within {secs} s; the console log is {log}")]
+    #[error("none of {patterns:?} appeared on the serial console within {secs} s; the console log is {log}; its last lines:\n{tail}")]
     Timeout {
         patterns: Vec<String>,
         secs: u64,
         log: String,
+        tail: String,
     },
     /// The VM exited while we were waiting.
-    #[error("the VM exited before any of {patterns:?} appeared; the console log is {log}")]
-    Exited { patterns: Vec<String>, log: String },
+    #[error("the VM exited before any of {patterns:?} appeared; the console log is {log}; its last lines:\n{tail}")]
+    Exited {
+        patterns: Vec<String>,
+        log: String,
+        tail: String,
+    },
 }
 
 impl ConsoleLog {
@@ -50,6 +58,18 @@ impl ConsoleLog {
         String::from_utf8_lossy(&bytes[start..]).into_owned()
     }
 
+    /// The last `n` lines written since `from`, without escape sequences, each indented: what a
+    /// failure report shows of the guest.
+    pub fn tail(&self, from: u64, n: usize) -> String {
+        let text = self.since(from);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|l| format!("    | {}", strip_control(l)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// Wait until one of `patterns` occurs after offset `from`; returns the index of the pattern
     /// and the full line holding it. `alive` is polled so a dead VM ends the wait early.
     pub fn wait_for(
@@ -74,6 +94,7 @@ impl ConsoleLog {
                 return Err(ConsoleError::Exited {
                     patterns: names(),
                     log: self.path.display().to_string(),
+                    tail: self.tail(from, TAIL_LINES),
                 });
             }
             if start.elapsed() >= timeout {
@@ -81,6 +102,7 @@ impl ConsoleLog {
                     patterns: names(),
                     secs: timeout.as_secs(),
                     log: self.path.display().to_string(),
+                    tail: self.tail(from, TAIL_LINES),
                 });
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -183,5 +205,32 @@ mod tests {
             .wait_for(end, &["never"], Duration::from_secs(5), || false)
             .unwrap_err();
         assert!(matches!(err, ConsoleError::Exited { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_failed_wait_shows_the_last_lines_since_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("console.log");
+        std::fs::write(&path, "old boot\n").unwrap();
+        let log = ConsoleLog::new(&path);
+        let mark = log.mark();
+        let lines: String = (1..=40)
+            .map(|i| format!("\u{1b}[0;1mline {i}\r\n"))
+            .collect();
+        std::fs::write(&path, format!("old boot\n{lines}")).unwrap();
+        let tail = log.tail(mark, 3);
+        assert_eq!(tail, "    | line 38\n    | line 39\n    | line 40");
+        let err = log
+            .wait_for(mark, &["never"], Duration::from_millis(10), || true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("| line 40") && err.contains("| line 11"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("| line 10\n") && !err.contains("old boot"),
+            "{err}"
+        );
     }
 }

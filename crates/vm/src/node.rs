@@ -59,15 +59,55 @@ pub fn wait_settled(m: &Machine, timeout: Duration) -> Result<()> {
 pub fn reboot_and_wait(m: &mut Machine, timeout: Duration) -> Result<Duration> {
     let mark = m.console.mark();
     let start = Instant::now();
-    reboot(m);
-    wait_rebooted(m, mark, timeout)?;
+    reboot(m)?;
+    wait_rebooted(m, mark, timeout.saturating_sub(start.elapsed()))?;
     Ok(start.elapsed())
 }
 
-/// Ask the guest to reboot (`systemctl reboot`) without waiting.
-pub fn reboot(m: &Machine) {
-    // The connection drops while the command runs; its status says nothing.
-    let _ = m.ssh().map(|s| s.output("sudo systemctl reboot"));
+/// Console lines that show a shutdown (or the next boot) has begun.
+const SHUTDOWN_BEGUN: &[&str] = &[
+    "Stopped target",
+    "systemd-shutdown",
+    "reboot: ",
+    BOOT_BANNER,
+];
+
+/// How long a guest may take to show on the console that it is shutting down.
+const SHUTDOWN_SHOWS: Duration = Duration::from_secs(120);
+
+/// Ask the guest to reboot (`systemctl reboot`) and return once the console shows the shutdown
+/// has begun; asks again when it has not (the request never reached a slow guest).
+pub fn reboot(m: &mut Machine) -> Result<()> {
+    let mark = m.console.mark();
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        // The connection drops while the command runs, so ssh's own exit (255) says nothing.
+        match m.ssh().and_then(|s| s.output("sudo systemctl reboot")) {
+            Ok(o) if !o.status.success() && o.status.code() != Some(255) => bail!(
+                "`sudo systemctl reboot` failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Ok(o) => last = String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => last = format!("{e:#}"),
+        }
+        let console = m.console.clone();
+        if console
+            .wait_for(mark, SHUTDOWN_BEGUN, SHUTDOWN_SHOWS, || m.alive())
+            .is_ok()
+        {
+            return Ok(());
+        }
+        ensure!(m.alive(), "QEMU exited while rebooting");
+        eprintln!(
+            "reboot: no shutdown on the console {} s after request {attempt} (ssh said: {last:?}); asking again",
+            SHUTDOWN_SHOWS.as_secs()
+        );
+    }
+    bail!(
+        "the guest did not start shutting down after 3 reboot requests (ssh said: {last:?}); console:\n{}",
+        m.console.tail(mark, 40)
+    )
 }
 
 /// After a reboot began at console offset `mark`: wait for the next kernel banner, SSH, and the

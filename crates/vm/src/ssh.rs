@@ -41,6 +41,23 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// How often a command is sent when ssh could not even connect.
+const CONNECT_TRIES: u32 = 4;
+
+/// ssh failed before the remote command started (exit 255 with a connection-setup error), so
+/// sending it again cannot run it twice.
+fn never_connected(o: &Output) -> bool {
+    let err = String::from_utf8_lossy(&o.stderr);
+    o.status.code() == Some(255)
+        && [
+            "connect to host",
+            "banner exchange",
+            "kex_exchange_identification",
+        ]
+        .iter()
+        .any(|p| err.contains(p))
+}
+
 /// How to reach a VM's sshd.
 #[derive(Debug, Clone)]
 pub struct SshTarget {
@@ -83,7 +100,7 @@ impl SshTarget {
             "-o",
             "BatchMode=yes",
             "-o",
-            "ConnectTimeout=5",
+            "ConnectTimeout=15",
             "-o",
             "LogLevel=ERROR",
         ]);
@@ -98,12 +115,33 @@ impl SshTarget {
 
     /// Run `remote`; fail with its stderr unless it exits 0; return stdout.
     pub fn run(&self, remote: &str) -> Result<String> {
-        cmd::run_stdout(&mut self.command(remote, false))
-            .with_context(|| format!("running `{remote}` on the VM over SSH"))
+        let o = self.output(remote)?;
+        if !o.status.success() {
+            anyhow::bail!(
+                "running `{remote}` on the VM over SSH: {}: {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
-    /// Run `remote` and return whatever happened (for checks that expect failure).
+    /// Run `remote` and return whatever happened (for checks that expect failure). A connection
+    /// that never got to run the command (a slow guest missing the connect timeout) is tried
+    /// again a few times.
     pub fn output(&self, remote: &str) -> Result<Output> {
+        let mut tries = 1;
+        loop {
+            let o = self.output_once(remote)?;
+            if tries == CONNECT_TRIES || !never_connected(&o) {
+                return Ok(o);
+            }
+            tries += 1;
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    fn output_once(&self, remote: &str) -> Result<Output> {
         self.command(remote, false)
             .stdin(std::process::Stdio::null())
             .output()
@@ -119,7 +157,7 @@ impl SshTarget {
     ) -> Result<()> {
         let start = Instant::now();
         loop {
-            let last = match self.output("true") {
+            let last = match self.output_once("true") {
                 Ok(o) if o.status.success() => return Ok(()),
                 Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => format!("{e:#}"),
@@ -158,6 +196,34 @@ mod tests {
         assert!(c.ends_with("-tt core@127.0.0.1 -- 'uname -a'"), "{c}");
         let bare = SshTarget { key: None, ..t };
         assert!(!bare.login_command().contains(" -i "));
+    }
+
+    #[test]
+    fn connection_failures_that_may_be_retried() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = |code: i32, err: &str| Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: err.as_bytes().to_vec(),
+        };
+        for (code, err, want) in [
+            (255, "Connection timed out during banner exchange", true),
+            (
+                255,
+                "ssh: connect to host 127.0.0.1 port 2222: Connection refused",
+                true,
+            ),
+            (
+                255,
+                "kex_exchange_identification: read: Connection reset by peer",
+                true,
+            ),
+            (255, "Connection to 127.0.0.1 closed by remote host.", false),
+            (1, "connect to host in the command's own output", false),
+            (0, "", false),
+        ] {
+            assert_eq!(never_connected(&out(code, err)), want, "{code} {err}");
+        }
     }
 
     #[test]

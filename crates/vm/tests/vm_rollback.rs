@@ -212,7 +212,7 @@ fn rollback_case(t: &mut TestRun, m: &mut Machine, case: &Case) -> Result<()> {
     sh(m, &format!("sudo keel deploy {bad}"))?;
     let mark = m.console.mark();
     let start = Instant::now();
-    reboot(m);
+    reboot(m)?;
     let mut back = false;
     t.check("the node comes back on v1 by itself", || {
         while start.elapsed() < ROLLBACK_TIMEOUT {
@@ -421,7 +421,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
     sh(&m, &format!("sudo keel deploy {v2}"))?;
     let stage_time = start.elapsed();
     let mark = m.console.mark();
-    reboot(&m);
+    reboot(&mut m)?;
     wait_console(&mut m, mark, FINALIZE_STARTS, READY_TIMEOUT)?;
     let finalize_time = wait_console(&mut m, mark, FINALIZE_DONE, READY_TIMEOUT)?;
     wait_rebooted(&mut m, mark, READY_TIMEOUT)?;
@@ -466,7 +466,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
         } else {
             sh(&m, &format!("sudo keel deploy {target}"))?;
             let mark = m.console.mark();
-            reboot(&m);
+            reboot(&mut m)?;
             let seen = wait_console(&mut m, mark, FINALIZE_STARTS, Duration::from_secs(180));
             let delay = rng.below(finalize_window);
             std::thread::sleep(delay);
