@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,30 +16,14 @@ use keel_fleetlock::limits::{Limits, LimitsFile};
 use keel_fleetlock::semaphore::{self, Document};
 use keel_fleetlock::server::Server;
 use keel_fleetlock::store::{system_clock, Store};
+use keel_testsupport::process::{free_port, KillOnDrop};
 use keel_utils::http::{Client, HttpOptions};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// etcd members started for one test; killed when dropped.
 struct Cluster {
-    members: Vec<Child>,
+    members: Vec<KillOnDrop>,
     endpoints: Vec<String>,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            let _ = m.kill();
-            let _ = m.wait();
-        }
-    }
 }
 
 impl Cluster {
@@ -91,7 +75,7 @@ impl Cluster {
                 .stderr(log)
                 .spawn()
                 .expect("starting etcd");
-            members.push(child);
+            members.push(KillOnDrop(child));
             endpoints.push(format!("http://127.0.0.1:{client}"));
         }
         let cluster = Cluster {
@@ -359,9 +343,9 @@ fn three_member_cluster_survives_a_dead_member_and_expiry_frees_slots() {
     let b = FleetLockClient::new(&base, "b", "default").unwrap();
     a.pre_reboot().unwrap();
 
-    // Kill the member the server talks to first; it must fail over to the others.
-    cluster.members[0].kill().unwrap();
-    cluster.members[0].wait().unwrap();
+    // Kill the member the server talks to first (dropping it kills and reaps it); the server
+    // must fail over to the others.
+    drop(cluster.members.remove(0));
     assert_eq!(refused_kind(b.pre_reboot()), "slots_full");
     a.steady_state().unwrap();
     b.pre_reboot().unwrap();

@@ -1,35 +1,17 @@
 //! `keel graph serve` and `keel fleetlock serve` as processes: help text, configuration errors,
 //! a served graph, and a FleetLock server whose etcd is unreachable.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_fleetlock::client::{FleetLockClient, FleetLockError};
+use keel_testsupport::process::{free_port, KillOnDrop};
 use keel_utils::http::{Client, HttpOptions};
 
 const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A server process killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str]) -> Running {
-    Running(
+fn spawn(args: &[&str]) -> KillOnDrop {
+    KillOnDrop(
         Command::new(KEEL)
             .args(args)
             .stdout(Stdio::null())
