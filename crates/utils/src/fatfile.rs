@@ -2,7 +2,7 @@
 //! temp file, fsync, rename, fsync the directory, like `fsutil::write_atomic_with`, but without
 //! the `chmod` that vfat refuses with EPERM when the mode differs from its mount mask.
 
-use crate::fsutil::{sync_dir, temp_sibling};
+use crate::fsutil::{rename_into_place, temp_sibling};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::Path;
@@ -13,27 +13,21 @@ pub fn write_atomic_nomode(
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     let tmp = temp_sibling(target);
-    let result = (|| {
+    let file = (|| {
         let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         fill(&mut f)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, target)?;
+        Ok(f)
+    })();
+    match file {
         // vfat writes a renamed file's new directory entry with size 0 and no first cluster and
         // fills them in only when the file's inode is written back: fsync the file under its
         // new name too, or a power cut leaves an empty file.
-        File::open(target)?.sync_all()?;
-        sync_dir(
-            target
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new(".")),
-        )
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        Ok(f) => rename_into_place(&tmp, f, target, true),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    result
 }
 
 #[cfg(test)]

@@ -65,22 +65,34 @@ pub fn write_atomic_with(
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> io::Result<()> {
     let (tmp, f) = fill_temp_sibling(target, mode, fill)?;
+    rename_into_place(&tmp, f, target, false)
+}
+
+/// The end of a crash-safe write: fsync the filled temp file `tmp`, rename it over `target`,
+/// fsync the directory; `sync_renamed` also fsyncs the file under its new name (vfat needs it).
+/// The temp file is removed when anything fails.
+pub(crate) fn rename_into_place(
+    tmp: &Path,
+    f: File,
+    target: &Path,
+    sync_renamed: bool,
+) -> io::Result<()> {
     let result = (|| {
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, target)?;
-        if let Some(parent) = target.parent() {
-            let parent = if parent.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                parent
-            };
-            sync_dir(parent)?;
+        fs::rename(tmp, target)?;
+        if sync_renamed {
+            File::open(target)?.sync_all()?;
         }
-        Ok(())
+        sync_dir(
+            target
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
     })();
     if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(tmp);
     }
     result
 }
