@@ -85,6 +85,20 @@ fn no_failed_units(m: &Machine, state: &str) -> Result<()> {
     bail!("system state is {state:?}; failed units:\n{failed}")
 }
 
+/// Where a boot's time went, as systemd saw it (firmware, loader, kernel, initramfs, userspace,
+/// and the slowest units): printed for the report reader, not checked.
+fn print_boot_profile(m: &Machine, which: &str) {
+    let profile = sh(
+        m,
+        "systemd-analyze time; systemd-analyze blame --no-pager | grep -v '[.]device$' | head -n 12",
+    )
+    .unwrap_or_else(|e| format!("(systemd-analyze failed: {e:#})"));
+    eprintln!("{which} profile:");
+    for line in profile.lines() {
+        eprintln!("    {}", line.trim_end());
+    }
+}
+
 fn first_boot_checks(t: &mut TestRun, m: &Machine) {
     t.check("file from the config", || {
         let s = sh(m, "cat /etc/keel-test/hello.txt")?;
@@ -242,6 +256,7 @@ fn basic(h: &Harness, report: &mut Report) -> Result<()> {
             Ok(())
         }) {
             t.timing("first boot ready", first.unwrap_or_default());
+            print_boot_profile(&m, "first boot");
             t.check("no failed units (first boot)", || {
                 no_failed_units(&m, &state)
             });
@@ -268,6 +283,7 @@ fn basic(h: &Harness, report: &mut Report) -> Result<()> {
             Ok(())
         }) {
             t.timing("second boot ready", second.unwrap_or_default());
+            print_boot_profile(&m, "second boot");
             t.check("no failed units (second boot)", || {
                 no_failed_units(&m, &state)
             });
