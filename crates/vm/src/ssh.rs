@@ -132,7 +132,7 @@ impl SshTarget {
     pub fn output(&self, remote: &str) -> Result<Output> {
         let mut tries = 1;
         loop {
-            let o = self.output_once(remote)?;
+            let o = self.attempt(remote)?;
             if tries == CONNECT_TRIES || !never_connected(&o) {
                 return Ok(o);
             }
@@ -141,7 +141,9 @@ impl SshTarget {
         }
     }
 
-    fn output_once(&self, remote: &str) -> Result<Output> {
+    /// Run `remote` once, whatever happens: for polling a guest that may be rebooting, where a
+    /// refused connection is the answer.
+    pub fn attempt(&self, remote: &str) -> Result<Output> {
         self.command(remote, false)
             .stdin(std::process::Stdio::null())
             .output()
@@ -157,7 +159,7 @@ impl SshTarget {
     ) -> Result<()> {
         let start = Instant::now();
         loop {
-            let last = match self.output_once("true") {
+            let last = match self.attempt("true") {
                 Ok(o) if o.status.success() => return Ok(()),
                 Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => format!("{e:#}"),

@@ -290,21 +290,44 @@ fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         "the host could not release the slot"
     );
     let start = Instant::now();
-    // The node that got the slot finalizes and reboots (its SSH goes away); the other waits.
+    // The node that got the slot finalizes and reboots; the other waits.
+    let mut last = vec![String::new(); nodes.len()];
     let first = wait_until(
         "one node to take the slot and reboot",
         Duration::from_secs(300),
         || {
+            // A reboot shows as the next kernel banner on the console.
+            if let Some(i) = (0..nodes.len()).find(|&i| {
+                nodes[i]
+                    .1
+                    .console
+                    .since(marks[i])
+                    .contains(node::BOOT_BANNER)
+            }) {
+                return Ok(Some(i));
+            }
             for (i, (_, m)) in nodes.iter().enumerate() {
-                match agent_state(m) {
-                    Ok(s) if s["phase"] == "finalized" => return Ok(Some(i)),
-                    Err(_) => return Ok(Some(i)),
-                    Ok(_) => {}
+                // One SSH attempt: a node going down must not hold up watching the other.
+                let state = m.ssh().and_then(|s| s.attempt("keel agent status --json"));
+                match state.map(|o| serde_json::from_slice::<Value>(&o.stdout)) {
+                    Ok(Ok(s)) if s["phase"] == "finalized" => return Ok(Some(i)),
+                    Ok(Ok(s)) => last[i] = s.to_string(),
+                    Ok(Err(e)) => last[i] = format!("no agent status ({e})"),
+                    Err(e) => last[i] = format!("{e:#}"),
                 }
             }
             Ok(None)
         },
-    )?;
+    )
+    .map_err(|e| {
+        let log = std::fs::read_to_string(work.join("fleetlock.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        e.context(format!(
+            "the agents' last states: {}; the FleetLock server's log ends with:\n{}",
+            last.join(" | "),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    })?;
     let second = 1 - first;
     t.check(
         "the other node keeps waiting while the slot is held",
@@ -314,8 +337,11 @@ fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
             Ok(())
         },
     );
-    let d = node::wait_rebooted(&mut nodes[first].1, marks[first], READY_TIMEOUT)?;
-    t.timing(&format!("{} reboot into v2", nodes[first].0), d);
+    node::wait_rebooted(&mut nodes[first].1, marks[first], READY_TIMEOUT)?;
+    t.timing(
+        &format!("slot released to {} up on v2", nodes[first].0),
+        start.elapsed(),
+    );
     t.check("the first node runs v2 and reports steady state", || {
         let m = &nodes[first].1;
         ensure!(booted_commit(m)? == v2, "booted {}", booted_commit(m)?);
