@@ -34,7 +34,7 @@ Runs as root (loop devices, mount). The first boot grows the root partition and 
 the size of the disk it runs on, so the image itself can stay small.")]
     Build(BuildArgs),
     /// Grow the root partition and its (mounted) ext4 filesystem to the end of the disk: the
-    /// first-boot step of `keel-growfs.service` in the initramfs.
+    /// first-boot step of `keel-growfs.service`.
     #[command(after_help = "Example:
   keel image growfs --device /dev/disk/by-label/root
 

@@ -1,6 +1,6 @@
 //! First boot: grow the root partition to the end of its disk and the ext4 filesystem on it
-//! (`keel image growfs`, run by `keel-growfs.service` in the initramfs after `/sysroot` is
-//! mounted, only with the first-boot karg).
+//! (`keel image growfs`, run by `keel-growfs.service` early in the real root, beside the rest of
+//! startup, only with the first-boot karg).
 //!
 //! Steps: find the partition holding the root filesystem (by label), its disk and number
 //! through sysfs; move the backup GPT header to the disk's end (`sgdisk -e`); recreate the
