@@ -46,4 +46,4 @@ strip -o "$work/provision-disks-test" "$disks_test"
 KEEL_VMTEST_PROVISION_DISKS="$work/provision-disks-test" \
     KEEL_VMTEST_IMAGE="$work/keel.qcow2" KEEL_BIN="$keel" \
     KEEL_VMTEST_REPORT="$work/vmtest-report.json" \
-    cargo test --locked -p keel-vm ${KEEL_VMTEST_FILES:---tests} -- --nocapture --test-threads=1
+    cargo test --locked --no-fail-fast -p keel-vm ${KEEL_VMTEST_FILES:---tests} -- --nocapture --test-threads=1
