@@ -177,8 +177,17 @@ fn graph_files(dir: &Path, port: u16, v1: &str, v2: &str) -> Result<PathBuf> {
     Ok(conf)
 }
 
+/// `keel agent status --json`, one SSH attempt: every caller polls, and a node going down must
+/// not hold up watching the other.
 fn agent_state(m: &Machine) -> Result<Value> {
-    let out = node::sh(m, "keel agent status --json")?;
+    let o = m.ssh()?.attempt("keel agent status --json")?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    ensure!(
+        o.status.success(),
+        "keel agent status --json: {}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr).trim()
+    );
     serde_json::from_str(&out).with_context(|| format!("keel agent status --json printed {out}"))
 }
 
@@ -307,12 +316,9 @@ fn fleet_test(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
                 return Ok(Some(i));
             }
             for (i, (_, m)) in nodes.iter().enumerate() {
-                // One SSH attempt: a node going down must not hold up watching the other.
-                let state = m.ssh().and_then(|s| s.attempt("keel agent status --json"));
-                match state.map(|o| serde_json::from_slice::<Value>(&o.stdout)) {
-                    Ok(Ok(s)) if s["phase"] == "finalized" => return Ok(Some(i)),
-                    Ok(Ok(s)) => last[i] = s.to_string(),
-                    Ok(Err(e)) => last[i] = format!("no agent status ({e})"),
+                match agent_state(m) {
+                    Ok(s) if s["phase"] == "finalized" => return Ok(Some(i)),
+                    Ok(s) => last[i] = s.to_string(),
                     Err(e) => last[i] = format!("{e:#}"),
                 }
             }
