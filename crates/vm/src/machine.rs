@@ -19,6 +19,24 @@ pub struct Machine {
     pub boot_mark: u64,
     /// SSH access, when a port is forwarded.
     pub ssh: Option<SshTarget>,
+    /// QEMU's human monitor (a Unix socket), for resetting a guest whose firmware hangs.
+    monitor: std::path::PathBuf,
+    /// When the harness last reset a hung guest.
+    last_reset: Option<Instant>,
+}
+
+/// The guest's last words before the firmware takes over at a reboot.
+const RESTART_LINE: &str = "reboot: machine restart";
+
+/// Silence after a restart that means the firmware hung (a normal restart prints the boot menu
+/// within seconds, even under TCG).
+const RESET_HANG: Duration = Duration::from_secs(90);
+
+/// The console stopped at a restart: nothing after the last [`RESTART_LINE`] but blank output.
+fn stopped_at_restart(console_tail: &str) -> bool {
+    console_tail
+        .rsplit_once(RESTART_LINE)
+        .is_some_and(|(_, after)| after.trim().is_empty())
 }
 
 impl Machine {
@@ -32,7 +50,12 @@ impl Machine {
         let stderr_log = log.with_extension("qemu.log");
         let stderr = std::fs::File::create(&stderr_log)
             .with_context(|| format!("creating {}", stderr_log.display()))?;
+        let monitor = log.with_extension("monitor");
         let mut cmd = spec.command();
+        cmd.arg("-monitor").arg(format!(
+            "unix:{},server=on,wait=off",
+            crate::qemu::escape_opt(&monitor)
+        ));
         tracing::info!("starting {}", keel_utils::cmd::display(&cmd));
         let child = cmd
             .stdin(Stdio::null())
@@ -56,12 +79,61 @@ impl Machine {
             console,
             boot_mark,
             ssh,
+            monitor,
+            last_reset: None,
         })
     }
 
-    /// Is the QEMU process still running?
+    /// Is the QEMU process still running? Every wait polls this, so it also resets a guest
+    /// whose firmware hung at a reboot: under TCG, OVMF sometimes spins forever after the
+    /// kernel's "machine restart" and prints nothing (seen in CI and here, about one reboot in
+    /// fifty); a reset through the monitor boots it again.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        let running = matches!(self.child.try_wait(), Ok(None));
+        if running {
+            self.reset_if_hung();
+        }
+        running
+    }
+
+    fn reset_if_hung(&mut self) {
+        let quiet = std::fs::metadata(self.console.path())
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d >= RESET_HANG);
+        let recently = self.last_reset.is_some_and(|t| t.elapsed() < RESET_HANG);
+        if !quiet || recently {
+            return;
+        }
+        let end = self.console.mark();
+        if !stopped_at_restart(&self.console.since(end.saturating_sub(512))) {
+            return;
+        }
+        self.last_reset = Some(Instant::now());
+        eprintln!(
+            "the guest printed nothing for {} s after \"{RESTART_LINE}\" (firmware hang at reset); resetting it through the QEMU monitor",
+            RESET_HANG.as_secs()
+        );
+        let sent = std::os::unix::net::UnixStream::connect(&self.monitor).and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.write_all(b"system_reset\n")?;
+            // Read until the monitor's second prompt (after the greeting, then after the
+            // command), so the command runs before the connection closes.
+            s.set_read_timeout(Some(Duration::from_secs(2)))?;
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 512];
+            while String::from_utf8_lossy(&seen).matches("(qemu)").count() < 2 {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            Ok(())
+        });
+        if let Err(e) = sent {
+            eprintln!("could not reset through {}: {e}", self.monitor.display());
+        }
     }
 
     /// What QEMU itself printed (errors such as a failed KVM start), for failure messages.
@@ -161,5 +233,31 @@ pub fn failure_lines(text: &str) -> String {
 impl Drop for Machine {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_console_that_stopped_at_a_restart() {
+        for (tail, want) in [
+            (
+                "[  43.1] reboot: Restarting system\r\n[  43.2] reboot: machine restart\r\n",
+                true,
+            ),
+            (
+                "reboot: machine restart\r\n\u{1b}[2J Keel  Boot in 3 s.",
+                false,
+            ),
+            (
+                "reboot: machine restart\n[    0.000000] Linux version 6.1",
+                false,
+            ),
+            ("localhost login: ", false),
+        ] {
+            assert_eq!(stopped_at_restart(tail), want, "{tail:?}");
+        }
     }
 }

@@ -249,7 +249,7 @@ fn probe_kvm(timeout: Duration) -> Result<(), String> {
 }
 
 /// QEMU option values are comma-separated; a literal comma in a path is written twice.
-fn escape_opt(p: &Path) -> String {
+pub(crate) fn escape_opt(p: &Path) -> String {
     p.to_string_lossy().replace(',', ",,")
 }
 
