@@ -24,7 +24,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
 /// `loader/loader.conf` on the ESP.
-pub const LOADER_CONF: &str = "timeout 3\neditor no\nauto-entries no\nauto-firmware no\n";
+pub const LOADER_CONF: &str = "timeout 0\neditor no\nauto-entries no\nauto-firmware no\n";
 
 /// systemd-boot inside the deployed tree.
 pub const SYSTEMD_BOOT_EFI: &str = "usr/lib/systemd/boot/efi/systemd-bootx64.efi";

@@ -2,6 +2,9 @@
 
 use std::ffi::OsStr;
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// Failure to run an external tool.
 #[derive(Debug, thiserror::Error)]
@@ -15,6 +18,9 @@ pub enum CmdError {
         command: String,
         source: std::io::Error,
     },
+    /// We were asked to stop (SIGTERM, SIGINT or SIGHUP) and stopped the program first.
+    #[error("`{command}` was stopped: keel received signal {signal}")]
+    Interrupted { command: String, signal: i32 },
     /// The program ran and exited unsuccessfully.
     #[error("`{command}` failed ({status}): {stderr}")]
     Failed {
@@ -124,6 +130,76 @@ pub fn run_inherit(cmd: &mut Command) -> Result<(), CmdError> {
             status: status.to_string(),
             stderr: "(output shown above)".into(),
         })
+    }
+}
+
+/// The signals after which [`run_inherit_stoppable`] stops its child and returns.
+pub const STOP_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGHUP,
+];
+
+/// Like [`run_inherit`], but when this process gets SIGTERM, SIGINT or SIGHUP the child is sent
+/// SIGTERM (SIGKILL after `grace`), reaped, and [`CmdError::Interrupted`] is returned, so the
+/// caller's cleanup (temporary directories, `Drop` guards) runs instead of the child outliving
+/// us. For long-running children such as a VM, in a process that ends when the child does
+/// (the handlers stay installed).
+pub fn run_inherit_stoppable(cmd: &mut Command, grace: Duration) -> Result<(), CmdError> {
+    let command = display(cmd);
+    let got = Arc::new(AtomicUsize::new(0));
+    for sig in STOP_SIGNALS {
+        // The handler only stores the signal number (async-signal-safe). It stays registered:
+        // this is for a process that ends when its child does.
+        if let Err(e) = signal_hook::flag::register_usize(sig, Arc::clone(&got), sig as usize) {
+            tracing::warn!("cannot handle signal {sig}: {e}");
+        }
+    }
+    wait_or_stop(cmd, &command, &got, grace)
+}
+
+fn wait_or_stop(
+    cmd: &mut Command,
+    command: &str,
+    got: &AtomicUsize,
+    grace: Duration,
+) -> Result<(), CmdError> {
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| spawn_error(cmd, command.to_string(), source))?;
+    let pid = rustix::process::Pid::from_child(&child);
+    loop {
+        let status = child.try_wait().map_err(|source| CmdError::Spawn {
+            command: command.to_string(),
+            source,
+        })?;
+        if let Some(status) = status {
+            return if status.success() {
+                Ok(())
+            } else {
+                Err(CmdError::Failed {
+                    command: command.to_string(),
+                    status: status.to_string(),
+                    stderr: "(output shown above)".into(),
+                })
+            };
+        }
+        let signal = got.load(Ordering::SeqCst);
+        if signal != 0 {
+            tracing::info!("signal {signal}: stopping `{command}`");
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            let deadline = Instant::now() + grace;
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(CmdError::Interrupted {
+                command: command.to_string(),
+                signal: signal as i32,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

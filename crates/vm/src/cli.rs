@@ -7,6 +7,7 @@ use crate::ssh::{free_port, SshTarget};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Boot a Keel disk image in a VM (QEMU, UEFI) with an Ignition or Butane config.
 #[derive(Args, Debug)]
@@ -87,7 +88,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("SSH, once the VM is up: {}", target.login_command());
     }
     eprintln!("Console follows; Ctrl-a x stops the VM.");
-    keel_utils::cmd::run_inherit(&mut spec.command()).context("QEMU ended with an error")?;
+    // A signal stops QEMU first; returning then drops the state directory.
+    keel_utils::cmd::run_inherit_stoppable(&mut spec.command(), Duration::from_secs(10))
+        .context("QEMU ended with an error")?;
     Ok(())
 }
 

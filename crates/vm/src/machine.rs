@@ -23,14 +23,18 @@ pub struct Machine {
     monitor: std::path::PathBuf,
     /// When the harness last reset a hung guest.
     last_reset: Option<Instant>,
+    /// How long the console may stay silent after a restart before the guest is reset.
+    hang_after: Duration,
+    /// How many times the harness reset a hung guest.
+    pub resets: u32,
 }
 
 /// The guest's last words before the firmware takes over at a reboot.
-const RESTART_LINE: &str = "reboot: machine restart";
+pub const RESTART_LINE: &str = "reboot: machine restart";
 
-/// Silence after a restart that means the firmware hung (a normal restart prints the boot menu
-/// within seconds, even under TCG).
-const RESET_HANG: Duration = Duration::from_secs(90);
+/// Silence after a restart that means the firmware hung (a normal restart prints the kernel's
+/// first lines within seconds, even under TCG).
+pub const RESET_HANG: Duration = Duration::from_secs(90);
 
 /// The console stopped at a restart: nothing after the last [`RESTART_LINE`] but blank output.
 fn stopped_at_restart(console_tail: &str) -> bool {
@@ -81,6 +85,8 @@ impl Machine {
             ssh,
             monitor,
             last_reset: None,
+            hang_after: RESET_HANG,
+            resets: 0,
         })
     }
 
@@ -96,13 +102,26 @@ impl Machine {
         running
     }
 
+    /// Is the QEMU process still running? Unlike [`Machine::alive`], never resets the guest.
+    pub fn alive_no_reset(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Change how long a silent console after a restart is taken for a firmware hang (the
+    /// hang test shortens it; the default is [`RESET_HANG`]).
+    pub fn set_hang_after(&mut self, d: Duration) {
+        self.hang_after = d;
+    }
+
     fn reset_if_hung(&mut self) {
         let quiet = std::fs::metadata(self.console.path())
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.elapsed().ok())
-            .is_some_and(|d| d >= RESET_HANG);
-        let recently = self.last_reset.is_some_and(|t| t.elapsed() < RESET_HANG);
+            .is_some_and(|d| d >= self.hang_after);
+        let recently = self
+            .last_reset
+            .is_some_and(|t| t.elapsed() < self.hang_after);
         if !quiet || recently {
             return;
         }
@@ -111,29 +130,37 @@ impl Machine {
             return;
         }
         self.last_reset = Some(Instant::now());
+        self.resets += 1;
         eprintln!(
             "the guest printed nothing for {} s after \"{RESTART_LINE}\" (firmware hang at reset); resetting it through the QEMU monitor",
-            RESET_HANG.as_secs()
+            self.hang_after.as_secs()
         );
-        let sent = std::os::unix::net::UnixStream::connect(&self.monitor).and_then(|mut s| {
-            use std::io::{Read, Write};
-            s.write_all(b"system_reset\n")?;
-            // Read until the monitor's second prompt (after the greeting, then after the
-            // command), so the command runs before the connection closes.
-            s.set_read_timeout(Some(Duration::from_secs(2)))?;
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 512];
-            while String::from_utf8_lossy(&seen).matches("(qemu)").count() < 2 {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => seen.extend_from_slice(&buf[..n]),
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = sent {
+        // `cont` after the reset: a guest whose CPUs were stopped stays stopped across a reset.
+        if let Err(e) = self
+            .monitor_command("system_reset")
+            .and_then(|_| self.monitor_command("cont"))
+        {
             eprintln!("could not reset through {}: {e}", self.monitor.display());
         }
+    }
+
+    /// Run one command in QEMU's human monitor and return what it printed.
+    pub fn monitor_command(&self, command: &str) -> std::io::Result<String> {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&self.monitor)?;
+        s.write_all(format!("{command}\n").as_bytes())?;
+        // Read until the monitor's second prompt (after the greeting, then after the command),
+        // so the command has run before the connection closes.
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while String::from_utf8_lossy(&seen).matches("(qemu)").count() < 2 {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(String::from_utf8_lossy(&seen).into_owned())
     }
 
     /// What QEMU itself printed (errors such as a failed KVM start), for failure messages.

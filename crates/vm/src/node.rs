@@ -1,7 +1,7 @@
 //! A booted Keel node seen over SSH, for tests that update and reboot it: shell commands,
 //! `keel status --json`, waiting for first boot to settle, rebooting and waiting for SSH.
 
-use crate::machine::Machine;
+use crate::machine::{Machine, RESTART_LINE};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -122,5 +122,40 @@ pub fn wait_rebooted(m: &mut Machine, mark: u64, timeout: Duration) -> Result<Du
         Ok(())
     })?;
     let _ = ssh.output("systemctl is-system-running --wait");
+    Ok(start.elapsed())
+}
+
+/// Like [`reboot_and_wait`], but the guest is made to hang where OVMF sometimes hangs under TCG:
+/// its CPUs are stopped through QEMU's monitor as soon as the console shows the kernel's
+/// "machine restart", so the console stays silent. The harness must notice the silence
+/// (after `hang_after`) and reset the guest ([`Machine::alive`]); returns the time it took.
+pub fn reboot_through_firmware_hang(
+    m: &mut Machine,
+    hang_after: Duration,
+    timeout: Duration,
+) -> Result<Duration> {
+    let mark = m.console.mark();
+    let start = Instant::now();
+    let resets = m.resets;
+    reboot(m)?;
+    let console = m.console.clone();
+    console.wait_for(mark, &[RESTART_LINE], timeout, || m.alive_no_reset())?;
+    m.monitor_command("stop")
+        .context("stopping the guest's CPUs through the QEMU monitor")?;
+    let tail = console.since(mark);
+    let after = tail.rsplit_once(RESTART_LINE).map_or("", |(_, a)| a);
+    ensure!(
+        after.trim().is_empty(),
+        "the firmware printed {after:?} before the guest could be stopped; the hang was not made"
+    );
+    m.set_hang_after(hang_after);
+    let waited = wait_rebooted(m, mark, timeout.saturating_sub(start.elapsed()));
+    m.set_hang_after(crate::machine::RESET_HANG);
+    waited?;
+    ensure!(
+        m.resets == resets + 1,
+        "the harness reset the guest {} times (want 1)",
+        m.resets - resets
+    );
     Ok(start.elapsed())
 }
