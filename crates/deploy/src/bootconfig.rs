@@ -1,23 +1,28 @@
 //! The boot configuration: BLS entries on the ESP, the `ostree/boot.<B>` symlink farm on the
 //! root filesystem, kernels on the ESP, and the swap from one entry set to the next.
 //!
-//! Crash safety without symlinks on vfat: a swap builds `ostree/boot.<1-B>.0` and its
-//! `boot.<1-B>` link, then writes every new entry as `<name>.conf.new` (ignored by systemd-boot
-//! and ostree, which read only `*.conf`), all with versions above every existing entry. The
-//! **commit point** is the rename of the new default entry to `.conf`: from then on the highest
-//! version `.conf` entry references `boot.<1-B>`, so readers take that bootversion as current.
-//! Before it, every `boot.<1-B>` entry is still `.new` and the old set is current. [`load`]
-//! computes this view; [`repair`] makes the disk match it (rolls the remaining `.new` files
-//! forward, or deletes them, and removes entries and farms of the other bootversion).
+//! Crash safety without symlinks or atomic renames on vfat (see [`crate::esp`]): a swap builds
+//! `ostree/boot.<1-B>.0` and its `boot.<1-B>` link, and writes the whole new entry set into the
+//! **journal** `ostree/boot.<1-B>.keel-entries/` on the root filesystem, all synced, with
+//! versions above every existing entry. Then it creates the entries on the ESP directly under
+//! their final names, the new default first. The **commit point** is the new default entry being
+//! complete on disk: from then on the highest-version valid `.conf` entry references
+//! `boot.<1-B>`, so systemd-boot and [`load`] take that bootversion as current. A cut while the
+//! default is being created leaves it empty or short (no `ostree=`), which systemd-boot skips
+//! and [`load`] ignores, so the old set stays current. [`repair`] makes the disk match [`load`]'s
+//! view: it creates the journal's entries still missing, removes entries and farms of the other
+//! bootversion and empty entries, and retires (never deletes) files that may share clusters
+//! with another (twins of a half-done rename, garbage), so no cut can free a live file's data.
 
 use crate::bls::{boot_order, version_cmp, BootEntry, Counter, EntryName, SORT_KEY};
 use crate::error::{DeployError, IoPath};
+use crate::esp;
 use crate::kargs;
 use crate::sysroot::{Deployment, Sysroot, BOOT_TRIES};
 use keel_store::Repo;
 use keel_utils::fatfile::write_atomic_nomode;
-use keel_utils::fsutil::sync_dir;
-use std::collections::HashSet;
+use keel_utils::fsutil::{sync_dir, write_atomic};
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::symlink;
@@ -35,6 +40,8 @@ struct Found {
     path: PathBuf,
     name: EntryName,
     entry: BootEntry,
+    /// The file's bytes, to recognize twins.
+    text: String,
     pending: bool,
     bootversion: u8,
     bootcsum: String,
@@ -49,6 +56,13 @@ pub struct BootState {
     /// Deployments in entry order: highest `version` (the default) first.
     pub deployments: Vec<Deployment>,
     found: Vec<Found>,
+    /// Entry files of this stateroot without a complete entry (empty or cut short by a power
+    /// cut during their creation, or garbage): systemd-boot skips them; repair removes them.
+    broken: Vec<PathBuf>,
+    /// The journal of the current set (file name and text of every entry it should have).
+    journal: Vec<(EntryName, String)>,
+    /// The current bootversion has a journal that does not describe its entries.
+    stale_journal: bool,
     max_serial: u64,
 }
 
@@ -72,10 +86,52 @@ fn parse_bootlink(link: &str) -> Option<(u8, String, String, u32)> {
     (b <= 1 && parts.next().is_none()).then(|| (b, sr.to_string(), csum.to_string(), idx))
 }
 
+/// The journal directory of bootversion `b`: the entry set that bootversion must have.
+fn journal_dir(s: &Sysroot, b: u8) -> PathBuf {
+    s.root().join(format!("ostree/boot.{b}.keel-entries"))
+}
+
+/// The journal of bootversion `b`, sorted by serial, highest first (empty when there is none).
+fn read_journal(s: &Sysroot, b: u8) -> Result<Vec<(EntryName, String)>, DeployError> {
+    let dir = journal_dir(s, b);
+    let rd = match fs::read_dir(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        r => r.at(&dir)?,
+    };
+    let mut out = Vec::new();
+    for e in rd {
+        let e = e.at(&dir)?;
+        let Some(name) = EntryName::parse(&e.file_name().to_string_lossy()) else {
+            continue;
+        };
+        out.push((name, fs::read_to_string(e.path()).at(&e.path())?));
+    }
+    out.sort_by_key(|(n, _)| std::cmp::Reverse(n.serial));
+    Ok(out)
+}
+
+/// The farm link an entry boots through: (bootversion, bootcsum, deployment name or "" when
+/// the link does not resolve). `None` when the entry is not complete.
+fn resolve(s: &Sysroot, entry: &BootEntry) -> Option<(u8, String, String)> {
+    if entry.linux.is_empty() || entry.initrd.is_empty() {
+        return None;
+    }
+    let (bootversion, sr, bootcsum, idx) = entry.ostree_karg().and_then(parse_bootlink)?;
+    let link = s
+        .root()
+        .join(format!("ostree/boot.{bootversion}/{sr}/{bootcsum}/{idx}"));
+    let deployment = fs::read_link(&link)
+        .ok()
+        .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    Some((bootversion, bootcsum, deployment))
+}
+
 /// Read the ESP entries of this stateroot and compute the current deployment list.
 pub fn load(s: &Sysroot) -> Result<BootState, DeployError> {
     let dir = entries_dir(s);
     let mut found = Vec::new();
+    let mut broken = Vec::new();
     let mut max_serial = 0;
     let rd = match fs::read_dir(&dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BootState::default()),
@@ -96,68 +152,114 @@ pub fn load(s: &Sysroot) -> Result<BootState, DeployError> {
             continue;
         }
         let path = e.path();
-        let entry = BootEntry::parse(&fs::read_to_string(&path).at(&path)?);
-        let Some((bootversion, sr, bootcsum, idx)) = entry.ostree_karg().and_then(parse_bootlink)
-        else {
-            tracing::warn!("{}: no valid ostree= argument; ignored", path.display());
+        // Not UTF-8 is garbage, like a file cut short.
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let entry = BootEntry::parse(&text);
+        let Some((bootversion, bootcsum, deployment)) = resolve(s, &entry) else {
+            tracing::warn!("{}: not a complete boot entry; ignored", path.display());
+            broken.push(path);
             continue;
-        };
-        let link = s
-            .root()
-            .join(format!("ostree/boot.{bootversion}/{sr}/{bootcsum}/{idx}"));
-        let deployment = match fs::read_link(&link) {
-            Ok(t) => t
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            Err(_) => String::new(),
         };
         found.push(Found {
             path,
             name,
             entry,
+            text,
             pending,
             bootversion,
             bootcsum,
             deployment,
         });
     }
-    let current = found
+    let default = found
         .iter()
         .filter(|f| !f.pending && !f.deployment.is_empty())
         .max_by(|a, b| {
             version_cmp(&a.entry.version, &b.entry.version).then(a.name.serial.cmp(&b.name.serial))
-        })
-        .map(|f| f.bootversion);
-    let mut cur: Vec<&Found> = found
-        .iter()
-        .filter(|f| Some(f.bootversion) == current && !f.deployment.is_empty())
-        .collect();
-    cur.sort_by(|a, b| {
-        version_cmp(&b.entry.version, &a.entry.version).then(b.name.serial.cmp(&a.name.serial))
+        });
+    let current = default.map(|f| f.bootversion);
+    // The journal describes the current set only if the default entry came from it (ostree
+    // may have written this bootversion since; a cut in `rewrite_kargs` may leave it behind).
+    let mut journal = match current {
+        Some(b) => read_journal(s, b)?,
+        None => Vec::new(),
+    };
+    let stale_journal = default.is_some_and(|d| {
+        !journal.is_empty()
+            && !journal
+                .iter()
+                .any(|(n, t)| n.serial == d.name.serial && *t == d.text)
     });
+    if stale_journal {
+        journal.clear();
+    }
+    // The current set: the journal's entries, each as its file on the ESP is (systemd renames
+    // files for boot counting, and the ESP holds the kargs that boot), or as journaled when the
+    // file is still missing; without a journal (sysroots written before it), the ESP's entries.
+    let present = |serial: u64| {
+        found.iter().find(|f| {
+            !f.pending
+                && Some(f.bootversion) == current
+                && !f.deployment.is_empty()
+                && f.name.serial == serial
+        })
+    };
+    let mut cur: Vec<(EntryName, BootEntry, String, String)> = Vec::new();
+    if journal.is_empty() {
+        for f in found
+            .iter()
+            .filter(|f| Some(f.bootversion) == current && !f.deployment.is_empty())
+        {
+            cur.push((
+                f.name.clone(),
+                f.entry.clone(),
+                f.bootcsum.clone(),
+                f.deployment.clone(),
+            ));
+        }
+    } else {
+        for (name, text) in &journal {
+            if let Some(f) = present(name.serial) {
+                cur.push((
+                    f.name.clone(),
+                    f.entry.clone(),
+                    f.bootcsum.clone(),
+                    f.deployment.clone(),
+                ));
+            } else {
+                let entry = BootEntry::parse(text);
+                if let Some((_, bootcsum, deployment)) = resolve(s, &entry) {
+                    cur.push((name.clone(), entry, bootcsum, deployment));
+                }
+            }
+        }
+    }
+    cur.sort_by(|a, b| version_cmp(&b.1.version, &a.1.version).then(b.0.serial.cmp(&a.0.serial)));
     let mut seen = HashSet::new();
     let mut deployments = Vec::new();
-    for f in cur {
-        let Some((commit, serial)) = Deployment::parse_name(&f.deployment) else {
+    for (name, entry, bootcsum, deployment) in cur {
+        let Some((commit, serial)) = Deployment::parse_name(&deployment) else {
             continue;
         };
-        if !seen.insert(f.deployment.clone()) || !s.deploy_path(&f.deployment).is_dir() {
+        if !seen.insert(deployment.clone()) || !s.deploy_path(&deployment).is_dir() {
             continue;
         }
         deployments.push(Deployment {
             stateroot: s.stateroot().to_string(),
             commit,
             serial,
-            bootcsum: f.bootcsum.clone(),
-            kargs: kargs::split(&f.entry.options),
-            entry: Some(f.name.clone()),
+            bootcsum,
+            kargs: kargs::split(&entry.options),
+            entry: Some(name),
         });
     }
     Ok(BootState {
         bootversion: current,
         deployments,
         found,
+        broken,
+        journal,
+        stale_journal,
         max_serial,
     })
 }
@@ -214,21 +316,13 @@ fn remove_farm(s: &Sysroot, b: u8) -> Result<(), DeployError> {
     Ok(())
 }
 
-/// Rename a file on the ESP and fsync it under its new name: vfat writes the new directory
-/// entry with size 0 and no first cluster and fills them in only when the file's inode is
-/// written back, so without this a power cut after the rename left empty entries (seen in the
-/// power-cut VM test: "No loader found").
-fn rename_on_esp(from: &Path, to: &Path) -> Result<(), DeployError> {
-    fs::rename(from, to).at(to)?;
-    File::open(to).and_then(|f| f.sync_all()).at(to)
-}
-
 fn syncfs(p: &Path) -> Result<(), DeployError> {
     let f = File::open(p).at(p)?;
     rustix::fs::syncfs(&f).at(p)
 }
 
-/// Remove temp files a killed atomic write left in `dir` (`.<name>.tmp-<pid>-<n>`).
+/// Remove temp files a killed atomic write left in `dir` (`.<name>.tmp-<pid>-<n>`), on the
+/// root filesystem (whose renames are atomic, so a temp file never has a twin there).
 fn remove_temp_files(dir: &Path) -> Result<(), DeployError> {
     let Ok(rd) = fs::read_dir(dir) else {
         return Ok(());
@@ -236,23 +330,21 @@ fn remove_temp_files(dir: &Path) -> Result<(), DeployError> {
     for e in rd {
         let e = e.at(dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(".tmp-") && e.file_type().at(dir)?.is_file() {
+        if esp::temp_target(&name).is_some() && e.file_type().at(dir)?.is_file() {
             remove_path(&e.path())?;
         }
     }
     Ok(())
 }
 
-/// Directories where Keel writes files atomically (and a kill can leave temp files).
-fn write_dirs(s: &Sysroot) -> Vec<PathBuf> {
+/// ESP directories where Keel writes files (and a kill can leave temp files).
+fn esp_write_dirs(s: &Sysroot) -> Vec<PathBuf> {
     let b = s.boot();
     let mut dirs = vec![
         entries_dir(s),
         b.join("loader"),
         b.join("EFI/BOOT"),
         b.join("EFI/systemd"),
-        s.stateroot_dir(),
-        s.stateroot_dir().join("deploy"),
     ];
     if let Ok(rd) = fs::read_dir(b.join("ostree")) {
         dirs.extend(rd.flatten().map(|e| e.path()));
@@ -260,11 +352,29 @@ fn write_dirs(s: &Sysroot) -> Vec<PathBuf> {
     dirs
 }
 
-/// Make the disk match [`load`]'s view: finish or undo an interrupted swap, and remove temp
-/// files of interrupted writes.
+/// Remove an entry file Keel created (it was never renamed, so it has no twin); an empty one
+/// owns no clusters at all. A non-empty file that is not a complete entry is retired instead:
+/// after a cut its clusters may belong to another file.
+fn remove_broken(p: &Path) -> Result<(), DeployError> {
+    match fs::metadata(p) {
+        Ok(m) if m.len() > 0 => esp::retire(p),
+        _ => remove_path(p),
+    }
+}
+
+/// Make the disk match [`load`]'s view: finish or undo an interrupted swap, and clean up what
+/// interrupted writes left (see the module documentation).
 pub fn repair(s: &Sysroot, state: &BootState, repo: &Repo) -> Result<(), DeployError> {
-    for d in write_dirs(s) {
+    for d in esp_write_dirs(s) {
+        esp::clean_temp_files(&d)?;
+    }
+    for d in [s.stateroot_dir(), s.stateroot_dir().join("deploy")] {
         remove_temp_files(&d)?;
+    }
+    let dir = entries_dir(s);
+    let mut changed = !state.broken.is_empty();
+    for p in &state.broken {
+        remove_broken(p)?;
     }
     let Some(b) = state.bootversion else {
         for f in &state.found {
@@ -272,28 +382,81 @@ pub fn repair(s: &Sysroot, state: &BootState, repo: &Repo) -> Result<(), DeployE
         }
         return Ok(());
     };
-    let mut changed = false;
-    let mut pending: Vec<&Found> = state
+    // Twins: two files of one serial with the same bytes (a rename cut in half: a `.conf.new`
+    // of an older Keel beside its `.conf`, or systemd's boot-counting rename). Keep one.
+    let mut by_serial: HashMap<u64, Vec<&Found>> = HashMap::new();
+    for f in &state.found {
+        by_serial.entry(f.name.serial).or_default().push(f);
+    }
+    let mut retired: HashSet<&Path> = HashSet::new();
+    for group in by_serial.values() {
+        let Some(keep) = group
+            .iter()
+            .min_by_key(|f| (f.pending, f.name.counter.is_some()))
+        else {
+            continue;
+        };
+        for f in group {
+            if f.path != keep.path && f.text == keep.text {
+                esp::retire(&f.path)?;
+                retired.insert(&f.path);
+                changed = true;
+            }
+        }
+    }
+    let live = |f: &&Found| !retired.contains(f.path.as_path());
+    // `.conf.new` entries of the current set (an older Keel's swap): created as `.conf`.
+    for f in state
         .found
         .iter()
-        .filter(|f| f.bootversion == b && f.pending)
+        .filter(live)
+        .filter(|f| f.pending && f.bootversion == b)
+    {
+        let to = dir.join(f.name.file_name());
+        if !to.exists() {
+            esp::create_synced(&to, f.text.as_bytes())?;
+        }
+        remove_path(&f.path)?;
+        changed = true;
+    }
+    // Roll forward: the journal's entries not on the ESP yet.
+    let on_esp: HashSet<u64> = state
+        .found
+        .iter()
+        .filter(live)
+        .filter(|f| f.bootversion == b)
+        .map(|f| f.name.serial)
         .collect();
-    pending.sort_by_key(|f| std::cmp::Reverse(f.name.serial));
-    for f in pending {
-        let to = entries_dir(s).join(f.name.file_name());
-        rename_on_esp(&f.path, &to)?;
+    for (name, text) in &state.journal {
+        if !on_esp.contains(&name.serial) {
+            esp::create_synced(&dir.join(name.file_name()), text.as_bytes())?;
+            changed = true;
+        }
+    }
+    let journaled: HashSet<u64> = state.journal.iter().map(|(n, _)| n.serial).collect();
+    for f in state.found.iter().filter(live).filter(|f| {
+        !f.pending
+            && (f.bootversion != b
+                || f.deployment.is_empty()
+                || !(state.journal.is_empty() || journaled.contains(&f.name.serial)))
+    }) {
+        remove_path(&f.path)?;
         changed = true;
     }
     for f in state
         .found
         .iter()
-        .filter(|f| f.bootversion != b || f.deployment.is_empty())
+        .filter(live)
+        .filter(|f| f.pending && f.bootversion != b)
     {
         remove_path(&f.path)?;
         changed = true;
     }
     if changed {
-        sync_dir(&entries_dir(s)).at(&entries_dir(s))?;
+        sync_dir(&dir).at(&dir)?;
+    }
+    if state.stale_journal {
+        remove_path(&journal_dir(s, b))?;
     }
     remove_farm(s, 1 - b)?;
     write_refs(repo, b, &state.deployments)?;
@@ -354,15 +517,24 @@ fn install_file(src: &Path, dst: &Path) -> Result<bool, DeployError> {
     Ok(true)
 }
 
-/// Copy a kernel or initramfs into its ESP directory unless it is there: the directory is named
-/// by the checksum of both files and each is written atomically, so a present file of the right
-/// size is the right file (as ostree trusts it), and the large files are not re-read every swap.
-fn install_boot_file(src: &Path, dst: &Path) -> Result<(), DeployError> {
+/// Copy a kernel or initramfs into its ESP directory unless it is there. The directory is
+/// named by the checksum of both files; a file of the right size is trusted when a current entry
+/// boots it (`in_use`), otherwise compared byte for byte (a cut can leave a file of any size).
+/// Written directly under its name (never renamed, see [`crate::esp`]); referenced by an entry
+/// only after it is synced.
+fn install_boot_file(src: &Path, dst: &Path, in_use: bool) -> Result<(), DeployError> {
     let len = fs::metadata(src).at(src)?.len();
-    if fs::metadata(dst).is_ok_and(|m| m.len() == len) {
-        return Ok(());
+    if let Ok(m) = fs::metadata(dst) {
+        if m.len() == len && (in_use || fs::read(dst).ok() == Some(fs::read(src).at(src)?)) {
+            return Ok(());
+        }
+        remove_path(dst)?;
     }
-    install_file(src, dst).map(|_| ())
+    let data = fs::read(src).at(src)?;
+    if let Some(parent) = dst.parent() {
+        fs::create_dir_all(parent).at(parent)?;
+    }
+    esp::create_synced(dst, &data)
 }
 
 /// Bytes the ESP needs for `list`: kernels not there yet, plus entries.
@@ -420,8 +592,13 @@ pub fn write(
     for d in list {
         let kdir = deployed_kernel(&s.deploy_path(&d.name()))?;
         let esp = s.boot().join(kernel_dir(&d.stateroot, &d.bootcsum));
-        install_boot_file(&kdir.join("vmlinuz"), &esp.join("vmlinuz"))?;
-        install_boot_file(&kdir.join("initramfs.img"), &esp.join("initramfs.img"))?;
+        let in_use = state.deployments.iter().any(|o| o.bootcsum == d.bootcsum);
+        install_boot_file(&kdir.join("vmlinuz"), &esp.join("vmlinuz"), in_use)?;
+        install_boot_file(
+            &kdir.join("initramfs.img"),
+            &esp.join("initramfs.img"),
+            in_use,
+        )?;
     }
     if let Some(first) = list.first() {
         install_bootloader(s, &s.deploy_path(&first.name()))?;
@@ -448,19 +625,12 @@ pub fn write(
             d.stateroot, d.bootcsum
         ));
     }
-    let tmp_link = ostree.join(format!(".boot.{nb}.tmp"));
-    remove_path(&tmp_link)?;
-    symlink(format!("boot.{nb}.0"), &tmp_link).at(&tmp_link)?;
-    syncfs(&ostree)?;
-    let boot_link = ostree.join(format!("boot.{nb}"));
-    fs::rename(&tmp_link, &boot_link).at(&boot_link)?;
-    sync_dir(&ostree).at(&ostree)?;
-    // New entries as `.conf.new`, then the commit point, then the rest.
-    let dir = entries_dir(s);
-    fs::create_dir_all(&dir).at(&dir)?;
+    // The new entries, default first, and their journal.
     let n = list.len() as u64;
     let mut out = Vec::new();
-    let mut pending = Vec::new();
+    let mut entries = Vec::new();
+    let journal = journal_dir(s, nb);
+    fs::create_dir_all(&journal).at(&journal)?;
     for (i, d) in list.iter().enumerate() {
         let counter = match &d.entry {
             Some(e) => e.counter,
@@ -477,32 +647,41 @@ pub fn write(
         let mut opts = d.kargs.clone();
         opts.push(format!("ostree={}", links[i]));
         let kd = kernel_dir(&d.stateroot, &d.bootcsum);
-        let entry = BootEntry {
+        let text = BootEntry {
             title: title(repo, d),
             version: name.serial.to_string(),
             sort_key: Some(SORT_KEY.into()),
             linux: format!("/{kd}/vmlinuz"),
             initrd: format!("/{kd}/initramfs.img"),
             options: opts.join(" "),
-        };
-        let final_path = dir.join(name.file_name());
-        let new_path = dir.join(format!("{}.new", name.file_name()));
-        write_atomic_nomode(&new_path, |f| f.write_all(entry.to_text().as_bytes()))
-            .at(&new_path)?;
-        pending.push((new_path, final_path));
+        }
+        .to_text();
+        let jpath = journal.join(name.file_name());
+        fs::write(&jpath, &text).at(&jpath)?;
+        entries.push((name.clone(), text));
         out.push(Deployment {
             entry: Some(name),
             ..d.clone()
         });
     }
-    syncfs(&dir)?;
-    for (new_path, final_path) in &pending {
-        rename_on_esp(new_path, final_path)?;
-        sync_dir(&dir).at(&dir)?;
+    let tmp_link = ostree.join(format!(".boot.{nb}.tmp"));
+    remove_path(&tmp_link)?;
+    symlink(format!("boot.{nb}.0"), &tmp_link).at(&tmp_link)?;
+    syncfs(&ostree)?;
+    let boot_link = ostree.join(format!("boot.{nb}"));
+    fs::rename(&tmp_link, &boot_link).at(&boot_link)?;
+    sync_dir(&ostree).at(&ostree)?;
+    // The commit point is the first (default) entry complete on the ESP.
+    let dir = entries_dir(s);
+    fs::create_dir_all(&dir).at(&dir)?;
+    let mut written = HashSet::new();
+    for (name, text) in &entries {
+        let path = dir.join(name.file_name());
+        esp::create_synced(&path, text.as_bytes())?;
+        written.insert(path);
     }
-    let keep: HashSet<&PathBuf> = pending.iter().map(|(_, p)| p).collect();
     for f in &state.found {
-        if !keep.contains(&f.path) {
+        if !written.contains(&f.path) {
             remove_path(&f.path)?;
         }
     }
@@ -545,7 +724,19 @@ pub fn rewrite_kargs(
                 options,
                 ..f.entry.clone()
             };
-            write_atomic_nomode(&f.path, |w| w.write_all(entry.to_text().as_bytes())).at(&f.path)?;
+            let text = entry.to_text();
+            // The journal first, so that an entry recreated from it has the new kargs too.
+            if let Some((jname, _)) = state
+                .journal
+                .iter()
+                .find(|(n, _)| n.serial == f.name.serial)
+            {
+                let jpath = journal_dir(s, f.bootversion).join(jname.file_name());
+                write_atomic(&jpath, text.as_bytes(), 0o644).at(&jpath)?;
+            }
+            // A rename over the entry (the name must stay, for systemd-bless-boot): if a cut
+            // leaves the temp file as a twin, repair retires it rather than deleting it.
+            write_atomic_nomode(&f.path, |w| w.write_all(text.as_bytes())).at(&f.path)?;
             changed = true;
         }
     }

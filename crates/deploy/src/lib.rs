@@ -55,6 +55,7 @@ pub mod bootconfig;
 pub mod bootfail;
 pub mod cli;
 mod error;
+pub mod esp;
 pub mod etcmerge;
 pub mod fetch;
 pub mod health;

@@ -201,7 +201,12 @@ impl Sysroot {
                 merge_deployment: merge.map(|m| m.name()),
                 staged_at: now(),
             };
-            if let Some(old) = self.staged()?.filter(|o| o.deployment != rec.deployment) {
+            // The record of a finalization cut after its commit point names a deployment that
+            // is already in the entries: that one stays.
+            if let Some(old) = self
+                .staged()?
+                .filter(|o| o.deployment != rec.deployment && !state.contains(&o.deployment))
+            {
                 remove_tree(&self.deploy_path(&old.deployment))?;
                 remove_tree(&self.origin_path(&old.deployment))?;
             }

@@ -555,8 +555,9 @@ fn rollback_by_command_and_by_boot_counting() {
 }
 
 /// The syscalls that move a sysroot from one state to the next (every crash-safe step ends in
-/// one): a kill just before the n-th of them visits every intermediate state in order.
-const STEPS: &str = "rename,renameat,renameat2,symlink,symlinkat";
+/// one; ESP files are created in place and end in an fsync): a kill just before the n-th of
+/// them visits every intermediate state in order.
+const STEPS: &str = "rename,renameat,renameat2,symlink,symlinkat,fsync";
 
 /// Run keel `args` under strace, SIGKILLed (with its children) on entry to the `n`-th step
 /// syscall; true when it ran to completion instead.
@@ -583,7 +584,7 @@ fn kill_at_every_step(
     args: impl Fn(usize) -> Vec<String>,
 ) -> (usize, usize) {
     let mut cut = 0;
-    for n in 1..80 {
+    for n in 1..400 {
         prepare(n);
         let a = args(n);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
@@ -665,7 +666,11 @@ fn sigkill_at_every_step_of_deploy_finalize_and_rollback_leaves_a_bootable_sysro
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("boot."))
         .collect();
-    assert_eq!(farms.len(), 2, "one boot.N link and its farm: {farms:?}");
+    assert_eq!(
+        farms.len(),
+        3,
+        "one boot.N link, its farm and its entries' journal: {farms:?}"
+    );
     assert_eq!(f.deploy_dirs(), f.names().len());
     f.assert_consistent("end");
 }
@@ -918,4 +923,94 @@ fn clearing_the_firstboot_flag_keeps_deployments_order_and_counters() {
     // Same entry file names: systemd-bless-boot renames the one systemd-boot booted.
     assert_eq!(names(&f), names_before);
     f.assert_consistent("after clearing the flag");
+}
+
+/// The states a power cut can leave on a vfat ESP (which has no atomic rename), made by hand on
+/// a directory sysroot: `keel status` (like every command) must keep booting what systemd-boot
+/// boots, finish the swap from the journal, remove what owns no data, and retire (never
+/// delete) files that may share clusters with a live file.
+#[test]
+fn power_cut_states_on_the_esp_are_repaired() {
+    let Some(f) = Fixture::new("esp_cut_states") else {
+        return;
+    };
+    let (d2, d1, _) = f.two_deployments();
+    let dir = f.sysroot.join("boot/loader/entries");
+    let before = f.entries();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let serial = |name: &str| -> u64 { name.split('-').nth(1).unwrap().parse().unwrap() };
+    let max = before.iter().map(|(n, _)| serial(n)).max().unwrap();
+    let files = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+
+    // A cut while the next default entry was being created: empty (its directory slot was
+    // written, its data not), or garbage (clusters reused after an older cut).
+    let empty = format!("ostree-{}-keel+3.conf", max + 1);
+    let garbage = format!("ostree-{}-keel+3.conf", max + 2);
+    fs::write(dir.join(&empty), "").unwrap();
+    fs::write(dir.join(&garbage), "\u{1}\u{2}binary data of another file").unwrap();
+    assert_eq!(
+        f.names(),
+        [d2.clone(), d1.clone()],
+        "status after an empty entry"
+    );
+    let now = files(&dir);
+    assert!(!now.contains(&empty), "the empty entry is removed: {now:?}");
+    assert!(
+        !now.contains(&garbage),
+        "the garbage entry is moved away: {now:?}"
+    );
+    assert!(
+        now.contains(&format!(".keel-retired-{garbage}.retired")),
+        "the garbage entry is retired, not deleted: {now:?}"
+    );
+    f.assert_consistent("after empty and garbage entries");
+
+    // A cut after the commit point: the default entry is complete, the second is missing.
+    let (second, second_text) = before[0].clone();
+    let default = before[1].0.clone();
+    assert!(serial(&default) > serial(&second));
+    fs::remove_file(dir.join(&second)).unwrap();
+    assert_eq!(
+        f.names(),
+        [d2.clone(), d1.clone()],
+        "status with one entry missing"
+    );
+    assert_eq!(
+        read(&dir.join(&second)).as_deref(),
+        Some(second_text.as_str()),
+        "the missing entry is created again from the journal"
+    );
+
+    // Renames cut in half: an older Keel's `.conf.new` twin of the default entry, and a temp
+    // file that is a twin of loader.conf. Deleting either would free the live file's clusters.
+    let default_text = read(&dir.join(&default)).unwrap();
+    fs::write(dir.join(format!("{default}.new")), &default_text).unwrap();
+    let loader = f.sysroot.join("boot/loader");
+    let loader_conf = read(&loader.join("loader.conf")).unwrap();
+    fs::write(loader.join(".loader.conf.tmp-1-0"), &loader_conf).unwrap();
+    assert_eq!(f.names(), [d2.clone(), d1.clone()], "status with twins");
+    assert!(files(&dir).contains(&format!(".keel-retired-{default}.new.retired")));
+    assert!(files(&loader).contains(&".keel-retired-loader.conf.tmp-1-0.retired".to_string()));
+    assert_eq!(read(&dir.join(&default)).unwrap(), default_text);
+    assert_eq!(read(&loader.join("loader.conf")).unwrap(), loader_conf);
+    f.assert_consistent("after twins");
+    let menu = f.bootctl_menu();
+    assert!(menu.is_empty() || menu.len() == 2, "bootctl sees {menu:?}");
+
+    // The next swap works beside the retired files, which stay.
+    ok(&mut f.keel(&["rollback"]));
+    assert_eq!(f.names(), [d1, d2]);
+    f.assert_consistent("rollback after the repairs");
+    let retired = files(&dir)
+        .into_iter()
+        .filter(|n| n.starts_with(".keel-retired-"))
+        .count();
+    assert_eq!(retired, 2, "{:?}", files(&dir));
 }
