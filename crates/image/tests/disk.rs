@@ -137,6 +137,7 @@ fn disk_layout_and_uefi_boot_to_systemd_boot() {
         ssh_port: None,
         serial: Serial::File(log.clone()),
         extra_disks: Vec::new(),
+        direct_boot: None,
     };
     let mut vm = keel_vm::machine::Machine::start(&spec, None).unwrap();
     let console = vm.console.clone();

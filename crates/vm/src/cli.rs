@@ -78,6 +78,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         ssh_port,
         serial: Serial::Terminal,
         extra_disks: Vec::new(),
+        direct_boot: None,
     };
     if let Some(port) = ssh_port {
         let target = SshTarget {

@@ -137,6 +137,7 @@ impl Harness {
             ssh_port,
             serial: Serial::File(dir.join("console.log")),
             extra_disks,
+            direct_boot: None,
         };
         let ssh = ssh_port.map(|port| SshTarget {
             user: "core".into(),

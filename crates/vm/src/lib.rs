@@ -7,6 +7,7 @@
 //! - [`console`]: the serial console log and waiting for a line in it.
 //! - [`ssh`]: per-run SSH keys and commands over the forwarded port.
 //! - [`oci`]: OCI image archives built on the host (busybox) for container tests.
+//! - [`cpio`]: newc archives (initramfs additions and the power-cut soak's small initramfs).
 //! - [`machine`]: a running VM (QEMU child process, killed on drop).
 //! - [`node`]: a booted node over SSH: `keel status`, settling after first boot, reboots.
 //! - [`release`]: update tests' releases: derive a commit on the host, serve it on loopback.
@@ -16,6 +17,7 @@
 
 pub mod cli;
 pub mod console;
+pub mod cpio;
 pub mod drive;
 pub mod harness;
 pub mod machine;

@@ -94,6 +94,20 @@ pub struct QemuSpec {
     /// Further raw disks after the boot disk; the n-th (from 1) has the serial `keel-disk-<n>`,
     /// so the guest finds it at [`extra_disk_by_id`]`(n)`.
     pub extra_disks: Vec<PathBuf>,
+    /// Boot this kernel directly (SeaBIOS, no OVMF, no boot loader): for tests of a guest
+    /// kernel's filesystems rather than of the boot path.
+    pub direct_boot: Option<DirectBoot>,
+}
+
+/// A kernel, initramfs and command line for [`QemuSpec::direct_boot`].
+#[derive(Clone, Debug)]
+pub struct DirectBoot {
+    /// The kernel image (bzImage).
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// The kernel command line.
+    pub append: String,
 }
 
 /// The stable guest path of the n-th (from 1) extra disk of a [`QemuSpec`].
@@ -119,16 +133,27 @@ impl QemuSpec {
         push("-nodefaults");
         push("-display");
         push("none");
-        push("-drive");
-        push(&format!(
-            "if=pflash,format=raw,unit=0,readonly=on,file={}",
-            escape_opt(&self.ovmf_code)
-        ));
-        push("-drive");
-        push(&format!(
-            "if=pflash,format=raw,unit=1,file={}",
-            escape_opt(&self.ovmf_vars)
-        ));
+        if let Some(d) = &self.direct_boot {
+            push("-kernel");
+            a.push(d.kernel.clone().into_os_string());
+            let mut push = |s: &str| a.push(OsString::from(s));
+            push("-initrd");
+            a.push(d.initrd.clone().into_os_string());
+            a.push("-append".into());
+            a.push(d.append.clone().into());
+        } else {
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                escape_opt(&self.ovmf_code)
+            ));
+            push("-drive");
+            push(&format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                escape_opt(&self.ovmf_vars)
+            ));
+        }
+        let mut push = |s: &str| a.push(OsString::from(s));
         push("-drive");
         push(&format!(
             "if=virtio,format={},discard=unmap,file={}",
@@ -270,6 +295,7 @@ mod tests {
             ssh_port: None,
             serial: Serial::Terminal,
             extra_disks: Vec::new(),
+            direct_boot: None,
         }
     }
 

@@ -8,13 +8,15 @@
 //!   initramfs whose prepare-root fails), reboot once; the node must come back on v1 by itself
 //!   after three tries, with `keel status` saying why and the commit recorded as failed.
 //! - `power-cuts` (another VM): QEMU is SIGKILLed at seeded random moments while `keel deploy`
-//!   stages and while `keel finalize` runs at shutdown (`KEEL_VMTEST_CUTS`, default 20;
-//!   `KEEL_VMTEST_SEED` to replay); every next boot is checked (complete deployment booted,
+//!   stages and while `keel finalize` runs at shutdown (`KEEL_VMTEST_CUTS`, default 6, half of
+//!   each kind; `KEEL_VMTEST_SEED` to replay), stratified so that the cuts of a kind cover its
+//!   whole window from start to end; every next boot is checked (complete deployment booted,
 //!   synced `/var` data intact, `keel status` consistent, `keel cleanup` and repo fsck pass)
-//!   and then used for the next cut.
+//!   and then used for the next cut. The hundreds of cuts are `vm_powercut.rs`'s soak.
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
+use keel_vm::cpio::{newc, Member};
 use keel_vm::harness::{Config, Harness, Report, TestRun, Vm, VmOptions};
 use keel_vm::machine::Machine;
 use keel_vm::node::{reboot, wait_rebooted, wait_settled, BOOT_BANNER};
@@ -84,50 +86,6 @@ fn build_variant(m: &Machine, base: &str, version: &str, change: &str) -> Result
     Ok(commit)
 }
 
-/// A newc cpio archive holding `files` (path, content) and their parent directories.
-fn cpio(files: &[(&str, &str)]) -> Vec<u8> {
-    fn entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
-        let header = format!(
-            "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
-            0,
-            0,
-            1,
-            0,
-            data.len(),
-            0,
-            0,
-            0,
-            0,
-            name.len() + 1,
-            0
-        );
-        out.extend(header.as_bytes());
-        out.extend(name.as_bytes());
-        out.push(0);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out.extend(data);
-        out.resize(out.len().next_multiple_of(4), 0);
-    }
-    let mut out = Vec::new();
-    let mut ino = 1;
-    let mut dirs: Vec<String> = Vec::new();
-    for (path, content) in files {
-        let parts: Vec<&str> = path.split('/').collect();
-        for i in 1..parts.len() {
-            let d = parts[..i].join("/");
-            if !dirs.contains(&d) {
-                entry(&mut out, ino, &d, 0o040755, b"");
-                ino += 1;
-                dirs.push(d);
-            }
-        }
-        entry(&mut out, ino, path, 0o100644, content.as_bytes());
-        ino += 1;
-    }
-    entry(&mut out, 0, "TRAILER!!!", 0, b"");
-    out
-}
-
 /// Does a console line since `mark` (colors removed) contain all of `parts`?
 fn console_has(m: &Machine, mark: u64, parts: &[&str]) -> bool {
     m.console
@@ -168,10 +126,11 @@ struct Case {
 
 fn cases() -> Vec<Case> {
     let dropin = "[Service]\nExecStart=\nExecStart=/bin/sh -c 'echo keel-test: prepare-root made to fail >&2; exit 1'\n";
-    let b64 = base64::engine::general_purpose::STANDARD.encode(cpio(&[(
-        "etc/systemd/system/keel-prepare-root.service.d/99-keel-test-fail.conf",
-        dropin,
-    )]));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(newc(&[Member::File {
+        path: "etc/systemd/system/keel-prepare-root.service.d/99-keel-test-fail.conf",
+        mode: 0o644,
+        data: dropin.as_bytes(),
+    }]));
     vec![
         Case {
             name: "rollback-health",
@@ -340,10 +299,11 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    /// Uniform in `[0, max)`.
-    fn below(&mut self, max: Duration) -> Duration {
-        let ms = max.as_millis().max(1) as u64;
-        Duration::from_millis(self.next() % ms)
+    /// Uniform in the `k`-th of `n` equal slices of `[0, max)` (stratified sampling: `n` cuts
+    /// of one kind cover its whole window).
+    fn in_slice(&mut self, max: Duration, k: usize, n: usize) -> Duration {
+        let slice = max.as_millis().max(1) as u64 / n.max(1) as u64;
+        Duration::from_millis(slice * k as u64 + self.next() % slice.max(1))
     }
 }
 
@@ -393,7 +353,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
     let cuts: usize = std::env::var("KEEL_VMTEST_CUTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(6);
     let seed: u64 = std::env::var("KEEL_VMTEST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -453,8 +413,9 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
         )?;
         var_data.push((path, value));
         let staging = i % 2 == 0;
+        let (k, n) = (i / 2, cuts.div_ceil(2));
         let (what, at) = if staging {
-            let delay = rng.below(stage_time.mul_f64(1.2));
+            let delay = rng.in_slice(stage_time.mul_f64(1.2), k, n);
             sh(
                 &m,
                 &format!(
@@ -468,7 +429,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
             let mark = m.console.mark();
             reboot(&mut m)?;
             let seen = wait_console(&mut m, mark, FINALIZE_STARTS, Duration::from_secs(180));
-            let delay = rng.below(finalize_window);
+            let delay = rng.in_slice(finalize_window, k, n);
             std::thread::sleep(delay);
             let done = console_has(&m, mark, FINALIZE_DONE);
             eprintln!(
