@@ -111,7 +111,8 @@ fn read_journal(s: &Sysroot, b: u8) -> Result<Vec<(EntryName, String)>, DeployEr
 }
 
 /// The farm link an entry boots through: (bootversion, bootcsum, deployment name or "" when
-/// the link does not resolve). `None` when the entry is not complete.
+/// the entry points nowhere: no link, or no deployment behind it). `None` when the entry is not
+/// complete.
 fn resolve(s: &Sysroot, entry: &BootEntry) -> Option<(u8, String, String)> {
     if entry.linux.is_empty() || entry.initrd.is_empty() {
         return None;
@@ -123,6 +124,7 @@ fn resolve(s: &Sysroot, entry: &BootEntry) -> Option<(u8, String, String)> {
     let deployment = fs::read_link(&link)
         .ok()
         .and_then(|t| t.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .filter(|name| s.deploy_path(name).join("usr").is_dir())
         .unwrap_or_default();
     Some((bootversion, bootcsum, deployment))
 }
@@ -440,6 +442,12 @@ pub fn repair(s: &Sysroot, state: &BootState, repo: &Repo) -> Result<(), DeployE
                 || f.deployment.is_empty()
                 || !(state.journal.is_empty() || journaled.contains(&f.name.serial)))
     }) {
+        if f.bootversion == b && f.deployment.is_empty() {
+            tracing::warn!(
+                "{}: boots no deployment (its ostree= target is gone); removed",
+                f.path.display()
+            );
+        }
         remove_path(&f.path)?;
         changed = true;
     }

@@ -1004,6 +1004,43 @@ fn power_cut_states_on_the_esp_are_repaired() {
     let menu = f.bootctl_menu();
     assert!(menu.is_empty() || menu.len() == 2, "bootctl sees {menu:?}");
 
+    // An entry whose farm link leads to a deployment directory that is gone points nowhere:
+    // the next command removes it (and says so) instead of keeping it forever.
+    let ghost = format!("ostree-{}-keel.conf", max + 3);
+    let b = if f.sysroot.join("ostree/boot.0").exists() {
+        0
+    } else {
+        1
+    };
+    let farm = f.sysroot.join(format!("ostree/boot.{b}.0/keel/ghost"));
+    fs::create_dir_all(&farm).unwrap();
+    symlink("../../../deploy/keel/deploy/0000.0", farm.join("0")).unwrap();
+    let text = default_text
+        .lines()
+        .map(|l| match l.strip_prefix("options ") {
+            Some(o) => {
+                let kept: Vec<&str> = o.split(' ').filter(|a| !a.starts_with("ostree=")).collect();
+                format!(
+                    "options {} ostree=/ostree/boot.{b}/keel/ghost/0",
+                    kept.join(" ")
+                )
+            }
+            None if l.starts_with("version ") => format!("version {}", max + 3),
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(dir.join(&ghost), text + "\n").unwrap();
+    let out = run(&mut f.keel(&["status"]));
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("boots no deployment"),
+        "keel status reports the entry pointing nowhere: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!files(&dir).contains(&ghost), "{:?}", files(&dir));
+    assert_eq!(f.names(), [d2.clone(), d1.clone()]);
+
     // The next swap works beside the retired files, which stay.
     ok(&mut f.keel(&["rollback"]));
     assert_eq!(f.names(), [d1, d2]);
