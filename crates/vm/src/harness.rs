@@ -93,6 +93,15 @@ pub struct Harness {
     pub keel: PathBuf,
 }
 
+/// Upper bound on every VM's virtual CPUs, for this process (1 while several tests run at
+/// once, see [`crate::testmain::run_concurrently`]).
+static MAX_VCPUS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Give every VM prepared from now on at most `n` virtual CPUs.
+pub fn limit_vcpus(n: u32) {
+    MAX_VCPUS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Harness {
     /// Set up a run in `workdir` (created if needed).
     pub fn new(image: &Path, workdir: &Path, keel: &Path) -> Result<Harness> {
@@ -129,7 +138,9 @@ impl Harness {
             disk: disk.disk,
             disk_format: disk.format,
             memory_mb: opts.memory_mb,
-            cpus: opts.cpus,
+            cpus: opts
+                .cpus
+                .min(MAX_VCPUS.load(std::sync::atomic::Ordering::Relaxed)),
             accel: self.accel,
             ovmf_code: OVMF_CODE.into(),
             ovmf_vars: disk.vars,

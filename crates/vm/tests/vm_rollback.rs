@@ -474,7 +474,8 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
 
 #[test]
 fn vm_rollback() {
-    keel_vm::testmain::run_many(
+    // The two VMs run at the same time (one virtual CPU each).
+    keel_vm::testmain::run_concurrently(
         "rollback",
         ReportPath::Own,
         &[
