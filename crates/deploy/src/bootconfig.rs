@@ -206,36 +206,33 @@ pub fn load(s: &Sysroot) -> Result<BootState, DeployError> {
                 && f.name.serial == serial
         })
     };
-    let mut cur: Vec<(EntryName, BootEntry, String, String)> = Vec::new();
-    if journal.is_empty() {
-        for f in found
+    let of_found = |f: &Found| {
+        (
+            f.name.clone(),
+            f.entry.clone(),
+            f.bootcsum.clone(),
+            f.deployment.clone(),
+        )
+    };
+    let mut cur: Vec<(EntryName, BootEntry, String, String)> = if journal.is_empty() {
+        found
             .iter()
             .filter(|f| Some(f.bootversion) == current && !f.deployment.is_empty())
-        {
-            cur.push((
-                f.name.clone(),
-                f.entry.clone(),
-                f.bootcsum.clone(),
-                f.deployment.clone(),
-            ));
-        }
+            .map(of_found)
+            .collect()
     } else {
-        for (name, text) in &journal {
-            if let Some(f) = present(name.serial) {
-                cur.push((
-                    f.name.clone(),
-                    f.entry.clone(),
-                    f.bootcsum.clone(),
-                    f.deployment.clone(),
-                ));
-            } else {
-                let entry = BootEntry::parse(text);
-                if let Some((_, bootcsum, deployment)) = resolve(s, &entry) {
-                    cur.push((name.clone(), entry, bootcsum, deployment));
+        journal
+            .iter()
+            .filter_map(|(name, text)| match present(name.serial) {
+                Some(f) => Some(of_found(f)),
+                None => {
+                    let entry = BootEntry::parse(text);
+                    let (_, bootcsum, deployment) = resolve(s, &entry)?;
+                    Some((name.clone(), entry, bootcsum, deployment))
                 }
-            }
-        }
-    }
+            })
+            .collect()
+    };
     cur.sort_by(|a, b| version_cmp(&b.1.version, &a.1.version).then(b.0.serial.cmp(&a.0.serial)));
     let mut seen = HashSet::new();
     let mut deployments = Vec::new();

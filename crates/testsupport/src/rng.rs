@@ -23,6 +23,18 @@ impl Rng {
         self.next_u64() % n
     }
 
+    /// A moment in the `k`-th of `n` equal slices of `[0, window)`: stratified sampling, so
+    /// that `n` power cuts of one kind land from the start of an operation to its end.
+    pub fn in_slice(
+        &mut self,
+        window: std::time::Duration,
+        k: usize,
+        n: usize,
+    ) -> std::time::Duration {
+        let slice = (window.as_millis() as u64 / n.max(1) as u64).max(1);
+        std::time::Duration::from_millis(slice * k as u64 + self.below(slice))
+    }
+
     /// Fill `buf` with random bytes.
     pub fn fill(&mut self, buf: &mut [u8]) {
         for chunk in buf.chunks_mut(8) {
@@ -32,9 +44,33 @@ impl Rng {
     }
 }
 
+/// The seed in environment variable `var`, or one from the clock; printed with how to replay.
+pub fn seed_from_env(var: &str, what: &str) -> u64 {
+    let seed = std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs())
+        });
+    eprintln!("{what}: seed {seed} ({var}={seed} replays it)");
+    seed
+}
+
 #[cfg(test)]
 mod tests {
     use super::Rng;
+
+    #[test]
+    fn slices_cover_the_window_in_order() {
+        let w = std::time::Duration::from_millis(1000);
+        let mut r = Rng::new(7);
+        for k in 0..4 {
+            let d = r.in_slice(w, k, 4).as_millis() as usize;
+            assert!((k * 250..(k + 1) * 250).contains(&d), "slice {k}: {d} ms");
+        }
+    }
 
     #[test]
     fn same_seed_same_stream_and_bounds_hold() {

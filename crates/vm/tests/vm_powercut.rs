@@ -18,6 +18,7 @@
 //! (printed) set the run; `scripts/bench-power-cuts.sh` runs 200 and more.
 
 use anyhow::{bail, ensure, Context, Result};
+use keel_testsupport::rng::{seed_from_env, Rng};
 use keel_vm::cpio::{newc, Member};
 use keel_vm::harness::{Config, Harness, TestRun, VmOptions};
 use keel_vm::machine::Machine;
@@ -177,19 +178,6 @@ say DONE $? $(tail -c 200 /run/err | tr '\n' ' ')
 sync
 sleep 100000
 "#;
-
-/// splitmix64.
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 
 /// Module files (relative to the modules directory) for `wanted` and their dependencies,
 /// dependencies first; built-in modules are skipped.
@@ -377,16 +365,8 @@ fn soak(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(16);
-    let seed: u64 = std::env::var("KEEL_VMTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs())
-        });
-    eprintln!("power-cut soak: seed {seed} (KEEL_VMTEST_SEED={seed} replays it), {cuts} cuts");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed_from_env("KEEL_VMTEST_SEED", "power-cut soak"));
+    eprintln!("power-cut soak: {cuts} cuts");
     let dir = h.workdir.join("soak");
     std::fs::create_dir_all(&dir)?;
     let start = Instant::now();
@@ -455,8 +435,7 @@ fn soak(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
         let kind = KINDS[c % KINDS.len()];
         let k = counts.entry(kind).or_default();
         // Stratified: the k-th cut of a kind lands in the k-th slice of its window.
-        let w = window[kind];
-        let delay = w.mul_f64((*k as f64 + rng.unit()) / per_kind as f64);
+        let delay = rng.in_slice(window[kind], *k, per_kind);
         *k += 1;
         let (mut m, lines) = boot(&spec, kind, n)?;
         if let Some(what) = pending.take() {

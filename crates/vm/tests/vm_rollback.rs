@@ -16,6 +16,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
+use keel_testsupport::rng::{seed_from_env, Rng};
 use keel_vm::cpio::{newc, Member};
 use keel_vm::harness::{Config, Harness, Report, TestRun, Vm, VmOptions};
 use keel_vm::machine::Machine;
@@ -287,26 +288,6 @@ fn rollback_test(h: &Harness, report: &mut Report, names: &[&str]) -> Result<()>
     Ok(())
 }
 
-/// splitmix64: small, seeded, reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in the `k`-th of `n` equal slices of `[0, max)` (stratified sampling: `n` cuts
-    /// of one kind cover its whole window).
-    fn in_slice(&mut self, max: Duration, k: usize, n: usize) -> Duration {
-        let slice = max.as_millis().max(1) as u64 / n.max(1) as u64;
-        Duration::from_millis(slice * k as u64 + self.next() % slice.max(1))
-    }
-}
-
 /// The checks after every cut, on the freshly booted node.
 fn check_after_cut(m: &Machine, commits: &[String], var_data: &[(String, String)]) -> Result<()> {
     let st = status(m)?;
@@ -354,16 +335,8 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
-    let seed: u64 = std::env::var("KEEL_VMTEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs())
-        });
-    eprintln!("power-cuts: seed {seed} (KEEL_VMTEST_SEED={seed} replays it), {cuts} cuts");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed_from_env("KEEL_VMTEST_SEED", "power-cuts"));
+    eprintln!("power-cuts: {cuts} cuts");
     let vm: Vm = h.vm("power-cuts", &config(&h.key.public), &VmOptions::default())?;
     let mut m = vm.boot()?;
     m.wait_ready(READY_TIMEOUT)?;
@@ -406,7 +379,7 @@ fn power_cuts(h: &Harness, report: &mut Report) -> Result<()> {
         let (_, cur) = booted(&status(&m)?)?;
         let target = if cur == v1 { &v2 } else { &v1 };
         let path = format!("/var/lib/keel-cut/{i}");
-        let value = format!("cut-{i}-{:016x}", rng.next());
+        let value = format!("cut-{i}-{:016x}", rng.next_u64());
         sh(
             &m,
             &format!("echo {value} | sudo tee {path} >/dev/null && sudo sync {path} && sync"),
