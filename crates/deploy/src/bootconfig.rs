@@ -766,7 +766,7 @@ pub(crate) fn remove_unused_kernels(s: &Sysroot, list: &[Deployment]) -> Result<
         let e = e.at(&dir)?;
         let name = e.file_name().to_string_lossy().into_owned();
         if name.starts_with(&prefix) && !used.contains(&name) {
-            remove_path(&e.path())?;
+            esp::remove_dir_keeping_retired(&e.path())?;
         }
     }
     Ok(())

@@ -74,6 +74,31 @@ pub fn retire(path: &Path) -> Result<(), DeployError> {
     sync_dir(parent(path)).at(path)
 }
 
+/// Remove ESP directory `dir` and what it holds, except retired files (deleting one could free
+/// clusters its twin freed already); the directory stays when it keeps one.
+pub fn remove_dir_keeping_retired(dir: &Path) -> Result<(), DeployError> {
+    let mut kept = false;
+    for e in fs::read_dir(dir).at(dir)? {
+        let e = e.at(dir)?;
+        let p = e.path();
+        if e.file_name().to_string_lossy().starts_with(RETIRED_PREFIX) {
+            kept = true;
+        } else if e.file_type().at(dir)?.is_dir() {
+            remove_dir_keeping_retired(&p)?;
+        } else {
+            fs::remove_file(&p).at(&p)?;
+        }
+    }
+    if kept {
+        return Ok(());
+    }
+    match fs::remove_dir(dir) {
+        // A retired file further down kept its directory.
+        Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => Ok(()),
+        r => r.at(dir),
+    }
+}
+
 /// The file a temp file of `keel_utils::fsutil::temp_sibling` was meant to replace:
 /// `.<name>.tmp-<pid>-<n>` → `<name>`.
 pub fn temp_target(file_name: &str) -> Option<&str> {
@@ -167,6 +192,24 @@ mod tests {
         );
         // Retired files stay whatever happens next.
         assert_eq!(clean_temp_files(p).unwrap(), 0);
+    }
+
+    #[test]
+    fn directories_go_but_retired_files_stay() {
+        let d = tempfile::tempdir().unwrap();
+        let gone = d.path().join("keel-aaa");
+        fs::create_dir_all(gone.join("sub")).unwrap();
+        fs::write(gone.join("vmlinuz"), "k").unwrap();
+        fs::write(gone.join("sub/x"), "x").unwrap();
+        remove_dir_keeping_retired(&gone).unwrap();
+        assert!(!gone.exists());
+        let kept = d.path().join("keel-bbb");
+        fs::create_dir(&kept).unwrap();
+        fs::write(kept.join("vmlinuz"), "k").unwrap();
+        let twin = kept.join(".keel-retired-vmlinuz.tmp-1-0.retired");
+        fs::write(&twin, "k").unwrap();
+        remove_dir_keeping_retired(&kept).unwrap();
+        assert!(twin.exists() && !kept.join("vmlinuz").exists());
     }
 
     #[test]
