@@ -15,5 +15,8 @@ timed "install-deps on a fresh Debian 12 chroot" bash scripts/test-install-deps.
 timed "format" cargo fmt --all --check
 timed "build and lint (clippy)" cargo clippy --workspace --all-targets --locked -- -D warnings
 timed "build tests" cargo test --workspace --locked --no-run
+# The default OS is composed once: the VM step's compose, checked by the unit tests too.
+KEEL_TIME_TABLE_OWNER=test bash scripts/vmtest.sh --prepare
+export KEEL_TEST_DEFAULT_OS=${KEEL_VMTEST_DIR:-/var/tmp/keel-vmtest}
 timed "unit, CLI and interop tests" cargo test --workspace --locked --no-fail-fast
 KEEL_TIME_TABLE_OWNER=test bash scripts/vmtest.sh

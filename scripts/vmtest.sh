@@ -10,6 +10,9 @@
 #   KEEL_ACCEL        kvm|tcg to skip the accelerator probe
 #   KEEL_VMTEST_PROFILE  cargo profile of the keel binary put into the image (default release,
 #                     as shipped; a debug keel makes the Ignition stages several times slower)
+# `scripts/vmtest.sh --prepare` stops after the compose and the image (scripts/test.sh runs it
+# before the unit tests, whose default-OS compose test then checks this compose instead of
+# composing again); compose's output stays in $KEEL_VMTEST_DIR/compose.{out,err}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/timing.sh
@@ -23,15 +26,22 @@ timed "build keel ($profile) for the image" cargo build --locked --profile "$pro
 keel="$target/$([ "$profile" = dev ] && echo debug || echo "$profile")/keel"
 
 key=$( { cat manifests/keel.toml; find manifests/overlays -type f -print0 2>/dev/null | sort -z | xargs -0r cat; cat "$keel"; } | sha256sum | cut -c1-16)
-if [ "$(cat "$work/repo.key" 2>/dev/null)" != "$key" ]; then
-    rm -rf "$work/repo" "$work/repo.key"
-    timed "compose the default OS" "$keel" compose manifests/keel.toml --repo "$work/repo" --cache /var/cache/keel-debs
+if [ "$(cat "$work/repo.key" 2>/dev/null)" != "$key" ] || [ ! -s "$work/compose.out" ]; then
+    rm -rf "$work/repo" "$work/repo.key" "$work/image.key"
+    timed "compose the default OS" "$keel" compose manifests/keel.toml --repo "$work/repo" \
+        --cache /var/cache/keel-debs > >(tee "$work/compose.out") 2> >(tee "$work/compose.err" >&2)
     echo "$key" > "$work/repo.key"
 else
     echo "compose: reusing $work/repo (key $key)"
 fi
 
-timed "image build (qcow2)" "$keel" image build --repo "$work/repo" --platform qemu -o "$work/keel.qcow2"
+if [ "$(cat "$work/image.key" 2>/dev/null)" != "$key" ] || [ ! -f "$work/keel.qcow2" ]; then
+    timed "image build (qcow2)" "$keel" image build --repo "$work/repo" --platform qemu -o "$work/keel.qcow2"
+    echo "$key" > "$work/image.key"
+else
+    echo "image: reusing $work/keel.qcow2 (key $key)"
+fi
+[ "${1:-}" != --prepare ] || exit 0
 
 # The provision crate's loop-device disk tests (RAID with mdadm, LUKS with cryptsetup) need md
 # and device-mapper, which a host kernel may lack; vm_disks also runs them inside a guest, where

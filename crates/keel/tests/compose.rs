@@ -377,15 +377,32 @@ fn cpio_names(data: &[u8]) -> Vec<String> {
     names
 }
 
-/// The default Keel OS: kernel and initramfs in place, keel's initramfs pieces, size budget.
-#[test]
-fn default_os_compose() {
-    skip_unless_able!();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+/// The default OS to check: composed by the suite's VM step when `scripts/test.sh` ran that
+/// first (`KEEL_TEST_DEFAULT_OS` names its work directory, with `repo`, `compose.out` and
+/// `compose.err`: the same compose, not a second one), else composed here with a fixed date.
+/// Returns the scratch directory, the tree and compose's stdout and stderr.
+fn default_os() -> (tempfile::TempDir, PathBuf, String, String) {
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let w = work.path();
-    let repo = w.join("repo");
     let tree = w.join("tree");
+    if let Some(dir) = std::env::var_os("KEEL_TEST_DEFAULT_OS").map(PathBuf::from) {
+        let read = |f: &str| {
+            fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{}/{f}: {e}", dir.display()))
+        };
+        let (out, err) = (read("compose.out"), read("compose.err"));
+        let repo = dir.join("repo");
+        compose_ok(&[
+            "repo",
+            "--repo",
+            repo.to_str().unwrap(),
+            "checkout",
+            field(&out, "commit"),
+            tree.to_str().unwrap(),
+        ]);
+        eprintln!("checking the suite's compose in {}", dir.display());
+        return (work, tree, out, err);
+    }
+    let repo = w.join("repo");
     let manifest = repo_root().join("manifests/keel.toml");
     let started = std::time::Instant::now();
     let (out, err) = compose_ok(&[
@@ -405,6 +422,21 @@ fn default_os_compose() {
         started.elapsed()
     );
     assert_eq!(field(&out, "version"), "12.20261125.3.0");
+    (work, tree, out, err)
+}
+
+/// The default Keel OS: kernel and initramfs in place, keel's initramfs pieces, size budget.
+#[test]
+fn default_os_compose() {
+    skip_unless_able!();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (_work, tree, out, err) = default_os();
+    let version = field(&out, "version");
+    let parts: Vec<&str> = version.split('.').collect();
+    assert!(
+        parts.len() == 4 && parts[0] == "12" && parts[1].len() == 8 && parts[2] == "3",
+        "version {version}"
+    );
     assert_eq!(field(&out, "ref"), "keel/stable/x86_64");
     assert_image_layout(&tree);
 
