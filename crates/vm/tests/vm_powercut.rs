@@ -14,7 +14,7 @@
 //! `stage` (`keel deploy` staging a checkout), `finalize` (the staged deployment's swap),
 //! `swap` (`keel deploy` without staging) and `rollback`.
 //!
-//! `KEEL_VMTEST_SOAK_CUTS` (default 16 in the suite, 4 of each kind) and `KEEL_VMTEST_SEED`
+//! `KEEL_VMTEST_SOAK_CUTS` (default 8 in the suite, 2 of each kind) and `KEEL_VMTEST_SEED`
 //! (printed) set the run; `scripts/bench-power-cuts.sh` runs 200 and more.
 
 use anyhow::{bail, ensure, Context, Result};
@@ -364,7 +364,7 @@ fn soak(h: &Harness, repo: &Path, t: &mut TestRun) -> Result<()> {
     let cuts: usize = std::env::var("KEEL_VMTEST_SOAK_CUTS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(8);
     let mut rng = Rng::new(seed_from_env("KEEL_VMTEST_SEED", "power-cut soak"));
     eprintln!("power-cut soak: {cuts} cuts");
     let dir = h.workdir.join("soak");
