@@ -14,7 +14,9 @@
 //! - [`harness`]: kola-style tests: config, boots, checks, time to ready, report.
 //! - [`testmain`]: the one entry point of every VM test file (skips, selection, report, keep).
 //! - [`cli`]: `keel run`.
+//! - [`baseline`]: the boot benchmark's baseline disk (the same tree booted the plain way).
 
+pub mod baseline;
 pub mod cli;
 pub mod console;
 pub mod cpio;
