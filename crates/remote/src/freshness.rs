@@ -217,7 +217,7 @@ mod tests {
                 true,
                 7 * day,
                 State::Fresh,
-                "1 days ago",
+                "24 h ago",
             ),
             (
                 "stale",
