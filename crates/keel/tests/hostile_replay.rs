@@ -311,7 +311,8 @@ fn a_frozen_summary_is_reported_by_upgrade_check_and_status() {
     assert_eq!(st["remote_summaries"][0]["state"], "unknown-age", "{st}");
 }
 
-/// A Cincinnati graph with the booted release and a "newer" one whose payload is `target`.
+/// A Cincinnati graph with the booted release (2) and a "newer" one (by age index) whose
+/// payload is `target`, an older signed release (1).
 fn graph(booted: &str, target: &str) -> Vec<u8> {
     let node = |version: &str, payload: &str, age: u32| {
         serde_json::json!({
@@ -324,7 +325,7 @@ fn graph(booted: &str, target: &str) -> Vec<u8> {
         })
     };
     let g = serde_json::json!({
-        "nodes": [node("2", booted, 1), node("3", target, 2)],
+        "nodes": [node("2", booted, 1), node("1", target, 2)],
         "edges": [[0, 1]],
     });
     serde_json::to_vec(&g).unwrap()
