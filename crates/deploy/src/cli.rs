@@ -52,7 +52,7 @@ pub enum NodeCommand {
     /// Upgrade to the newest commit of the origin ref, pulled from the origin's remote
     /// (`keel:<ref>`): staged on a booted node (applied at shutdown).
     #[command(
-        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
+        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n  keel upgrade --allow-downgrade   # accept a commit older than the running one\n\nA commit that is not newer than the running one (a mirror replaying an old\nsummary) is refused. A remote summary older than summary-max-age-secs (default\n7 days) or past ostree.summary.expires is reported: the mirror may be frozen.\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
     )]
     Upgrade {
         #[command(flatten)]

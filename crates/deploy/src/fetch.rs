@@ -252,8 +252,7 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
             repo.display()
         )
     } else if matches!(source, PullError::Downgrade { .. }) {
-        "nothing was changed; if you do mean to go back, `keel upgrade --allow-downgrade` \
-         (or `keel deploy COMMIT`) does"
+        "nothing was changed (`keel deploy VERSION` deploys an older release you choose)"
             .to_string()
     } else if matches!(source, PullError::Signature { .. }) {
         "the remote requires commits signed by a trusted key; ask the publisher for a \

@@ -56,7 +56,7 @@ pub enum PullError {
         bindings: Vec<String>,
     },
     /// The ref would move backwards (an older or unrelated commit), and that was not asked for.
-    #[error("refusing to move {name} from {current} to {candidate}: {why}; a mirror or a man-in-the-middle may be replaying an old (validly signed) summary. Pass --allow-downgrade if you mean to go back")]
+    #[error("refusing to move {name} from {current} to {candidate}: {why}; a mirror or a man-in-the-middle may be replaying an old (validly signed) summary; --allow-downgrade accepts it")]
     Downgrade {
         /// The ref (or what the commit would replace).
         name: String,

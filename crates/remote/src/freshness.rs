@@ -210,7 +210,9 @@ mod tests {
         let now = 100 * day;
         let lm = crate::summary::LAST_MODIFIED_KEY;
         let ex = crate::summary::EXPIRES_KEY;
-        let cases: Vec<(&str, Option<Summary>, bool, u64, State, &str)> = vec![
+        /// (name, summary, verified, limit, expected state, text in the message)
+        type Case<'a> = (&'a str, Option<Summary>, bool, u64, State, &'a str);
+        let cases: Vec<Case> = vec![
             (
                 "fresh",
                 Some(summary(&[(lm, now - day)])),

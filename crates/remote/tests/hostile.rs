@@ -119,10 +119,7 @@ fn now() -> u64 {
 #[test]
 fn replayed_older_signed_summary_moves_no_ref_unless_allowed() {
     // (depth, the part of the message that says how it was decided)
-    for (depth, why) in [
-        (0, "timestamp"),
-        (-1, "not a descendant"),
-    ] {
+    for (depth, why) in [(0, "timestamp"), (-1, "not a descendant")] {
         let d = tempfile::tempdir().unwrap();
         let p = Publisher::new(d.path());
         let t = now() - 30 * DAY;
@@ -141,23 +138,44 @@ fn replayed_older_signed_summary_moves_no_ref_unless_allowed() {
 
         p.serve_summary(&old);
         let (r, src) = pull_signed(&client, &server.url, &p, depth, false);
-        let err = r.expect_err("a replayed older summary must be refused").to_string();
-        for want in [c1.to_hex().as_str(), c2.to_hex().as_str(), why, "--allow-downgrade"] {
+        let err = r
+            .expect_err("a replayed older summary must be refused")
+            .to_string();
+        for want in [
+            c1.to_hex().as_str(),
+            c2.to_hex().as_str(),
+            why,
+            "--allow-downgrade",
+        ] {
             assert!(err.contains(want), "depth {depth}: {want:?} not in: {err}");
         }
-        assert_eq!(remote_ref(&client), Some(c2), "depth {depth}: the ref moved back");
+        assert_eq!(
+            remote_ref(&client),
+            Some(c2),
+            "depth {depth}: the ref moved back"
+        );
         let fetched: Vec<String> = server.requests()[before_replay..]
             .iter()
             .filter(|r| r.ends_with(".filez") || r.ends_with(".dirtree"))
             .cloned()
             .collect();
-        assert!(fetched.is_empty(), "refused pull fetched content: {fetched:?}");
+        assert!(
+            fetched.is_empty(),
+            "refused pull fetched content: {fetched:?}"
+        );
         let read = src.summary_read().expect("the summary was read");
-        assert!(read.verified, "the replayed summary verifies: that is the attack");
+        assert!(
+            read.verified,
+            "the replayed summary verifies: that is the attack"
+        );
 
         let (r, _) = pull_signed(&client, &server.url, &p, depth, true);
         r.unwrap();
-        assert_eq!(remote_ref(&client), Some(c1), "depth {depth}: --allow-downgrade");
+        assert_eq!(
+            remote_ref(&client),
+            Some(c1),
+            "depth {depth}: --allow-downgrade"
+        );
         assert_fsck_clean(&client);
     }
 }
@@ -196,9 +214,17 @@ fn frozen_expired_and_undated_summaries_are_reported() {
     let p = Publisher::new(d.path());
     p.commit("1", now() - 20 * DAY);
     let server = FaultServer::start(p.repo.path(), None, |_, _, _| Action::Serve);
-    let cases: Vec<(&str, Option<u64>, Vec<(&str, u64)>, State, &str)> = vec![
+    /// (name, last modified, extra metadata, expected state, text in the message)
+    type Case<'a> = (&'a str, Option<u64>, Vec<(&'a str, u64)>, State, &'a str);
+    let cases: Vec<Case> = vec![
         ("fresh", Some(now() - DAY), vec![], State::Fresh, "ago"),
-        ("frozen", Some(now() - 8 * DAY), vec![], State::Stale, "8 days ago"),
+        (
+            "frozen",
+            Some(now() - 8 * DAY),
+            vec![],
+            State::Stale,
+            "8 days ago",
+        ),
         (
             "expired",
             Some(now() - DAY),
