@@ -230,6 +230,19 @@ fn upgrade_refuses_a_replayed_older_signed_commit_unless_allowed() {
         assert_eq!(n.snapshot(), before, "{args:?} changed the sysroot");
     }
 
+    // Re-following the same REMOTE:REF is not asking for an older commit either.
+    let out = n.node(&["deploy", "keel:keel/test", "--booted", &d2]);
+    let msg = text(&out);
+    assert!(
+        !out.status.success() && msg.contains(&c1) && msg.contains(&c2),
+        "{msg}"
+    );
+    assert_eq!(
+        n.snapshot(),
+        before,
+        "deploy REMOTE:REF changed the sysroot"
+    );
+
     let check = n.node_json(&[
         "upgrade",
         "--check",
@@ -413,4 +426,46 @@ fn the_agent_refuses_an_older_target_and_reports_a_frozen_summary() {
         .output()
         .unwrap();
     assert!(text(&human).contains("8 days ago"), "{}", text(&human));
+}
+
+#[test]
+fn repo_pull_refuses_a_replay_and_warns_about_a_frozen_summary() {
+    let n = Node::new();
+    let t = now() - 20 * DAY;
+    let c1 = n.publish("1", t);
+    n.sign_summary_dated(Some(t));
+    let old = n.saved_summary();
+    let c2 = n.publish("2", t + DAY);
+    let server = serve(&n.publish);
+    let client = n.base.join("client");
+    let keel = Tool::Keel(KEEL.into());
+    keel.init(&client, "archive");
+    let spec = format!("--sign-verify=ed25519={}.pub", n.key.display());
+    keel.ok(&client, "remote", &["add", &spec, "keel", &server.url]);
+    keel.ok(&client, "pull", &["keel", REF]);
+    let head = || keel.rev_parse(&client, &format!("keel:{REF}"));
+    assert_eq!(head(), c2);
+
+    n.replay(&old);
+    let out = keel.output(&client, "pull", &["keel", REF]);
+    let msg = text(&out);
+    assert!(!out.status.success(), "{msg}");
+    for want in [
+        c1.as_str(),
+        c2.as_str(),
+        "no ref was changed",
+        "--allow-downgrade",
+    ] {
+        assert!(msg.contains(want), "{want:?} not in: {msg}");
+    }
+    assert_eq!(head(), c2, "the ref moved back");
+    // The replayed summary is 20 days old: the pull that accepts it says so.
+    let out = keel.output(&client, "pull", &["--allow-downgrade", "keel", REF]);
+    let msg = text(&out);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("warning:") && msg.contains("20 days ago"),
+        "{msg}"
+    );
+    assert_eq!(head(), c1);
 }
