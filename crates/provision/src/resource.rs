@@ -1,11 +1,17 @@
 //! Fetching a config resource: `data:`, `http(s)://` (with the config's CA bundles, headers,
 //! timeouts and retries with backoff), `tftp://`; then gzip decompression and hash verification.
+//!
+//! Contents are streamed: [`Fetcher::fetch_to`] decompresses and hashes while it writes to its
+//! [`Sink`] (a file being written in the target root), so a small gzip source that inflates to
+//! gigabytes costs a fixed buffer of memory, and its size is bounded by the target filesystem.
+//! The hash covers the decompressed bytes (Ignition's rule); a mismatch is found at the end of
+//! the stream, before the file is renamed into place.
 
 use keel_ignition_config::types::{Config, Resource};
 use keel_ignition_config::validate::decode_data_url;
 use keel_utils::http::{Client, HttpError, HttpOptions};
 use sha2::Digest;
-use std::io::Read;
+use std::io::{Read, Seek, Write};
 use std::time::{Duration, Instant};
 
 /// Default wait for response headers, like Ignition (`ignition.timeouts.httpResponseHeaders`).
@@ -13,6 +19,8 @@ const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause between retries; doubled each time up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Bytes moved at a time from the source through gunzip and the hash to the sink.
+const CHUNK: usize = 64 * 1024;
 
 /// Why a resource could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +54,206 @@ pub enum FetchError {
         calculated: String,
         expected: String,
     },
+    /// Storing the fetched data failed (a full target filesystem is `StorageFull`).
+    #[error("{}", write_message(.0))]
+    Write(std::io::Error),
+}
+
+fn write_message(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("the target filesystem is full ({e}); the (decompressed) contents do not fit")
+    } else {
+        format!("writing the fetched data: {e}")
+    }
+}
+
+impl FetchError {
+    /// Whether trying the source again may help (network trouble; not bad data or a full disk).
+    fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Http(e) => e.is_retryable(),
+            FetchError::Tftp(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Where fetched bytes go; a retried download starts over with [`Sink::restart`].
+pub trait Sink: Write {
+    /// Forgets what this fetch wrote so far.
+    fn restart(&mut self) -> std::io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+/// A file written from its current position on (a retry truncates back to it).
+pub struct FileSink<'f> {
+    file: &'f mut std::fs::File,
+    start: u64,
+}
+
+impl<'f> FileSink<'f> {
+    pub fn new(file: &'f mut std::fs::File) -> std::io::Result<FileSink<'f>> {
+        let start = file.stream_position()?;
+        Ok(FileSink { file, start })
+    }
+}
+
+impl Write for FileSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Sink for FileSink<'_> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.file.set_len(self.start)?;
+        self.file.seek(std::io::SeekFrom::Start(self.start))?;
+        Ok(())
+    }
+}
+
+/// `sha512-<hex>` / `sha256-<hex>`, parsed before anything is fetched.
+enum Expected {
+    Sha512(String),
+    Sha256(String),
+}
+
+enum Hasher {
+    None,
+    Sha512(sha2::Sha512),
+    Sha256(sha2::Sha256),
+}
+
+impl Expected {
+    fn parse(spec: &str) -> Result<Expected, FetchError> {
+        match spec.split_once('-') {
+            Some(("sha512", hex)) => Ok(Expected::Sha512(hex.to_string())),
+            Some(("sha256", hex)) => Ok(Expected::Sha256(hex.to_string())),
+            _ => Err(FetchError::BadHash(spec.to_string())),
+        }
+    }
+
+    fn hasher(&self) -> Hasher {
+        match self {
+            Expected::Sha512(_) => Hasher::Sha512(sha2::Sha512::new()),
+            Expected::Sha256(_) => Hasher::Sha256(sha2::Sha256::new()),
+        }
+    }
+
+    fn check(&self, hasher: Hasher) -> Result<(), FetchError> {
+        let (calculated, expected) = match (hasher, self) {
+            (Hasher::Sha512(h), Expected::Sha512(e)) => (hex::encode(h.finalize()), e),
+            (Hasher::Sha256(h), Expected::Sha256(e)) => (hex::encode(h.finalize()), e),
+            _ => return Ok(()),
+        };
+        if calculated.eq_ignore_ascii_case(expected) {
+            Ok(())
+        } else {
+            Err(FetchError::HashMismatch {
+                calculated,
+                expected: expected.clone(),
+            })
+        }
+    }
+}
+
+impl Hasher {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::None => {}
+            Hasher::Sha512(h) => h.update(data),
+            Hasher::Sha256(h) => h.update(data),
+        }
+    }
+}
+
+/// A source reader that remembers whether reading the source itself failed (a network error,
+/// worth a retry) as opposed to the data being bad (gunzip) or the sink failing.
+struct Source<'a> {
+    inner: &'a mut dyn Read,
+    url: &'a str,
+    failed: Option<String>,
+}
+
+impl Read for Source<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            self.failed = Some(e.to_string());
+        })
+    }
+}
+
+impl Source<'_> {
+    /// The error for a failed read through this source (maybe through gunzip).
+    fn read_error(&self, e: std::io::Error, gzip: bool) -> FetchError {
+        match &self.failed {
+            Some(message) => FetchError::Http(HttpError::Transport {
+                url: self.url.to_string(),
+                message: format!("reading the response body: {message}"),
+            }),
+            None if gzip => FetchError::Gunzip(e),
+            None => FetchError::Http(HttpError::Transport {
+                url: self.url.to_string(),
+                message: format!("reading the response body: {e}"),
+            }),
+        }
+    }
+}
+
+/// Copies `source` (gunzipped when `gzip`) into `sink` through `hasher`, a chunk at a time;
+/// returns the number of bytes written.
+fn pump(
+    source: &mut Source,
+    gzip: bool,
+    sink: &mut dyn Sink,
+    hasher: &mut Hasher,
+) -> Result<u64, FetchError> {
+    let copied = {
+        let mut reader: Box<dyn Read + '_> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(&mut *source))
+        } else {
+            Box::new(&mut *source)
+        };
+        copy_chunks(&mut reader, sink, hasher)
+    };
+    copied.map_err(|(e, reading)| {
+        if reading {
+            source.read_error(e, gzip)
+        } else {
+            FetchError::Write(e)
+        }
+    })
+}
+
+/// The copy loop of [`pump`]; an error says whether reading (true) or writing failed.
+fn copy_chunks(
+    reader: &mut dyn Read,
+    sink: &mut dyn Sink,
+    hasher: &mut Hasher,
+) -> Result<u64, (std::io::Error, bool)> {
+    let mut buf = vec![0u8; CHUNK];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((e, true)),
+        };
+        hasher.update(&buf[..n]);
+        sink.write_all(&buf[..n]).map_err(|e| (e, false))?;
+        total += n as u64;
+    }
 }
 
 /// Does fetching `url` need the network?
@@ -143,32 +351,87 @@ impl Fetcher {
         })
     }
 
-    /// Fetches, decompresses and verifies a resource. An absent or empty source gives no data.
+    /// Fetches, decompresses and verifies a resource into memory (configs, CA bundles, key
+    /// files). An absent or empty source gives no data.
     pub fn fetch(&self, r: &Resource) -> Result<Vec<u8>, FetchError> {
-        let raw = self.fetch_url(r.source.as_deref().unwrap_or(""), &headers(r))?;
-        let data = match r.compression.as_deref() {
-            None | Some("") => raw,
-            Some("gzip") => gunzip(&raw)?,
-            Some(other) => return Err(FetchError::Compression(other.to_string())),
-        };
-        if let Some(hash) = r.verification.as_ref().and_then(|v| v.hash.as_deref()) {
-            verify(&data, hash)?;
-        }
+        let mut data = Vec::new();
+        self.fetch_to(r, &mut data)?;
         Ok(data)
     }
 
-    /// Fetches the raw bytes behind a URL, retrying network errors and 5xx answers with
-    /// exponential backoff until `httpTotal` runs out (forever when it is unset, like Ignition).
+    /// Fetches a resource into `sink`, decompressing and hashing while it streams; returns
+    /// the number of bytes written. On a hash mismatch the sink holds the bad data: the caller
+    /// must not keep it.
+    pub fn fetch_to(&self, r: &Resource, sink: &mut dyn Sink) -> Result<u64, FetchError> {
+        let expected = r
+            .verification
+            .as_ref()
+            .and_then(|v| v.hash.as_deref())
+            .map(Expected::parse)
+            .transpose()?;
+        let gzip = match r.compression.as_deref() {
+            None | Some("") => false,
+            Some("gzip") => true,
+            Some(other) => return Err(FetchError::Compression(other.to_string())),
+        };
+        let mut hasher = Hasher::None;
+        let mut written = 0;
+        let url = r.source.as_deref().unwrap_or("");
+        self.stream_url(url, &headers(r), &mut |body| {
+            sink.restart().map_err(FetchError::Write)?;
+            hasher = expected.as_ref().map_or(Hasher::None, Expected::hasher);
+            let mut source = Source {
+                inner: body,
+                url,
+                failed: None,
+            };
+            written = pump(&mut source, gzip, sink, &mut hasher)?;
+            Ok(())
+        })?;
+        sink.flush().map_err(FetchError::Write)?;
+        if let Some(e) = expected {
+            e.check(hasher)?;
+        }
+        Ok(written)
+    }
+
+    /// Fetches the raw bytes behind a URL into memory (see [`Fetcher::stream_url`]).
     pub fn fetch_url(
         &self,
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Vec<u8>, FetchError> {
+        let mut data = Vec::new();
+        self.stream_url(url, headers, &mut |body| {
+            data.clear();
+            body.read_to_end(&mut data)
+                .map_err(|e| {
+                    FetchError::Http(HttpError::Transport {
+                        url: url.to_string(),
+                        message: format!("reading the response body: {e}"),
+                    })
+                })
+                .map(drop)
+        })?;
+        Ok(data)
+    }
+
+    /// Opens the raw bytes behind a URL and hands them to `consume`, retrying network errors
+    /// and 5xx answers (from opening or from `consume` reading) with exponential backoff until
+    /// `httpTotal` runs out (forever when it is unset, like Ignition). An empty URL gives an
+    /// empty stream.
+    pub fn stream_url(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        consume: &mut dyn FnMut(&mut dyn Read) -> Result<(), FetchError>,
+    ) -> Result<(), FetchError> {
         if url.is_empty() {
-            return Ok(Vec::new());
+            return consume(&mut std::io::empty());
         }
         if url.starts_with("data:") {
-            return decode_data_url(url).map_err(FetchError::DataUrl);
+            let data = decode_data_url(url).map_err(FetchError::DataUrl)?;
+            return consume(&mut data.as_slice());
         }
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
         if !matches!(scheme, "http" | "https" | "tftp") {
@@ -194,31 +457,30 @@ impl Fetcher {
             tries += 1;
             let attempt = match scheme {
                 "tftp" => crate::tftp::fetch(url, self.header_timeout)
-                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+                    .map_err(FetchError::from)
+                    .and_then(|data| consume(&mut data.as_slice())),
                 _ => client
-                    .get(url, headers)
-                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+                    .open(url, headers)
+                    .map_err(FetchError::from)
+                    .and_then(|mut body| consume(&mut body)),
             };
-            match attempt {
-                Ok(data) => return Ok(data),
-                Err((false, e)) => return Err(e),
-                Err((true, e)) => {
-                    let elapsed = start.elapsed();
-                    if self.total.is_some_and(|t| elapsed + backoff > t) {
-                        return Err(FetchError::TimedOut {
-                            url: url.to_string(),
-                            tries,
-                            elapsed,
-                            last: e.to_string(),
-                        });
-                    }
-                    tracing::warn!(
-                        "fetching {url} failed (try {tries}): {e}; retrying in {backoff:?}"
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            let e = match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            let elapsed = start.elapsed();
+            if self.total.is_some_and(|t| elapsed + backoff > t) {
+                return Err(FetchError::TimedOut {
+                    url: url.to_string(),
+                    tries,
+                    elapsed,
+                    last: e.to_string(),
+                });
             }
+            tracing::warn!("fetching {url} failed (try {tries}): {e}; retrying in {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -240,34 +502,6 @@ fn headers(r: &Resource) -> Vec<(String, String)> {
         out.push((name.clone(), value.clone()));
     }
     out
-}
-
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, FetchError> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(FetchError::Gunzip)?;
-    Ok(out)
-}
-
-/// Checks `data` against `sha512-<hex>` / `sha256-<hex>` (hex compared case-insensitively).
-pub fn verify(data: &[u8], spec: &str) -> Result<(), FetchError> {
-    let (func, expected) = spec
-        .split_once('-')
-        .ok_or_else(|| FetchError::BadHash(spec.to_string()))?;
-    let calculated = match func {
-        "sha512" => hex::encode(sha2::Sha512::digest(data)),
-        "sha256" => hex::encode(sha2::Sha256::digest(data)),
-        _ => return Err(FetchError::BadHash(spec.to_string())),
-    };
-    if calculated.eq_ignore_ascii_case(expected) {
-        Ok(())
-    } else {
-        Err(FetchError::HashMismatch {
-            calculated,
-            expected: expected.to_string(),
-        })
-    }
 }
 
 #[cfg(test)]
