@@ -446,3 +446,26 @@ fn account_names_useradd_refuses_are_validation_errors_and_never_silent() {
     assert!(String::from_utf8_lossy(&passwd).contains("\nk.user_1:"));
     assert!(String::from_utf8_lossy(&group).contains("\nk-group$:"));
 }
+
+#[test]
+fn passwd_fields_useradd_refuses_are_validation_errors() {
+    let cfg = ign(serde_json::json!({"passwd": {
+        "users": [{"name": "u", "gecos": "a:b", "homeDir": "rel", "shell": "sh",
+                   "passwordHash": "x\nroot::0:0::/:/bin/sh"}],
+        "groups": [{"name": "g", "passwordHash": "a:b"}]
+    }}));
+    assert_refused(
+        &cfg,
+        &[
+            ("$.passwd.users.0.gecos", "\":\""),
+            ("$.passwd.users.0.homeDir", "absolute"),
+            ("$.passwd.users.0.shell", "absolute"),
+            ("$.passwd.users.0.passwordHash", "line breaks"),
+            ("$.passwd.groups.0.passwordHash", "\":\""),
+        ],
+    );
+    let fine = ign(serde_json::json!({"passwd": {"users": [
+        {"name": "u", "gecos": "Core User", "homeDir": "/var/home/u", "shell": "", "passwordHash": "$6$abc$def"}
+    ]}}));
+    assert!(validation_errors(&fine).is_empty());
+}

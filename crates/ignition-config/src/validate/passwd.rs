@@ -51,12 +51,47 @@ fn check_group_ref(c: &mut Checker, group: &str, at: &JsonPath) {
     }
 }
 
+/// A field `useradd` writes into `/etc/passwd` or `/etc/shadow` may not hold the field
+/// separator or a line break; a home directory must be an absolute path, a shell one when set.
+fn check_field(c: &mut Checker, value: Option<&str>, absolute: Absolute, at: &JsonPath) {
+    let Some(v) = value else { return };
+    if v.contains([':', '\n', '\r', '\0']) {
+        c.error(
+            at,
+            "invalid value: \":\" and line breaks are refused by useradd (they would corrupt /etc/passwd)",
+        );
+    } else if absolute != Absolute::No
+        && !v.starts_with('/')
+        && !(v.is_empty() && absolute == Absolute::UnlessEmpty)
+    {
+        c.error(at, "must be an absolute path (useradd refuses others)");
+    }
+}
+
+/// Whether a field must be an absolute path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Absolute {
+    No,
+    Yes,
+    UnlessEmpty,
+}
+
 pub fn check(c: &mut Checker, pw: &Passwd, p: &JsonPath) {
     for (i, u) in pw.users.iter().enumerate() {
         let at = p.key("users").index(i);
         if let Some(msg) = account_name_problem(u.name.as_deref().unwrap_or("")) {
             c.error(&at.key("name"), msg);
         }
+        check_field(c, u.gecos.as_deref(), Absolute::No, &at.key("gecos"));
+        check_field(c, u.home_dir.as_deref(), Absolute::Yes, &at.key("homeDir"));
+        check_field(
+            c,
+            u.shell.as_deref(),
+            Absolute::UnlessEmpty,
+            &at.key("shell"),
+        );
+        let hash = u.password_hash.as_deref();
+        check_field(c, hash, Absolute::No, &at.key("passwordHash"));
         check_id(c, u.uid, &at.key("uid"));
         if let Some(g) = &u.primary_group {
             check_group_ref(c, g, &at.key("primaryGroup"));
@@ -71,6 +106,8 @@ pub fn check(c: &mut Checker, pw: &Passwd, p: &JsonPath) {
             c.error(&at.key("name"), msg);
         }
         check_id(c, g.gid, &at.key("gid"));
+        let hash = g.password_hash.as_deref();
+        check_field(c, hash, Absolute::No, &at.key("passwordHash"));
     }
 }
 
