@@ -13,7 +13,7 @@
 use anyhow::{bail, Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -88,10 +88,14 @@ impl Root {
             Mode::empty(),
         )
         .with_context(|| format!("opening the target root {}", path.display()))?;
-        Ok(Root {
+        let root = Root {
             fd,
             path: path.to_path_buf(),
-        })
+        };
+        if let Err(Errno::NOSYS) = root.resolve("/", OFlags::PATH) {
+            bail!("this kernel has no openat2 (Linux 5.6 or newer is needed to write beneath the root {} safely)", path.display());
+        }
+        Ok(root)
     }
 
     /// The root's path on the host (for tools that take `--root` and chroot into it).
@@ -454,34 +458,39 @@ impl Dir {
     /// Removes `name` whatever it is, a directory with everything in it (links inside are
     /// removed, never followed).
     pub fn remove_any(&self, name: &str) -> Result<()> {
-        let is_dir = self
-            .stat(name)?
-            .is_some_and(|s| FileType::from_raw_mode(s.st_mode) == FileType::Directory);
-        if !is_dir {
-            return self.remove_file(name);
-        }
-        if let Some(sub) = self.subdir(name)? {
-            for entry in sub.names()? {
-                sub.remove_any(&entry.to_string_lossy())?;
-            }
-        }
-        rustix::fs::unlinkat(&self.fd, name, AtFlags::REMOVEDIR)
-            .with_context(|| format!("removing directory {}", self.show(name)))
+        remove_tree(&self.fd, OsStr::new(name))
+            .with_context(|| format!("removing {}", self.show(name)))
     }
+}
 
-    fn names(&self) -> Result<Vec<OsString>> {
-        let mut out = Vec::new();
-        let dir = rustix::fs::Dir::read_from(&self.fd)
-            .with_context(|| format!("listing {}", self.show(".")))?;
-        for entry in dir {
-            let entry = entry.with_context(|| format!("listing {}", self.show(".")))?;
-            let name = OsStr::from_bytes(entry.file_name().to_bytes());
-            if name != "." && name != ".." {
-                out.push(name.to_os_string());
-            }
-        }
-        Ok(out)
+/// Removes `name` in `dir` and, for a directory, everything in it; names are taken as bytes
+/// (not only UTF-8), links are removed and never followed, and directories are opened with
+/// `O_NOFOLLOW`, so a swap for a link cannot redirect the removal.
+fn remove_tree(dir: &OwnedFd, name: &OsStr) -> Result<()> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) | Err(Errno::NOENT) => return Ok(()),
+        Err(Errno::ISDIR) => {}
+        Err(e) => return Err(e.into()),
     }
+    let sub = rustix::fs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&sub)? {
+        let entry = entry?;
+        let n = OsStr::from_bytes(entry.file_name().to_bytes());
+        if n != "." && n != ".." {
+            names.push(n.to_os_string());
+        }
+    }
+    for n in &names {
+        remove_tree(&sub, n).with_context(|| format!("removing {:?}", n))?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?;
+    Ok(())
 }
 
 /// fchown, then fchmod, on an open file or directory.
@@ -641,6 +650,25 @@ mod tests {
         dir.fill_temp(name, 0o644, |_| Ok(())).unwrap();
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
         assert!(r.join(outside.path().strip_prefix("/").unwrap()).is_dir());
+    }
+
+    #[test]
+    fn removing_a_tree_never_follows_links_in_it() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), "x").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let tree = d.path().join("t/a");
+        std::fs::create_dir_all(&tree).unwrap();
+        symlink(outside.path(), tree.join("out")).unwrap();
+        std::fs::write(tree.join(OsStr::from_bytes(b"\xff")), "").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        root.find_dir("/")
+            .unwrap()
+            .unwrap()
+            .remove_any("t")
+            .unwrap();
+        assert!(!d.path().join("t").exists());
+        assert!(outside.path().join("keep").exists());
     }
 
     #[test]

@@ -193,13 +193,19 @@ fn install_values_with_dotdot_are_refused() {
     assert_refused(
         &cfg,
         &[
-            ("$.systemd.units.0.contents", "WantedBy=../../../../canary/w"),
+            (
+                "$.systemd.units.0.contents",
+                "WantedBy=../../../../canary/w",
+            ),
             ("$.systemd.units.0.contents", "RequiredBy="),
             ("$.systemd.units.0.contents", "Alias="),
         ],
     );
     let err = apply_unvalidated(&s, cfg).expect_err("the stage must refuse it too");
-    assert!(err.contains("[Install] WantedBy=../../../../canary/w"), "{err}");
+    assert!(
+        err.contains("[Install] WantedBy=../../../../canary/w"),
+        "{err}"
+    );
     // The same unit file written as a plain file: validation cannot see its [Install]
     // section, so enabling it must fail in the stage.
     let cfg = ign(serde_json::json!({
@@ -208,7 +214,10 @@ fn install_values_with_dotdot_are_refused() {
         "systemd": {"units": [{"name": "y.service", "enabled": true}]}
     }));
     let err = apply_validated(&s, &cfg).expect_err("enabling must refuse the link names");
-    assert!(err.contains("$.systemd.units.0: enabling \"y.service\""), "{err}");
+    assert!(
+        err.contains("$.systemd.units.0: enabling \"y.service\""),
+        "{err}"
+    );
     assert!(err.contains("is not a unit name"), "{err}");
     assert_outside_unchanged(&s, &before, "[Install] values");
 }
@@ -273,7 +282,9 @@ fn etc_linked_outside_is_followed_inside_the_root() {
         assert!(etc
             .join("systemd/system/multi-user.target.wants/a.service")
             .is_symlink());
-        assert!(etc.join("systemd/system-preset/20-ignition.preset").is_file());
+        assert!(etc
+            .join("systemd/system-preset/20-ignition.preset")
+            .is_file());
     }
 }
 
@@ -409,7 +420,16 @@ fn account_names_useradd_refuses_are_validation_errors_and_never_silent() {
             std::fs::read(s.root.join("etc/group")).unwrap(),
         )
     };
-    for name in ["--help", "-x", "a:b", "a b", "a/b", "..", "123", &"a".repeat(33)] {
+    for name in [
+        "--help",
+        "-x",
+        "a:b",
+        "a b",
+        "a/b",
+        "..",
+        "123",
+        &"a".repeat(33),
+    ] {
         let cfg = ign(serde_json::json!({"passwd": {
             "users": [{"name": name, "primaryGroup": name, "groups": [name]}],
             "groups": [{"name": name}]
@@ -433,7 +453,10 @@ fn account_names_useradd_refuses_are_validation_errors_and_never_silent() {
     ] {
         let err = apply_unvalidated(&s, ign(cfg.clone()))
             .expect_err("an option-like name must fail, not do nothing");
-        assert!(err.contains("--help") && err.contains("failed"), "{cfg}: {err}");
+        assert!(
+            err.contains("--help") && err.contains("failed"),
+            "{cfg}: {err}"
+        );
     }
     assert_eq!(accounts(&s), before);
     // Names the rule accepts are created by the real tools.

@@ -138,9 +138,16 @@ fn gzip_bombs_stream_to_disk_under_a_memory_cap() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("root");
     let big = gzip_zeros(1024 * MIB);
-    assert!(big.len() < 2 * MIB as usize, "the bomb is {} bytes", big.len());
+    assert!(
+        big.len() < 2 * MIB as usize,
+        "the bomb is {} bytes",
+        big.len()
+    );
     let quarter = gzip_zeros(256 * MIB);
-    let server = common::serve(vec![common::Route::ok("/quarter.gz", quarter.clone())], None);
+    let server = common::serve(
+        vec![common::Route::ok("/quarter.gz", quarter.clone())],
+        None,
+    );
     let config = write_config(
         tmp.path(),
         serde_json::json!([
@@ -158,8 +165,16 @@ fn gzip_bombs_stream_to_disk_under_a_memory_cap() {
         "keel under a {MEMORY_CAP_KIB} KiB address-space cap failed: {}",
         stderr(&out)
     );
-    for (name, len) in [("big", 1024 * MIB), ("remote", 256 * MIB), ("appended", 256 * MIB)] {
-        assert_eq!(std::fs::metadata(root.join(name)).unwrap().len(), len, "/{name}");
+    for (name, len) in [
+        ("big", 1024 * MIB),
+        ("remote", 256 * MIB),
+        ("appended", 256 * MIB),
+    ] {
+        assert_eq!(
+            std::fs::metadata(root.join(name)).unwrap().len(),
+            len,
+            "/{name}"
+        );
     }
     let mut head = [1u8; 4096];
     std::fs::File::open(root.join("appended"))
@@ -237,5 +252,9 @@ fn a_full_target_filesystem_is_a_clear_error() {
     ] {
         assert!(err.contains(want), "missing {want:?} in: {err}");
     }
-    assert_eq!(files_under(&small.0), Vec::<String>::new(), "temp file left");
+    assert_eq!(
+        files_under(&small.0),
+        Vec::<String>::new(),
+        "temp file left"
+    );
 }
