@@ -2,7 +2,8 @@
 //! (`cargo build -p keel` first; a missing or stale binary fails these tests): gzip bombs from
 //! a data URL, a loopback HTTP server and `append`, under a virtual-memory cap far below the
 //! inflated size; a hash mismatch found while streaming; and a target filesystem too small for
-//! the inflated contents. They need root (tmpfs mount, chown) and fail without it.
+//! the inflated contents. They need root (tmpfs mount, chown) and fail without it. One more
+//! case runs in-process: an HTTP body cut off mid-stream is retried from the file's start.
 
 mod common;
 
@@ -256,5 +257,62 @@ fn a_full_target_filesystem_is_a_clear_error() {
         files_under(&small.0),
         Vec::<String>::new(),
         "temp file left"
+    );
+}
+
+/// A server whose first answer breaks off in the middle of the body: the retry must start the
+/// file over, never keep the broken start in front of the full body.
+#[test]
+fn a_body_cut_off_mid_stream_is_retried_from_the_start() {
+    use std::io::Write;
+    let body: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = body.clone();
+    let server = std::thread::spawn(move || {
+        for attempt in 0..2 {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut req = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut req);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                served.len()
+            );
+            s.write_all(head.as_bytes()).unwrap();
+            let part = if attempt == 0 {
+                served.len() / 3
+            } else {
+                served.len()
+            };
+            s.write_all(&served[..part]).unwrap();
+        }
+    });
+    let cfg = keel_ignition_config::types::Config::default();
+    let fetcher = keel_provision::resource::Fetcher::online(&cfg, Vec::new()).unwrap();
+    let resource = keel_ignition_config::types::Resource {
+        source: Some(format!("http://127.0.0.1:{port}/f")),
+        ..Default::default()
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(tmp.path().join("f"))
+        .unwrap();
+    f.write_all(b"before|").unwrap();
+    let n = fetcher
+        .fetch_to(
+            &resource,
+            &mut keel_provision::resource::FileSink::new(&mut f).unwrap(),
+        )
+        .unwrap();
+    server.join().unwrap();
+    assert_eq!(n, body.len() as u64);
+    let got = std::fs::read(tmp.path().join("f")).unwrap();
+    assert_eq!(&got[..7], b"before|");
+    assert!(
+        got[7..] == body[..],
+        "the file is not the full body after the retry"
     );
 }

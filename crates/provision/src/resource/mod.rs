@@ -10,17 +10,19 @@
 use keel_ignition_config::types::{Config, Resource};
 use keel_ignition_config::validate::decode_data_url;
 use keel_utils::http::{Client, HttpError, HttpOptions};
-use sha2::Digest;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::time::{Duration, Instant};
+use stream::{pump, Expected, Hasher, Source};
+
+mod stream;
+
+pub use stream::{FileSink, Sink};
 
 /// Default wait for response headers, like Ignition (`ignition.timeouts.httpResponseHeaders`).
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// First pause between retries; doubled each time up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// Bytes moved at a time from the source through gunzip and the hash to the sink.
-const CHUNK: usize = 64 * 1024;
 
 /// Why a resource could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -75,184 +77,6 @@ impl FetchError {
             FetchError::Tftp(e) => e.is_retryable(),
             _ => false,
         }
-    }
-}
-
-/// Where fetched bytes go; a retried download starts over with [`Sink::restart`].
-pub trait Sink: Write {
-    /// Forgets what this fetch wrote so far.
-    fn restart(&mut self) -> std::io::Result<()>;
-}
-
-impl Sink for Vec<u8> {
-    fn restart(&mut self) -> std::io::Result<()> {
-        self.clear();
-        Ok(())
-    }
-}
-
-/// A file written from its current position on (a retry truncates back to it).
-pub struct FileSink<'f> {
-    file: &'f mut std::fs::File,
-    start: u64,
-}
-
-impl<'f> FileSink<'f> {
-    pub fn new(file: &'f mut std::fs::File) -> std::io::Result<FileSink<'f>> {
-        let start = file.stream_position()?;
-        Ok(FileSink { file, start })
-    }
-}
-
-impl Write for FileSink<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.file.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
-
-impl Sink for FileSink<'_> {
-    fn restart(&mut self) -> std::io::Result<()> {
-        self.file.set_len(self.start)?;
-        self.file.seek(std::io::SeekFrom::Start(self.start))?;
-        Ok(())
-    }
-}
-
-/// `sha512-<hex>` / `sha256-<hex>`, parsed before anything is fetched.
-enum Expected {
-    Sha512(String),
-    Sha256(String),
-}
-
-enum Hasher {
-    None,
-    Sha512(sha2::Sha512),
-    Sha256(sha2::Sha256),
-}
-
-impl Expected {
-    fn parse(spec: &str) -> Result<Expected, FetchError> {
-        match spec.split_once('-') {
-            Some(("sha512", hex)) => Ok(Expected::Sha512(hex.to_string())),
-            Some(("sha256", hex)) => Ok(Expected::Sha256(hex.to_string())),
-            _ => Err(FetchError::BadHash(spec.to_string())),
-        }
-    }
-
-    fn hasher(&self) -> Hasher {
-        match self {
-            Expected::Sha512(_) => Hasher::Sha512(sha2::Sha512::new()),
-            Expected::Sha256(_) => Hasher::Sha256(sha2::Sha256::new()),
-        }
-    }
-
-    fn check(&self, hasher: Hasher) -> Result<(), FetchError> {
-        let (calculated, expected) = match (hasher, self) {
-            (Hasher::Sha512(h), Expected::Sha512(e)) => (hex::encode(h.finalize()), e),
-            (Hasher::Sha256(h), Expected::Sha256(e)) => (hex::encode(h.finalize()), e),
-            _ => return Ok(()),
-        };
-        if calculated.eq_ignore_ascii_case(expected) {
-            Ok(())
-        } else {
-            Err(FetchError::HashMismatch {
-                calculated,
-                expected: expected.clone(),
-            })
-        }
-    }
-}
-
-impl Hasher {
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Hasher::None => {}
-            Hasher::Sha512(h) => h.update(data),
-            Hasher::Sha256(h) => h.update(data),
-        }
-    }
-}
-
-/// A source reader that remembers whether reading the source itself failed (a network error,
-/// worth a retry) as opposed to the data being bad (gunzip) or the sink failing.
-struct Source<'a> {
-    inner: &'a mut dyn Read,
-    url: &'a str,
-    failed: Option<String>,
-}
-
-impl Read for Source<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            self.failed = Some(e.to_string());
-        })
-    }
-}
-
-impl Source<'_> {
-    /// The error for a failed read through this source (maybe through gunzip).
-    fn read_error(&self, e: std::io::Error, gzip: bool) -> FetchError {
-        match &self.failed {
-            Some(message) => FetchError::Http(HttpError::Transport {
-                url: self.url.to_string(),
-                message: format!("reading the response body: {message}"),
-            }),
-            None if gzip => FetchError::Gunzip(e),
-            None => FetchError::Http(HttpError::Transport {
-                url: self.url.to_string(),
-                message: format!("reading the response body: {e}"),
-            }),
-        }
-    }
-}
-
-/// Copies `source` (gunzipped when `gzip`) into `sink` through `hasher`, a chunk at a time;
-/// returns the number of bytes written.
-fn pump(
-    source: &mut Source,
-    gzip: bool,
-    sink: &mut dyn Sink,
-    hasher: &mut Hasher,
-) -> Result<u64, FetchError> {
-    let copied = {
-        let mut reader: Box<dyn Read + '_> = if gzip {
-            Box::new(flate2::read::GzDecoder::new(&mut *source))
-        } else {
-            Box::new(&mut *source)
-        };
-        copy_chunks(&mut reader, sink, hasher)
-    };
-    copied.map_err(|(e, reading)| {
-        if reading {
-            source.read_error(e, gzip)
-        } else {
-            FetchError::Write(e)
-        }
-    })
-}
-
-/// The copy loop of [`pump`]; an error says whether reading (true) or writing failed.
-fn copy_chunks(
-    reader: &mut dyn Read,
-    sink: &mut dyn Sink,
-    hasher: &mut Hasher,
-) -> Result<u64, (std::io::Error, bool)> {
-    let mut buf = vec![0u8; CHUNK];
-    let mut total = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err((e, true)),
-        };
-        hasher.update(&buf[..n]);
-        sink.write_all(&buf[..n]).map_err(|e| (e, false))?;
-        total += n as u64;
     }
 }
 
