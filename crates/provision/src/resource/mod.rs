@@ -228,14 +228,12 @@ impl Fetcher {
         let mut data = Vec::new();
         self.stream_url(url, headers, &mut |body| {
             data.clear();
-            body.read_to_end(&mut data)
-                .map_err(|e| {
-                    FetchError::Http(HttpError::Transport {
-                        url: url.to_string(),
-                        message: format!("reading the response body: {e}"),
-                    })
-                })
-                .map(drop)
+            let mut source = Source {
+                inner: body,
+                url,
+                failed: None,
+            };
+            pump(&mut source, false, &mut data, &mut Hasher::None).map(drop)
         })?;
         Ok(data)
     }
@@ -280,9 +278,9 @@ impl Fetcher {
         loop {
             tries += 1;
             let attempt = match scheme {
-                "tftp" => crate::tftp::fetch(url, self.header_timeout)
+                "tftp" => crate::tftp::Transfer::start(url, self.header_timeout)
                     .map_err(FetchError::from)
-                    .and_then(|data| consume(&mut data.as_slice())),
+                    .and_then(|mut transfer| consume(&mut transfer)),
                 _ => client
                     .open(url, headers)
                     .map_err(FetchError::from)

@@ -2,6 +2,7 @@
 //! a [`Sink`] (gunzip, then the hash of the decompressed bytes), a chunk at a time.
 
 use super::FetchError;
+use crate::tftp::TftpError;
 use keel_utils::http::HttpError;
 use sha2::Digest;
 use std::io::{Read, Seek, Write};
@@ -113,30 +114,39 @@ impl Hasher {
 pub(super) struct Source<'a> {
     pub(super) inner: &'a mut dyn Read,
     pub(super) url: &'a str,
-    pub(super) failed: Option<String>,
+    pub(super) failed: Option<std::io::Error>,
 }
 
 impl Read for Source<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).inspect_err(|e| {
-            self.failed = Some(e.to_string());
-        })
+        match self.inner.read(buf) {
+            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(e);
+                Err(copy)
+            }
+            r => r,
+        }
     }
 }
 
 impl Source<'_> {
-    /// The error for a failed read through this source (maybe through gunzip).
-    fn read_error(&self, e: std::io::Error, gzip: bool) -> FetchError {
-        match &self.failed {
-            Some(message) => FetchError::Http(HttpError::Transport {
+    /// The error for a failed read through this source (maybe through gunzip): the source's
+    /// own (a TFTP error, or an HTTP transport error), else bad gzip data.
+    fn read_error(&mut self, e: std::io::Error, gzip: bool) -> FetchError {
+        let transport = |message: String| {
+            FetchError::Http(HttpError::Transport {
                 url: self.url.to_string(),
                 message: format!("reading the response body: {message}"),
-            }),
+            })
+        };
+        match self.failed.take() {
+            Some(failed) => match failed.downcast::<TftpError>() {
+                Ok(t) => FetchError::Tftp(t),
+                Err(failed) => transport(failed.to_string()),
+            },
             None if gzip => FetchError::Gunzip(e),
-            None => FetchError::Http(HttpError::Transport {
-                url: self.url.to_string(),
-                message: format!("reading the response body: {e}"),
-            }),
+            None => transport(e.to_string()),
         }
     }
 }
