@@ -1,0 +1,215 @@
+//! One client connection: requests read by [`crate::head`], answered by the router, written
+//! back with an exact Content-Length; kept alive until a deadline passes, the client or the
+//! server closes it, or the accept loop evicts it for a newcomer.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::{Method, Request, StatusCode, Version};
+use axum::response::Response;
+use axum::Router;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::error::error_response;
+use crate::head::{read_body, read_head, BodyError, Framing, HeadOutcome, Refusal};
+use crate::listener::Slot;
+use crate::options::Limits;
+use crate::stats::Stats;
+
+/// What a connection needs besides its socket.
+pub(crate) struct Context {
+    pub router: Router,
+    pub limits: Limits,
+    pub stats: Arc<Stats>,
+}
+
+/// Serves requests on `stream` until it is done (see the module documentation).
+pub(crate) async fn serve_connection(
+    mut stream: TcpStream,
+    ctx: Arc<Context>,
+    slot: Arc<Slot>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limits = &ctx.limits;
+    let mut buf = Vec::new();
+    let mut first = true;
+    loop {
+        slot.set_idle(true);
+        let wait = if first {
+            limits.header_timeout
+        } else {
+            limits.idle_timeout
+        };
+        let outcome = tokio::select! {
+            outcome = read_head(&mut stream, &mut buf, Instant::now() + wait, limits.header_timeout, first) => outcome,
+            _ = slot.evicted() => return,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        first = false;
+        slot.set_idle(false);
+        let head = match outcome {
+            HeadOutcome::Request(head) => head,
+            HeadOutcome::Closed => return,
+            HeadOutcome::Idle => {
+                Stats::add(&ctx.stats.timed_out);
+                return;
+            }
+            HeadOutcome::TimedOut => {
+                Stats::add(&ctx.stats.timed_out);
+                let refusal = Refusal {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    kind: "request_timeout",
+                    value: format!(
+                        "the request head did not arrive within {} s",
+                        limits.header_timeout.as_secs()
+                    ),
+                };
+                return refuse(&mut stream, &ctx, refusal).await;
+            }
+            HeadOutcome::Refused(refusal) => return refuse(&mut stream, &ctx, refusal).await,
+        };
+        if head.expect_continue && head.framing != Framing::None {
+            let sent = tokio::time::timeout(
+                limits.send_timeout,
+                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            )
+            .await;
+            if !matches!(sent, Ok(Ok(()))) {
+                return;
+            }
+        }
+        let deadline = Instant::now() + limits.body_timeout;
+        let body = match read_body(
+            &mut stream,
+            &mut buf,
+            head.framing,
+            limits.max_body_bytes,
+            deadline,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(BodyError::Closed) => return,
+            Err(BodyError::TimedOut) => {
+                Stats::add(&ctx.stats.timed_out);
+                let refusal = Refusal {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    kind: "request_timeout",
+                    value: format!(
+                        "the request body did not arrive within {} s",
+                        limits.body_timeout.as_secs()
+                    ),
+                };
+                return refuse(&mut stream, &ctx, refusal).await;
+            }
+            Err(BodyError::Refused(refusal)) => return refuse(&mut stream, &ctx, refusal).await,
+        };
+        let is_head = head.method == Method::HEAD;
+        let version = head.version;
+        let keep_alive = head.keep_alive && !*shutdown.borrow();
+        let mut request = Request::new(Body::from(body));
+        *request.method_mut() = head.method;
+        *request.uri_mut() = head.uri;
+        *request.version_mut() = head.version;
+        *request.headers_mut() = head.headers;
+        let response = match ctx.router.clone().call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let answer = Answer {
+            is_head,
+            version,
+            keep_alive,
+        };
+        if !send(&mut stream, &ctx, response, answer).await || !keep_alive {
+            return;
+        }
+    }
+}
+
+/// How an answer is written.
+struct Answer {
+    is_head: bool,
+    version: Version,
+    keep_alive: bool,
+}
+
+/// Answers a refusal with its `{kind, value}` body and leaves the connection to be closed.
+async fn refuse(stream: &mut TcpStream, ctx: &Context, refusal: Refusal) {
+    Stats::add(&ctx.stats.refused);
+    tracing::debug!(
+        "refused a request ({} {}): {}",
+        refusal.status,
+        refusal.kind,
+        refusal.value
+    );
+    let response = error_response(refusal.status, refusal.kind, refusal.value);
+    let answer = Answer {
+        is_head: false,
+        version: Version::HTTP_11,
+        keep_alive: false,
+    };
+    send(stream, ctx, response, answer).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Writes `response` within the send timeout; returns whether it was written.
+async fn send(stream: &mut TcpStream, ctx: &Context, response: Response, answer: Answer) -> bool {
+    let (parts, body) = response.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        tracing::warn!("a response body failed; closing the connection");
+        return false;
+    };
+    let status = parts.status;
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut has_length = false;
+    for (name, value) in &parts.headers {
+        if name == CONTENT_LENGTH {
+            // HEAD answers keep the length the GET answer would have; others get the real one.
+            if !answer.is_head {
+                continue;
+            }
+            has_length = true;
+        }
+        if name == TRANSFER_ENCODING || name == CONNECTION {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let bodiless_status = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if !bodiless_status && !has_length {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    if !answer.keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if answer.version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !answer.is_head && !bodiless_status {
+        out.extend_from_slice(&body);
+    }
+    match tokio::time::timeout(ctx.limits.send_timeout, stream.write_all(&out)).await {
+        Ok(Ok(())) => true,
+        Ok(Err(_)) => false,
+        Err(_) => {
+            Stats::add(&ctx.stats.timed_out);
+            false
+        }
+    }
+}
