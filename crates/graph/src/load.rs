@@ -1,36 +1,144 @@
 //! Fetching a stream's two documents and building its graphs (one per architecture).
+//!
+//! A source is untrusted in its size and its timing: a URL may stream without end, a path may
+//! be a FIFO or sit on a hung network filesystem. So every read is capped at
+//! `max_source_bytes`, only regular files are read, and each read runs on a thread of its own
+//! that the reload loop waits for at most `source_timeout_secs`: a hung read is abandoned (and
+//! not started again while it hangs), and the last good graph keeps being served.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use axum::body::Bytes;
-use keel_utils::http::{Client, HttpOptions};
+use keel_utils::http::{Client, HttpError, HttpOptions};
 use sha2::{Digest, Sha256};
 
-use crate::config::{Source, StreamConfig};
+use crate::config::{Config, Source, StreamConfig};
 use crate::graph::Graph;
 use crate::metadata::{ReleaseIndex, Updates};
 
-/// Reads a file or GETs a URL.
-pub fn fetch(source: &Source, client: &Client) -> anyhow::Result<Vec<u8>> {
-    match source {
-        Source::File(path) => {
-            std::fs::read(path).with_context(|| format!("reading {}", path.display()))
-        }
-        Source::Url(url) => Ok(client.get(url, &[("Accept".into(), "application/json".into())])?),
-    }
+/// Reads sources within a size and a time limit.
+#[derive(Clone)]
+pub struct Fetcher {
+    client: Client,
+    max_bytes: u64,
+    timeout: Duration,
+    /// Sources being read now; one still here at the next read is a read that hangs.
+    in_flight: Arc<Mutex<HashSet<String>>>,
 }
 
-/// The HTTP client used for URL sources.
-pub fn http_client() -> anyhow::Result<Client> {
-    Ok(Client::new(&HttpOptions {
-        response_header_timeout: Some(Duration::from_secs(30)),
-        request_timeout: Some(Duration::from_secs(120)),
-        user_agent: Some(concat!("keel-graph/", env!("CARGO_PKG_VERSION")).into()),
-        ..Default::default()
-    })?)
+impl Fetcher {
+    /// A fetcher with the limits of `config`.
+    pub fn new(config: &Config) -> anyhow::Result<Fetcher> {
+        let timeout = Duration::from_secs(config.source_timeout_secs);
+        let client = Client::new(&HttpOptions {
+            response_header_timeout: Some(timeout),
+            request_timeout: Some(timeout),
+            user_agent: Some(concat!("keel-graph/", env!("CARGO_PKG_VERSION")).into()),
+            ..Default::default()
+        })?;
+        Ok(Fetcher {
+            client,
+            max_bytes: config.max_source_bytes,
+            timeout,
+            in_flight: Arc::default(),
+        })
+    }
+
+    /// Reads a file or GETs a URL (blocking, at most the timeout).
+    pub fn fetch(&self, source: &Source) -> anyhow::Result<Vec<u8>> {
+        let name = source.to_string();
+        if !self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone())
+        {
+            bail!(
+                "{name}: an earlier read has been hanging for over {} s and is still not \
+                 done; check the file system or server behind it",
+                self.timeout.as_secs()
+            );
+        }
+        let (tx, rx) = mpsc::channel();
+        let (me, source) = (self.clone(), source.clone());
+        std::thread::Builder::new()
+            .name("graph-source".into())
+            .spawn(move || {
+                let result = me.fetch_now(&source);
+                me.in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&source.to_string());
+                let _ = tx.send(result);
+            })
+            .context("starting a thread to read a source")?;
+        match rx.recv_timeout(self.timeout) {
+            Ok(result) => result,
+            Err(_) => bail!(
+                "{name}: no complete answer within {} s (source_timeout_secs); a FIFO, a hung \
+                 network filesystem or a stalled server?",
+                self.timeout.as_secs()
+            ),
+        }
+    }
+
+    fn fetch_now(&self, source: &Source) -> anyhow::Result<Vec<u8>> {
+        let too_large = || {
+            format!(
+                "{source} is larger than {} bytes (max_source_bytes)",
+                self.max_bytes
+            )
+        };
+        match source {
+            Source::File(path) => {
+                let meta = std::fs::metadata(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if !meta.is_file() {
+                    bail!(
+                        "{} is not a regular file (a FIFO, device or directory); point the \
+                         source at a file",
+                        path.display()
+                    );
+                }
+                let mut data = Vec::new();
+                std::fs::File::open(path)
+                    .and_then(|f| {
+                        f.take(self.max_bytes.saturating_add(1))
+                            .read_to_end(&mut data)
+                    })
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if data.len() as u64 > self.max_bytes {
+                    bail!(too_large());
+                }
+                Ok(data)
+            }
+            Source::Url(url) => {
+                let accept = [("Accept".into(), "application/json".into())];
+                match self.client.get_limited(url, &accept, self.max_bytes) {
+                    Err(HttpError::TooLarge { .. }) => bail!(too_large()),
+                    answer => Ok(answer?),
+                }
+            }
+        }
+    }
+
+    /// Fetches the documents of `stream` (blocking). Returns their combined digest and contents.
+    pub fn fetch_stream(
+        &self,
+        stream: &StreamConfig,
+    ) -> anyhow::Result<([u8; 32], Vec<u8>, Vec<u8>)> {
+        let index = self.fetch(&stream.release_index)?;
+        let updates = self.fetch(&stream.updates)?;
+        let mut h = Sha256::new();
+        h.update((index.len() as u64).to_be_bytes());
+        h.update(&index);
+        h.update(&updates);
+        Ok((h.finalize().into(), index, updates))
+    }
 }
 
 /// A graph and its serialized answers, cached per set of visible rollouts (there are at most
@@ -74,20 +182,6 @@ pub struct LoadedStream {
     pub inputs: [u8; 32],
     pub arches: HashMap<String, ArchGraph>,
     pub build_time: Duration,
-}
-
-/// Fetches the documents of `stream` (blocking). Returns their combined digest and contents.
-pub fn fetch_stream(
-    stream: &StreamConfig,
-    client: &Client,
-) -> anyhow::Result<([u8; 32], Vec<u8>, Vec<u8>)> {
-    let index = fetch(&stream.release_index, client)?;
-    let updates = fetch(&stream.updates, client)?;
-    let mut h = Sha256::new();
-    h.update((index.len() as u64).to_be_bytes());
-    h.update(&index);
-    h.update(&updates);
-    Ok((h.finalize().into(), index, updates))
 }
 
 /// Parses both documents and builds every configured architecture's graph.

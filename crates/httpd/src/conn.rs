@@ -61,14 +61,7 @@ pub(crate) async fn serve_connection(
             }
             HeadOutcome::TimedOut => {
                 Stats::add(&ctx.stats.timed_out);
-                let refusal = Refusal {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    kind: "request_timeout",
-                    value: format!(
-                        "the request head did not arrive within {} s",
-                        limits.header_timeout.as_secs()
-                    ),
-                };
+                let refusal = timed_out("head", limits.header_timeout);
                 return refuse(&mut stream, &ctx, refusal).await;
             }
             HeadOutcome::Refused(refusal) => return refuse(&mut stream, &ctx, refusal).await,
@@ -97,14 +90,7 @@ pub(crate) async fn serve_connection(
             Err(BodyError::Closed) => return,
             Err(BodyError::TimedOut) => {
                 Stats::add(&ctx.stats.timed_out);
-                let refusal = Refusal {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    kind: "request_timeout",
-                    value: format!(
-                        "the request body did not arrive within {} s",
-                        limits.body_timeout.as_secs()
-                    ),
-                };
+                let refusal = timed_out("body", limits.body_timeout);
                 return refuse(&mut stream, &ctx, refusal).await;
             }
             Err(BodyError::Refused(refusal)) => return refuse(&mut stream, &ctx, refusal).await,
@@ -129,6 +115,18 @@ pub(crate) async fn serve_connection(
         if !send(&mut stream, &ctx, response, answer).await || !keep_alive {
             return;
         }
+    }
+}
+
+/// The 408 refusal of a request whose `part` did not arrive within `limit`.
+fn timed_out(part: &str, limit: std::time::Duration) -> Refusal {
+    Refusal {
+        status: StatusCode::REQUEST_TIMEOUT,
+        kind: "request_timeout",
+        value: format!(
+            "the request {part} did not arrive within {} s; send it faster",
+            limit.as_secs()
+        ),
     }
 }
 
