@@ -9,7 +9,7 @@ use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{Method, Request, StatusCode, Version};
 use axum::response::Response;
 use axum::Router;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -20,6 +20,11 @@ use crate::head::{read_body, read_head, BodyError, Framing, HeadOutcome, Refusal
 use crate::listener::Slot;
 use crate::options::Limits;
 use crate::stats::Stats;
+
+/// How long a refused connection is drained before it is closed.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// Most bytes drained from a refused connection.
+const LINGER_BYTES: usize = 1024 * 1024;
 
 /// What a connection needs besides its socket.
 pub(crate) struct Context {
@@ -152,8 +157,27 @@ async fn refuse(stream: &mut TcpStream, ctx: &Context, refusal: Refusal) {
         version: Version::HTTP_11,
         keep_alive: false,
     };
-    send(stream, ctx, response, answer).await;
-    let _ = stream.shutdown().await;
+    if send(stream, ctx, response, answer).await {
+        linger(stream).await;
+    }
+}
+
+/// After a refusal: closes the sending side, then reads and drops what the client still sends
+/// (at most [`LINGER_BYTES`] for [`LINGER`]), so the refusal is not lost to a reset caused by
+/// unread data (as nginx's lingering close).
+async fn linger(stream: &mut TcpStream) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let deadline = Instant::now() + LINGER;
+    let mut drained = 0;
+    let mut chunk = [0u8; 8192];
+    while drained < LINGER_BYTES {
+        match tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
 }
 
 /// Writes `response` within the send timeout; returns whether it was written.
