@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keel_testsupport::attack::{
-    count_closed, drip_until_closed, exchange, get, idle_connections, read_answer, rss_kib,
-    sigterm, spawn_limited, wait_listening, Answer,
+    count_closed, exchange, get, idle_connections, read_answer, rss_kib, sigterm, spawn_limited,
+    wait_listening, Answer, SlowClients,
 };
 use keel_testsupport::http::{Action, FaultServer};
 use keel_testsupport::process::{free_port, KillOnDrop};
@@ -146,45 +146,17 @@ fn slow_heads_slow_bodies_and_idle_keepalive_are_closed() {
         ],
     );
     let addr = graph.addr;
-    let every = Duration::from_millis(300);
-    let limit = Duration::from_secs(30);
-    let dripping: Vec<_> = (0..20)
-        .map(|i| {
-            std::thread::spawn(move || {
-                if i % 2 == 0 {
-                    // Headers dripped forever.
-                    drip_until_closed(
-                        addr,
-                        b"GET /v1/graph HTTP/1.1\r\n",
-                        b"X: y\r\n",
-                        every,
-                        limit,
-                    )
-                } else {
-                    // A body announced and dripped.
-                    let head = b"POST /v1/graph HTTP/1.1\r\nContent-Length: 4000\r\n\r\n";
-                    drip_until_closed(addr, head, b"x", every, limit)
-                }
-            })
-        })
-        .collect();
+    let slow = SlowClients::start(
+        addr,
+        20,
+        b"GET /v1/graph HTTP/1.1\r\n",
+        b"POST /v1/graph HTTP/1.1\r\nContent-Length: 4000\r\n\r\n",
+    );
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     assert_eq!(graph.nodes(Duration::from_secs(2)), 3);
     assert!(started.elapsed() < Duration::from_secs(1));
-    for (i, t) in dripping.into_iter().enumerate() {
-        let (closed, received) = t.join().unwrap();
-        let closed = closed.unwrap_or_else(|| panic!("drip {i} was never closed"));
-        assert!(
-            closed < Duration::from_secs(4),
-            "drip {i} closed after {closed:?}"
-        );
-        let text = String::from_utf8_lossy(&received);
-        assert!(
-            received.is_empty() || text.starts_with("HTTP/1.1 408 "),
-            "drip {i}: {text}"
-        );
-    }
+    slow.assert_cut_within(Duration::from_secs(4));
     assert!(graph.metric("keel_graph_http_connections_timed_out_total") >= 20.0);
 
     // A kept-alive connection is closed after the idle timeout.

@@ -232,3 +232,47 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Slowloris clients running on threads: half send `head` (an unfinished request head) and
+/// then a header line a byte at a time, half send `body_head` (a whole head announcing a body)
+/// and then the body a byte at a time, one byte every 300 ms.
+pub struct SlowClients(Vec<std::thread::JoinHandle<(Option<Duration>, Vec<u8>)>>);
+
+impl SlowClients {
+    pub fn start(
+        addr: SocketAddr,
+        n: usize,
+        head: &'static [u8],
+        body_head: &'static [u8],
+    ) -> SlowClients {
+        let every = Duration::from_millis(300);
+        let limit = Duration::from_secs(30);
+        SlowClients(
+            (0..n)
+                .map(|i| {
+                    std::thread::spawn(move || {
+                        if i % 2 == 0 {
+                            drip_until_closed(addr, head, b"X: y\r\n", every, limit)
+                        } else {
+                            drip_until_closed(addr, body_head, b" ", every, limit)
+                        }
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// Asserts that the server closed every client within `within`, answering at most 408.
+    pub fn assert_cut_within(self, within: Duration) {
+        for (i, t) in self.0.into_iter().enumerate() {
+            let (closed, received) = t.join().expect("slow client thread");
+            let closed = closed.unwrap_or_else(|| panic!("slow client {i} was never closed"));
+            assert!(closed < within, "slow client {i} closed after {closed:?}");
+            let text = String::from_utf8_lossy(&received);
+            assert!(
+                received.is_empty() || text.starts_with("HTTP/1.1 408 "),
+                "slow client {i}: {text}"
+            );
+        }
+    }
+}
