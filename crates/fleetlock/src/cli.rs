@@ -27,10 +27,10 @@ pub struct FleetLockArgs {
 pub enum FleetLockCommand {
     /// Serve the FleetLock protocol (POST /v1/pre-reboot, /v1/steady-state) with locks in etcd.
     #[command(
-        after_help = "Slot counts per group and the lock TTL can be changed while running via --limits FILE
-(re-read on every sweep when it changed):
+        after_help = "Slot counts per group and the lock TTL can be changed while running
+via --limits FILE (re-read on every sweep when it changed):
   default_slots = 1
-  lock_ttl_secs = 3600
+  lock_ttl_secs = 3600       # 1 to 9223372036854775807
   [groups]
   workers = 3
 
@@ -39,9 +39,13 @@ the next request and taking in the answer; at --max-connections the one idle
 longest is closed to admit a new one. Raise LimitNOFILE= to allow more.
 
 Examples:
-  keel fleetlock serve --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 --listen 0.0.0.0:3333
-  keel fleetlock serve --etcd 127.0.0.1:2379 --slots 2 --lock-ttl-secs 1800 --limits /etc/keel/fleetlock.toml
-  curl -H 'fleet-lock-protocol: true' -d '{\"client_params\":{\"id\":\"node1\",\"group\":\"default\"}}' http://127.0.0.1:3333/v1/pre-reboot"
+  keel fleetlock serve --etcd http://10.0.0.1:2379,http://10.0.0.2:2379 \\
+      --listen 0.0.0.0:3333
+  keel fleetlock serve --etcd 127.0.0.1:2379 --slots 2 --lock-ttl-secs 1800 \\
+      --limits /etc/keel/fleetlock.toml --header-timeout-secs 5
+  curl -H 'fleet-lock-protocol: true' \\
+      -d '{\"client_params\":{\"id\":\"node1\",\"group\":\"default\"}}' \\
+      http://127.0.0.1:3333/v1/pre-reboot"
     )]
     Serve {
         /// etcd client endpoints, comma-separated; the next one is used when one is down.
