@@ -94,7 +94,8 @@ pub fn exchange(addr: SocketAddr, raw: &[u8], limit: Duration) -> Answer {
     read_answer(&mut stream, limit).unwrap_or_else(|e| panic!("reading the answer: {e}"))
 }
 
-/// Reads one answer with a Content-Length body (or a body up to the close).
+/// Reads one answer with a Content-Length body; bytes after it are dropped, so this is not
+/// for pipelined answers.
 pub fn read_answer(stream: &mut TcpStream, limit: Duration) -> std::io::Result<Answer> {
     let deadline = Instant::now() + limit;
     let mut raw = Vec::new();
