@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::error_response;
-use crate::head::{read_body, read_head, BodyError, Framing, HeadOutcome, Refusal};
+use crate::head::{read_body, read_head, BodyError, Framing, Head, HeadOutcome, Refusal};
 use crate::listener::Slot;
 use crate::options::Limits;
 use crate::stats::Stats;
@@ -40,69 +40,34 @@ pub(crate) async fn serve_connection(
     slot: Arc<Slot>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limits = &ctx.limits;
     let mut buf = Vec::new();
     let mut first = true;
     loop {
+        // Until a whole request is in, the connection may be evicted for a newcomer: a slow
+        // head or body is no better than an idle connection.
         slot.set_idle(true);
-        let wait = if first {
-            limits.header_timeout
-        } else {
-            limits.idle_timeout
-        };
-        let outcome = tokio::select! {
-            outcome = read_head(&mut stream, &mut buf, Instant::now() + wait, limits.header_timeout, first) => outcome,
+        let read = tokio::select! {
+            read = read_request(&mut stream, &mut buf, &ctx, first) => read,
             _ = slot.evicted() => return,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         first = false;
         slot.set_idle(false);
-        let head = match outcome {
-            HeadOutcome::Request(head) => head,
-            HeadOutcome::Closed => return,
-            HeadOutcome::Idle => {
+        let (head, body) = match read {
+            Ok(request) => request,
+            Err(Ending::Closed) => return,
+            Err(Ending::TimedOut(None)) => return Stats::add(&ctx.stats.timed_out),
+            Err(Ending::TimedOut(Some(refusal))) => {
                 Stats::add(&ctx.stats.timed_out);
-                return;
-            }
-            HeadOutcome::TimedOut => {
-                Stats::add(&ctx.stats.timed_out);
-                let refusal = timed_out("head", limits.header_timeout);
                 return refuse(&mut stream, &ctx, refusal).await;
             }
-            HeadOutcome::Refused(refusal) => return refuse(&mut stream, &ctx, refusal).await,
+            Err(Ending::Refused(refusal)) => return refuse(&mut stream, &ctx, refusal).await,
         };
-        if head.expect_continue && head.framing != Framing::None {
-            let sent = tokio::time::timeout(
-                limits.send_timeout,
-                stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n"),
-            )
-            .await;
-            if !matches!(sent, Ok(Ok(()))) {
-                return;
-            }
-        }
-        let deadline = Instant::now() + limits.body_timeout;
-        let body = match read_body(
-            &mut stream,
-            &mut buf,
-            head.framing,
-            limits.max_body_bytes,
-            deadline,
-        )
-        .await
-        {
-            Ok(body) => body,
-            Err(BodyError::Closed) => return,
-            Err(BodyError::TimedOut) => {
-                Stats::add(&ctx.stats.timed_out);
-                let refusal = timed_out("body", limits.body_timeout);
-                return refuse(&mut stream, &ctx, refusal).await;
-            }
-            Err(BodyError::Refused(refusal)) => return refuse(&mut stream, &ctx, refusal).await,
+        let answer = Answer {
+            is_head: head.method == Method::HEAD,
+            version: head.version,
+            keep_alive: head.keep_alive && !*shutdown.borrow(),
         };
-        let is_head = head.method == Method::HEAD;
-        let version = head.version;
-        let keep_alive = head.keep_alive && !*shutdown.borrow();
         let mut request = Request::new(Body::from(body));
         *request.method_mut() = head.method;
         *request.uri_mut() = head.uri;
@@ -112,14 +77,63 @@ pub(crate) async fn serve_connection(
             Ok(response) => response,
             Err(never) => match never {},
         };
-        let answer = Answer {
-            is_head,
-            version,
-            keep_alive,
-        };
+        let keep_alive = answer.keep_alive;
         if !send(&mut stream, &ctx, response, answer).await || !keep_alive {
             return;
         }
+    }
+}
+
+/// Why no request was read.
+enum Ending {
+    /// The client closed the connection, or it failed.
+    Closed,
+    /// A deadline passed; with the refusal to send when a request had begun.
+    TimedOut(Option<Refusal>),
+    Refused(Refusal),
+}
+
+/// Reads the next request: its head (the first request's clock starts at accept, later ones
+/// may wait the idle timeout to begin), then its body within the body timeout.
+async fn read_request(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    ctx: &Context,
+    first: bool,
+) -> Result<(Head, Vec<u8>), Ending> {
+    let limits = &ctx.limits;
+    let wait = if first {
+        limits.header_timeout
+    } else {
+        limits.idle_timeout
+    };
+    let deadline = Instant::now() + wait;
+    let head = match read_head(stream, buf, deadline, limits.header_timeout, first).await {
+        HeadOutcome::Request(head) => head,
+        HeadOutcome::Closed => return Err(Ending::Closed),
+        HeadOutcome::Idle => return Err(Ending::TimedOut(None)),
+        HeadOutcome::TimedOut => {
+            let refusal = timed_out("head", limits.header_timeout);
+            return Err(Ending::TimedOut(Some(refusal)));
+        }
+        HeadOutcome::Refused(refusal) => return Err(Ending::Refused(refusal)),
+    };
+    if head.expect_continue && head.framing != Framing::None {
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let sent = tokio::time::timeout(limits.send_timeout, stream.write_all(interim)).await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return Err(Ending::Closed);
+        }
+    }
+    let deadline = Instant::now() + limits.body_timeout;
+    match read_body(stream, buf, head.framing, limits.max_body_bytes, deadline).await {
+        Ok(body) => Ok((head, body)),
+        Err(BodyError::Closed) => Err(Ending::Closed),
+        Err(BodyError::TimedOut) => Err(Ending::TimedOut(Some(timed_out(
+            "body",
+            limits.body_timeout,
+        )))),
+        Err(BodyError::Refused(refusal)) => Err(Ending::Refused(refusal)),
     }
 }
 

@@ -5,7 +5,8 @@
 //!   ([`Limits::body_timeout`]), the wait for the next request on a kept-alive connection
 //!   ([`Limits::idle_timeout`]) and writing the answer ([`Limits::send_timeout`]);
 //! - at most [`Limits::max_connections`] are open, below the process's open-file limit; when
-//!   the cap is reached the connection that has been idle longest is closed for the newcomer;
+//!   the cap is reached, the connection that has waited longest without a complete request
+//!   (idle, or dripping its head or body) is closed for the newcomer;
 //! - every refusal, the connection layer's own included (400, 408, 413, 414, 431, 501), is
 //!   the `{"kind": ..., "value": ...}` JSON of [`ErrorBody`].
 //!

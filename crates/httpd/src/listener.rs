@@ -22,8 +22,8 @@ const DRAIN: Duration = Duration::from_secs(5);
 /// A connection as the accept loop sees it.
 #[derive(Default)]
 pub(crate) struct Slot {
-    /// Since when the connection waits for (or reads) a request head; None while a request
-    /// is being served.
+    /// Since when the connection waits for, or reads, a request (head and body); None while
+    /// a request is being answered.
     idle_since: Mutex<Option<Instant>>,
     evict: Notify,
 }

@@ -113,12 +113,16 @@ fn smuggling_shapes_are_refused_and_close_the_connection() {
     exchange(addr, big.as_bytes(), LIMIT).assert_refusal(413, "body_too_large");
 }
 
-/// At the cap, each newcomer closes the connection idle longest: a client hoarding idle
-/// connections cannot lock others out, and a busy connection is never the one closed.
+/// At the cap, each newcomer closes the connection that waited longest without a complete
+/// request: a client hoarding idle or dripping connections cannot lock others out.
 #[test]
 fn newcomers_evict_the_longest_idle_connection_at_the_cap() {
     let (addr, stats) = start(4);
+    // The oldest is dripping a body: no better than idle.
     let oldest = idle_connections(addr, 1);
+    (&oldest[0])
+        .write_all(b"POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\nx")
+        .unwrap();
     std::thread::sleep(Duration::from_millis(50));
     let others = idle_connections(addr, 3);
     std::thread::sleep(Duration::from_millis(50));
