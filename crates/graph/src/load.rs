@@ -220,3 +220,65 @@ pub fn build_stream(
         build_time: started.elapsed(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetcher(timeout: Duration, max_bytes: u64) -> Fetcher {
+        Fetcher {
+            // The client would wait far longer than the fetcher: the fetcher's own limit acts.
+            client: Client::new(&HttpOptions {
+                response_header_timeout: Some(Duration::from_secs(60)),
+                ..Default::default()
+            })
+            .unwrap(),
+            max_bytes,
+            timeout,
+            in_flight: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn a_hung_read_is_abandoned_and_not_started_again_while_it_hangs() {
+        // Connections wait in the backlog and are never answered.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let source = Source::Url(format!("http://{}/r.json", listener.local_addr().unwrap()));
+        let fetcher = fetcher(Duration::from_secs(1), 1024);
+        let started = Instant::now();
+        let err = fetcher.fetch(&source).unwrap_err().to_string();
+        assert!(err.contains("no complete answer within 1 s"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        let err = fetcher.fetch(&source).unwrap_err().to_string();
+        assert!(err.contains("earlier read"), "{err}");
+        // Once the hung read ends, the source is read again.
+        drop(listener);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while fetcher
+            .fetch(&source)
+            .unwrap_err()
+            .to_string()
+            .contains("earlier read")
+        {
+            assert!(Instant::now() < deadline, "the hung read never ended");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    #[test]
+    fn files_are_read_up_to_the_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        let fetcher = fetcher(Duration::from_secs(5), 4);
+        std::fs::write(&path, b"1234").unwrap();
+        assert_eq!(fetcher.fetch(&Source::File(path.clone())).unwrap(), b"1234");
+        std::fs::write(&path, b"12345").unwrap();
+        let err = fetcher.fetch(&Source::File(path)).unwrap_err().to_string();
+        assert!(err.contains("larger than 4 bytes"), "{err}");
+        let err = fetcher
+            .fetch(&Source::File(dir.path().to_path_buf()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+}
