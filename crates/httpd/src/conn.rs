@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use axum::http::{Method, Request, StatusCode, Version};
 use axum::response::Response;
 use axum::Router;
+use bytes::Buf;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -202,7 +203,7 @@ async fn send(stream: &mut TcpStream, ctx: &Context, response: Response, answer:
         return false;
     };
     let status = parts.status;
-    let mut out = Vec::with_capacity(256 + body.len());
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -237,10 +238,14 @@ async fn send(stream: &mut TcpStream, ctx: &Context, response: Response, answer:
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    if !answer.is_head && !bodiless_status {
-        out.extend_from_slice(&body);
-    }
-    match tokio::time::timeout(ctx.limits.send_timeout, stream.write_all(&out)).await {
+    let body = if answer.is_head || bodiless_status {
+        Bytes::new()
+    } else {
+        body
+    };
+    // Head and body leave in one vectored write; the body is not copied.
+    let mut whole = Bytes::from(out).chain(body);
+    match tokio::time::timeout(ctx.limits.send_timeout, stream.write_all_buf(&mut whole)).await {
         Ok(Ok(())) => true,
         Ok(Err(_)) => false,
         Err(_) => {
