@@ -121,7 +121,10 @@ pub async fn read_head(
 ) -> HeadOutcome {
     let mut deadline = wait_deadline;
     let mut scanned = 0;
-    if !buf.is_empty() && !strict {
+    // Whether the head's own clock runs (blank lines before it count as its start too, so
+    // dripping them cannot hold a connection).
+    let mut begun = strict || !buf.is_empty();
+    if begun && !strict {
         deadline = Instant::now() + header_timeout;
     }
     loop {
@@ -145,9 +148,11 @@ pub async fn read_head(
             };
         }
         scanned = buf.len();
-        let was_empty = buf.is_empty();
         match fill(stream, buf, deadline).await {
-            Ok(()) if was_empty && !strict => deadline = Instant::now() + header_timeout,
+            Ok(()) if !begun => {
+                begun = true;
+                deadline = Instant::now() + header_timeout;
+            }
             Ok(()) => {}
             Err(Fill::Eof) => return HeadOutcome::Closed,
             Err(Fill::TimedOut) if buf.is_empty() => return HeadOutcome::Idle,

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use axum::routing::{get, post};
 use axum::Router;
 use keel_httpd::{HttpArgs, Limits, Stats};
-use keel_testsupport::attack::{count_closed, exchange, idle_connections, read_answer};
+use keel_testsupport::attack::{
+    count_closed, drip_until_closed, exchange, idle_connections, read_answer,
+};
 
 const LIMIT: Duration = Duration::from_secs(5);
 
@@ -86,6 +88,19 @@ fn expect_continue_and_http10_close() {
     assert!(answer.head.contains("connection: close"), "{}", answer.head);
     s.set_read_timeout(Some(LIMIT)).unwrap();
     assert_eq!(s.read(&mut [0u8; 1]).unwrap(), 0, "HTTP/1.0 must be closed");
+}
+
+/// Blank lines dripped on a kept-alive connection start the head's clock: the connection is
+/// closed after the header timeout (2 s), not held open by each new line.
+#[test]
+fn dripped_blank_lines_do_not_hold_a_connection() {
+    let (addr, _) = start(0);
+    let every = Duration::from_millis(300);
+    let request = b"GET /hello HTTP/1.1\r\n\r\n";
+    let (closed, received) = drip_until_closed(addr, request, b"\r\n", every, LIMIT * 2);
+    assert!(String::from_utf8_lossy(&received).ends_with("hello"));
+    let closed = closed.expect("blank lines held the connection open");
+    assert!(closed < Duration::from_secs(4), "closed after {closed:?}");
 }
 
 /// Ambiguous framing (how requests are smuggled past a proxy) is refused, and the connection
