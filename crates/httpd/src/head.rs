@@ -343,18 +343,22 @@ async fn read_chunked(
 ) -> Result<Vec<u8>, BodyError> {
     let malformed = |what: &str| BodyError::Refused(Refusal::bad(format!("chunked body: {what}")));
     let mut body = Vec::new();
+    // Bytes of `buf` used so far; dropped only before reading more, so that many tiny chunks
+    // cost linear time.
+    let mut pos = 0;
     loop {
         let (consumed, size) = loop {
-            match httparse::parse_chunk_size(buf) {
+            match httparse::parse_chunk_size(&buf[pos..]) {
                 Ok(httparse::Status::Complete(found)) => break found,
-                Ok(httparse::Status::Partial) if buf.len() <= MAX_CHUNK_LINE => {
-                    fill_body(fill(stream, buf, deadline).await)?
+                Ok(httparse::Status::Partial) if buf.len() - pos <= MAX_CHUNK_LINE => {
+                    refill(stream, buf, &mut pos, deadline).await?
                 }
                 _ => return Err(malformed("invalid chunk size line")),
             }
         };
-        buf.drain(..consumed);
+        pos += consumed;
         if size == 0 {
+            buf.drain(..pos);
             skip_trailers(stream, buf, deadline).await?;
             return Ok(body);
         }
@@ -363,37 +367,55 @@ async fn read_chunked(
         }
         // Bounded by `max` just above, which a usize holds.
         let size = size as usize;
-        while buf.len() < size + 2 {
-            fill_body(fill(stream, buf, deadline).await)?;
+        while buf.len() - pos < size + 2 {
+            refill(stream, buf, &mut pos, deadline).await?;
         }
-        if &buf[size..size + 2] != b"\r\n" {
+        if &buf[pos + size..pos + size + 2] != b"\r\n" {
             return Err(malformed("chunk data not followed by CRLF"));
         }
-        body.extend_from_slice(&buf[..size]);
-        buf.drain(..size + 2);
+        body.extend_from_slice(&buf[pos..pos + size]);
+        pos += size + 2;
     }
 }
 
-/// Skips the trailer fields after the last chunk, up to the blank line.
+/// Drops the `pos` bytes already used from `buf`, then reads more.
+async fn refill(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    pos: &mut usize,
+    deadline: Instant,
+) -> Result<(), BodyError> {
+    buf.drain(..*pos);
+    *pos = 0;
+    fill_body(fill(stream, buf, deadline).await)
+}
+
+/// Skips the trailer fields after the last chunk, up to the blank line (at most
+/// [`MAX_HEAD_BYTES`] of them).
 async fn skip_trailers(
     stream: &mut TcpStream,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<(), BodyError> {
-    let mut skipped = 0;
+    let mut pos = 0;
+    let mut dropped = 0;
     loop {
-        match buf.iter().position(|b| *b == b'\n') {
+        match buf[pos..].iter().position(|b| *b == b'\n') {
             Some(end) => {
-                let blank = end == 0 || (end == 1 && buf[0] == b'\r');
-                buf.drain(..=end);
-                skipped += end + 1;
+                let line = &buf[pos..pos + end];
+                let blank = line.is_empty() || line == b"\r";
+                pos += end + 1;
                 if blank {
+                    buf.drain(..pos);
                     return Ok(());
                 }
             }
-            None => fill_body(fill(stream, buf, deadline).await)?,
+            None => {
+                dropped += pos;
+                refill(stream, buf, &mut pos, deadline).await?;
+            }
         }
-        if skipped + buf.len() > MAX_HEAD_BYTES + MAX_CHUNK_LINE {
+        if dropped + buf.len() > MAX_HEAD_BYTES + MAX_CHUNK_LINE {
             return Err(BodyError::Refused(head_too_large()));
         }
     }

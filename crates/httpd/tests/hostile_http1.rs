@@ -17,15 +17,16 @@ use keel_testsupport::attack::{
 
 const LIMIT: Duration = Duration::from_secs(5);
 
-/// Serves a router with `GET /hello` and `POST /echo` on a free port with `max_connections`.
-fn start(max_connections: u64) -> (SocketAddr, Arc<Stats>) {
+/// Serves a router with `GET /hello` and `POST /echo` on a free port with `max_connections`
+/// and bodies up to `max_body` bytes.
+fn start_with(max_connections: u64, max_body: u64) -> (SocketAddr, Arc<Stats>) {
     let args = HttpArgs {
         header_timeout_secs: 2,
         idle_timeout_secs: 20,
         max_connections,
         ..HttpArgs::default()
     };
-    let limits = Limits::new(&args, 1024).unwrap();
+    let limits = Limits::new(&args, max_body).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
@@ -45,6 +46,10 @@ fn start(max_connections: u64) -> (SocketAddr, Arc<Stats>) {
         });
     });
     (addr, stats)
+}
+
+fn start(max_connections: u64) -> (SocketAddr, Arc<Stats>) {
+    start_with(max_connections, 1024)
 }
 
 #[test]
@@ -101,6 +106,22 @@ fn dripped_blank_lines_do_not_hold_a_connection() {
     assert!(String::from_utf8_lossy(&received).ends_with("hello"));
     let closed = closed.expect("blank lines held the connection open");
     assert!(closed < Duration::from_secs(4), "closed after {closed:?}");
+}
+
+/// 60,000 one-byte chunks (360 kB on the wire) are decoded in bounded time.
+#[test]
+fn many_tiny_chunks_cost_linear_time() {
+    let (addr, _) = start_with(0, 64 * 1024);
+    let mut raw = b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..60_000 {
+        raw.extend_from_slice(b"1\r\nx\r\n");
+    }
+    raw.extend_from_slice(b"0\r\n\r\n");
+    let started = Instant::now();
+    let answer = exchange(addr, &raw, LIMIT);
+    let took = started.elapsed();
+    assert_eq!((answer.status, answer.body.len()), (200, 60_000));
+    assert!(took < Duration::from_secs(2), "took {took:?}");
 }
 
 /// Ambiguous framing (how requests are smuggled past a proxy) is refused, and the connection
