@@ -157,14 +157,9 @@ async fn sweep_loop(store: Arc<Store>, mut limits_file: Option<LimitsFile>, inte
                     Err(e) => tracing::warn!("keeping the previous limits: {e:#}"),
                 }
             }
-            match s.sweep() {
-                Ok(skipped) if !skipped.is_empty() => tracing::warn!(
-                    "expiry sweep skipped {} etcd key(s) it could not use: {}; fix or delete them",
-                    skipped.len(),
-                    skipped.join(", ")
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!("expiry sweep failed: {e}"),
+            // Keys it skips are logged one by one by the sweep itself.
+            if let Err(e) = s.sweep() {
+                tracing::warn!("expiry sweep failed: {e}");
             }
             file
         })
