@@ -48,6 +48,16 @@ impl Fetcher {
         })
     }
 
+    /// A fetcher with the same limits for one stream's reload loop: its reads run one after
+    /// the other, so a read of the same source still running is one that hangs (two streams
+    /// may share a source and read it at the same time).
+    pub fn for_stream(&self) -> Fetcher {
+        Fetcher {
+            in_flight: Arc::default(),
+            ..self.clone()
+        }
+    }
+
     /// Reads a file or GETs a URL (blocking, at most the timeout).
     pub fn fetch(&self, source: &Source) -> anyhow::Result<Vec<u8>> {
         let name = source.to_string();

@@ -100,7 +100,7 @@ impl Server {
         for stream in self.config.streams.clone() {
             tokio::spawn(reload_loop(
                 self.shared.clone(),
-                self.fetcher.clone(),
+                self.fetcher.for_stream(),
                 stream,
                 interval,
             ));
