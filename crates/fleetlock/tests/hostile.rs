@@ -16,10 +16,10 @@ use keel_fleetlock::client::FleetLockClient;
 use keel_fleetlock::etcd::Etcd;
 use keel_fleetlock::semaphore;
 use keel_testsupport::attack::{
-    count_closed, exchange, get, idle_connections, keel_binary, sigterm, spawn_limited,
-    wait_listening, SlowClients,
+    count_closed, exchange, get, idle_connections, keel_binary, listening_address, sigterm,
+    spawn_limited, SlowClients,
 };
-use keel_testsupport::process::{free_port, KillOnDrop};
+use keel_testsupport::process::KillOnDrop;
 
 const NOFILE: u64 = 256;
 
@@ -33,22 +33,20 @@ struct FleetLock {
 impl FleetLock {
     fn start(cluster: &Cluster, flags: &[&str]) -> FleetLock {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
         let endpoints = cluster.endpoints.join(",");
         let mut args = vec![
+            "-v",
             "fleetlock",
             "serve",
             "--etcd",
             &endpoints,
             "--listen",
-            &listen,
+            "127.0.0.1:0",
         ];
         args.extend_from_slice(flags);
         let log = dir.path().join("server.log");
         let child = spawn_limited(&args, NOFILE, &log);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_listening(addr, Duration::from_secs(20), &log);
+        let addr = listening_address(&log, Duration::from_secs(20));
         FleetLock { addr, child, dir }
     }
 

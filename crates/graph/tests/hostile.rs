@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use keel_testsupport::attack::{
-    count_closed, exchange, get, idle_connections, read_answer, rss_kib, sigterm, spawn_limited,
-    wait_listening, Answer, SlowClients,
+    count_closed, exchange, get, idle_connections, listening_address, read_answer, rss_kib,
+    sigterm, spawn_limited, Answer, SlowClients,
 };
 use keel_testsupport::http::{Action, FaultServer};
-use keel_testsupport::process::{free_port, KillOnDrop};
+use keel_testsupport::process::KillOnDrop;
 
 const NOFILE: u64 = 256;
 const GRAPH: &str = "/v1/graph?basearch=x86_64&stream=stable&rollout_wariness=0.5";
@@ -44,24 +44,22 @@ impl Graph {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("releases.json"), releases(3)).unwrap();
         std::fs::write(dir.path().join("updates.json"), r#"{"releases": []}"#).unwrap();
-        let port = free_port();
         let config = dir.path().join("graph.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nreload_interval_secs = 1\n{extra_config}\n\
+                "listen = \"127.0.0.1:0\"\nreload_interval_secs = 1\n{extra_config}\n\
                  [streams.stable]\nrelease_index = {:?}\nupdates = \"updates.json\"\n\
                  architectures = [\"x86_64\"]\n",
                 index.unwrap_or("releases.json")
             ),
         )
         .unwrap();
-        let mut args = vec!["graph", "serve", "--config", config.to_str().unwrap()];
+        let mut args = vec!["-v", "graph", "serve", "--config", config.to_str().unwrap()];
         args.extend_from_slice(flags);
         let log = dir.path().join("server.log");
         let child = spawn_limited(&args, NOFILE, &log);
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        wait_listening(addr, Duration::from_secs(20), &log);
+        let addr = listening_address(&log, Duration::from_secs(20));
         Graph { addr, child, dir }
     }
 
@@ -339,11 +337,8 @@ fn fifo_source_blocks_neither_serving_nor_sigterm() {
     let config = dir.path().join("graph.toml");
     std::fs::write(
         &config,
-        format!(
-            "listen = \"127.0.0.1:{}\"\n[streams.stable]\nrelease_index = \"releases.json\"\n\
-             updates = \"updates.json\"\narchitectures = [\"x86_64\"]\n",
-            free_port()
-        ),
+        "listen = \"127.0.0.1:0\"\n[streams.stable]\nrelease_index = \"releases.json\"\n\
+         updates = \"updates.json\"\narchitectures = [\"x86_64\"]\n",
     )
     .unwrap();
     let log = dir.path().join("server.log");

@@ -44,14 +44,25 @@ pub fn spawn_limited(args: &[&str], nofile: u64, log: &Path) -> KillOnDrop {
     KillOnDrop(child)
 }
 
-/// Waits until `addr` accepts connections; panics with `log`'s text after `limit`.
-pub fn wait_listening(addr: SocketAddr, limit: Duration, log: &Path) {
+/// The address a server started with `-v` and a listen port of 0 logged ("listening on
+/// ADDR") into `log`, once it accepts connections; panics with the log after `limit`. (A port
+/// picked by the test could be taken by a parallel test before the server binds it.)
+pub fn listening_address(log: &Path, limit: Duration) -> SocketAddr {
     let deadline = Instant::now() + limit;
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let addr = text.lines().find_map(|line| {
+            let (_, rest) = line.split_once("listening on ")?;
+            rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+        });
+        if let Some(addr) = addr {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return addr;
+            }
+        }
         assert!(
             Instant::now() < deadline,
-            "{addr} never listened; server log:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
+            "the server never listened; its log:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
