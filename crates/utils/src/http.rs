@@ -32,9 +32,6 @@ pub enum HttpError {
     /// Connecting, TLS, or reading the response failed.
     #[error("HTTP request to {url}: {message}")]
     Transport { url: String, message: String },
-    /// The response body is longer than the caller's limit.
-    #[error("GET {url}: the answer is larger than {limit} bytes")]
-    TooLarge { url: String, limit: u64 },
     /// A CA bundle could not be used.
     #[error("invalid CA certificate bundle: {0}")]
     BadCa(String),
@@ -49,7 +46,7 @@ impl HttpError {
         match self {
             HttpError::Status { code, .. } => *code >= 500,
             HttpError::Transport { .. } => true,
-            HttpError::TooLarge { .. } | HttpError::BadCa(_) | HttpError::BadProxy(_) => false,
+            HttpError::BadCa(_) | HttpError::BadProxy(_) => false,
         }
     }
 }
@@ -100,17 +97,6 @@ impl Client {
 
     /// GETs `url` with extra `headers` and returns the body.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
-        self.get_limited(url, headers, u64::MAX)
-    }
-
-    /// GETs `url` like [`Client::get`], failing with [`HttpError::TooLarge`] as soon as the body
-    /// exceeds `max_bytes` (a server that streams without end cannot fill the memory).
-    pub fn get_limited(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-        max_bytes: u64,
-    ) -> Result<Vec<u8>, HttpError> {
         let mut req = self.agent.get(url);
         for (name, value) in headers {
             req = req.set(name, value);
@@ -127,18 +113,11 @@ impl Client {
         })?;
         let mut body = Vec::new();
         resp.into_reader()
-            .take(max_bytes.saturating_add(1))
             .read_to_end(&mut body)
             .map_err(|e| HttpError::Transport {
                 url: url.to_string(),
                 message: format!("reading the response body: {e}"),
             })?;
-        if body.len() as u64 > max_bytes {
-            return Err(HttpError::TooLarge {
-                url: url.to_string(),
-                limit: max_bytes,
-            });
-        }
         Ok(body)
     }
 }
