@@ -97,6 +97,23 @@ impl Client {
 
     /// GETs `url` with extra `headers` and returns the body.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
+        let mut body = Vec::new();
+        self.open(url, headers)?
+            .read_to_end(&mut body)
+            .map_err(|e| HttpError::Transport {
+                url: url.to_string(),
+                message: format!("reading the response body: {e}"),
+            })?;
+        Ok(body)
+    }
+
+    /// GETs `url` with extra `headers` and returns the body as a stream, for callers that
+    /// must not hold it in memory (an error reading it is a transport error of `url`).
+    pub fn open(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
         let mut req = self.agent.get(url);
         for (name, value) in headers {
             req = req.set(name, value);
@@ -111,14 +128,7 @@ impl Client {
                 message: t.to_string(),
             },
         })?;
-        let mut body = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut body)
-            .map_err(|e| HttpError::Transport {
-                url: url.to_string(),
-                message: format!("reading the response body: {e}"),
-            })?;
-        Ok(body)
+        Ok(resp.into_reader())
     }
 }
 
