@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::body::Bytes;
-use keel_utils::http::{Client, HttpError, HttpOptions};
+use keel_utils::http::{Client, HttpOptions};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Source, StreamConfig};
@@ -97,13 +97,7 @@ impl Fetcher {
     }
 
     fn fetch_now(&self, source: &Source) -> anyhow::Result<Vec<u8>> {
-        let too_large = || {
-            format!(
-                "{source} is larger than {} bytes (max_source_bytes)",
-                self.max_bytes
-            )
-        };
-        match source {
+        let reader: Box<dyn Read> = match source {
             Source::File(path) => {
                 let meta = std::fs::metadata(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -114,26 +108,28 @@ impl Fetcher {
                         path.display()
                     );
                 }
-                let mut data = Vec::new();
-                std::fs::File::open(path)
-                    .and_then(|f| {
-                        f.take(self.max_bytes.saturating_add(1))
-                            .read_to_end(&mut data)
-                    })
-                    .with_context(|| format!("reading {}", path.display()))?;
-                if data.len() as u64 > self.max_bytes {
-                    bail!(too_large());
-                }
-                Ok(data)
+                Box::new(
+                    std::fs::File::open(path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )
             }
             Source::Url(url) => {
                 let accept = [("Accept".into(), "application/json".into())];
-                match self.client.get_limited(url, &accept, self.max_bytes) {
-                    Err(HttpError::TooLarge { .. }) => bail!(too_large()),
-                    answer => Ok(answer?),
-                }
+                self.client.open(url, &accept)?
             }
+        };
+        let mut data = Vec::new();
+        reader
+            .take(self.max_bytes.saturating_add(1))
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading {source}"))?;
+        if data.len() as u64 > self.max_bytes {
+            bail!(
+                "{source} is larger than {} bytes (max_source_bytes)",
+                self.max_bytes
+            );
         }
+        Ok(data)
     }
 
     /// Fetches the documents of `stream` (blocking). Returns their combined digest and contents.
