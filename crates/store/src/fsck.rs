@@ -46,13 +46,15 @@ pub struct FsckReport {
     pub errors: Vec<FsckError>,
 }
 
-/// What kind of special file `ft` is, when it is not something an object can be stored as:
-/// a regular file, or (for content objects of the bare modes) a symlink.
-fn special_kind(ft: FileType, symlink_allowed: bool) -> Option<&'static str> {
-    if ft.is_file() || (symlink_allowed && ft.is_symlink()) {
-        return None;
-    }
-    Some(if ft.is_fifo() {
+/// How to name a file type in messages ("a FIFO", "a socket", …).
+pub(crate) fn file_type_name(ft: FileType) -> &'static str {
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_fifo() {
         "a FIFO"
     } else if ft.is_socket() {
         "a socket"
@@ -60,13 +62,16 @@ fn special_kind(ft: FileType, symlink_allowed: bool) -> Option<&'static str> {
         "a block device"
     } else if ft.is_char_device() {
         "a character device"
-    } else if ft.is_dir() {
-        "a directory"
-    } else if ft.is_symlink() {
-        "a symlink"
     } else {
-        "not a regular file"
-    })
+        "a special file"
+    }
+}
+
+/// What `ft` is, when an object cannot be stored as it: objects are regular files, and content
+/// objects of the bare modes may also be symlinks.
+fn special_kind(ft: FileType, symlink_allowed: bool) -> Option<&'static str> {
+    let fine = ft.is_file() || (symlink_allowed && ft.is_symlink());
+    (!fine).then(|| file_type_name(ft))
 }
 
 /// Refuses an object path that is not a regular file (or an allowed symlink) without opening it.
