@@ -22,7 +22,7 @@ pub enum RemoteCommand {
     Remote(RemoteAction),
     /// Fetch refs and all their objects from a remote (objects are verified before storing).
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 origin keel/stable/x86_64"
+        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64"
     )]
     Pull(PullArgs),
     /// Copy refs and their objects from another local repository (objects are verified).
@@ -115,9 +115,17 @@ pub struct PullArgs {
     /// Transfers in flight at once.
     #[arg(long, default_value_t = 12)]
     parallel: usize,
-    /// Seconds without progress (connect or read) before a transfer fails.
-    #[arg(long, default_value_t = 30)]
+    /// Seconds without progress before an attempt fails and is retried: waiting for
+    /// the response headers, or for any byte of a body (every attempt, the first too).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
+    /// An attempt whose average speed stays below this many bytes/s for
+    /// --low-speed-time-seconds fails and is retried (0: no limit; as ostree's).
+    #[arg(long, value_name = "BYTES", default_value_t = 1000)]
+    low_speed_limit_bytes: u64,
+    /// The window over which --low-speed-limit-bytes is measured (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    low_speed_time_seconds: u64,
 }
 
 /// Arguments of `pull-local`.
@@ -289,6 +297,8 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
             let fetch = FetchOptions {
                 parallel: a.parallel,
                 read_timeout: Duration::from_secs(a.timeout.max(1)),
+                low_speed_limit: a.low_speed_limit_bytes,
+                low_speed_time: Duration::from_secs(a.low_speed_time_seconds),
                 ..FetchOptions::default()
             };
             let summary_keys = r.sign_verify_summary.then_some(keys);

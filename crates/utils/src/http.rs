@@ -1,9 +1,18 @@
 //! A small blocking HTTP(S) client (ureq with rustls): system CAs plus extra PEM bundles,
-//! connect/response-header timeouts, custom headers, and errors that say whether a retry can help.
+//! custom headers, errors that say whether a retry can help, and transfers that cannot hang:
+//! a bounded wait for the connection and the response headers, a no-progress timeout and a
+//! low-speed limit on every body read, and an optional limit for the whole request ([`stall`]).
+
+mod stall;
+
+pub use stall::{
+    within, Guarded, SpeedLimits, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME,
+    DEFAULT_NO_PROGRESS,
+};
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where Debian keeps the system's trusted CA bundle.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -13,7 +22,8 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct HttpOptions {
     /// PEM bundles trusted in addition to the system's CAs.
     pub extra_ca_pem: Vec<Vec<u8>>,
-    /// How long to wait for the connection and the response headers (None: no limit).
+    /// How long to wait for the connection, the response headers, and any byte of the body
+    /// (None: [`DEFAULT_NO_PROGRESS`]).
     pub response_header_timeout: Option<Duration>,
     /// Limit for one whole request including the body (None: no limit).
     pub request_timeout: Option<Duration>,
@@ -55,6 +65,8 @@ impl HttpError {
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
+    limits: SpeedLimits,
+    total: Option<Duration>,
 }
 
 impl Client {
@@ -73,15 +85,17 @@ impl Client {
             .map_err(|e| HttpError::BadCa(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
+        let limits = SpeedLimits {
+            no_progress: opts.response_header_timeout.unwrap_or(DEFAULT_NO_PROGRESS),
+            ..SpeedLimits::default()
+        };
+        // No ureq deadline (`timeout`): it would replace the per-read timeout of the body.
         let mut builder = ureq::AgentBuilder::new()
             .tls_config(Arc::new(tls))
-            .try_proxy_from_env(false);
-        if let Some(t) = opts.response_header_timeout {
-            builder = builder.timeout_connect(t).timeout_read(t);
-        }
-        if let Some(t) = opts.request_timeout {
-            builder = builder.timeout(t);
-        }
+            .try_proxy_from_env(false)
+            .timeout_connect(limits.no_progress)
+            .timeout_read(limits.no_progress)
+            .timeout_write(limits.no_progress);
         if let Some(p) = &opts.proxy {
             let proxy =
                 ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?;
@@ -92,7 +106,41 @@ impl Client {
         }
         Ok(Client {
             agent: builder.build(),
+            limits,
+            total: opts.request_timeout,
         })
+    }
+
+    /// The same client with other limits for stuck transfers (the wait for the headers and
+    /// for any byte of the body stays the one the client was built with).
+    pub fn with_speed_limits(mut self, low_speed_limit: u64, low_speed_time: Duration) -> Client {
+        self.limits.low_speed_limit = low_speed_limit;
+        self.limits.low_speed_time = low_speed_time;
+        self
+    }
+
+    /// Sends a request built by `send` and waits for the response headers within the limits;
+    /// returns the response (any status) and its guarded body.
+    fn exchange(
+        &self,
+        url: &str,
+        send: impl FnOnce() -> Result<ureq::Response, ureq::Error> + Send + 'static,
+    ) -> Result<(u16, Guarded<impl Read>), HttpError> {
+        let transport = |message: String| HttpError::Transport {
+            url: url.to_string(),
+            message,
+        };
+        let started = Instant::now();
+        let wait = self
+            .total
+            .map_or(self.limits.no_progress, |t| t.min(self.limits.no_progress));
+        let resp = match within(wait, send).map_err(|s| transport(s.to_string()))? {
+            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
+            Err(ureq::Error::Transport(t)) => return Err(transport(t.to_string())),
+        };
+        let status = resp.status();
+        let body = Guarded::new(resp.into_reader(), self.limits, started, self.total);
+        Ok((status, body))
     }
 
     /// GETs `url` with extra `headers` and returns the body.
@@ -101,25 +149,26 @@ impl Client {
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let resp = req.call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => HttpError::Status {
+        let (code, mut reader) = self.exchange(url, move || req.call())?;
+        if code >= 400 {
+            return Err(HttpError::Status {
                 url: url.to_string(),
                 code,
-            },
-            ureq::Error::Transport(t) => HttpError::Transport {
-                url: url.to_string(),
-                message: t.to_string(),
-            },
-        })?;
-        let mut body = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut body)
-            .map_err(|e| HttpError::Transport {
-                url: url.to_string(),
-                message: format!("reading the response body: {e}"),
-            })?;
-        Ok(body)
+            });
+        }
+        read_all(url, &mut reader)
     }
+}
+
+fn read_all(url: &str, reader: &mut impl Read) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    reader
+        .read_to_end(&mut body)
+        .map_err(|e| HttpError::Transport {
+            url: url.to_string(),
+            message: format!("reading the response body: {e}"),
+        })?;
+    Ok(body)
 }
 
 impl Client {
@@ -135,20 +184,9 @@ impl Client {
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let transport = |message: String| HttpError::Transport {
-            url: url.to_string(),
-            message,
-        };
-        let resp = match req.send_bytes(body) {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => return Err(transport(t.to_string())),
-        };
-        let status = resp.status();
-        let mut answer = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut answer)
-            .map_err(|e| transport(format!("reading the response body: {e}")))?;
-        Ok((status, answer))
+        let body = body.to_vec();
+        let (status, mut reader) = self.exchange(url, move || req.send_bytes(&body))?;
+        Ok((status, read_all(url, &mut reader)?))
     }
 }
 
