@@ -221,13 +221,13 @@ impl Fetcher {
             self.fresh.get(&url)
         };
         let started = Instant::now();
-        let answer = http::within(self.opts.read_timeout, move || req.call()).map_err(|s| {
-            FetchError::Transport {
+        let call = move || req.call().map_err(Box::new);
+        let answer =
+            http::within(self.opts.read_timeout, call).map_err(|s| FetchError::Transport {
                 what: what.to_string(),
                 url: url.clone(),
                 message: s.to_string(),
-            }
-        })?;
+            })?;
         match answer {
             Ok(resp) => {
                 let length = resp
@@ -240,20 +240,7 @@ impl Fetcher {
                     url,
                 })
             }
-            Err(ureq::Error::Status(404, _)) => Err(FetchError::NotFound {
-                what: what.to_string(),
-                url,
-            }),
-            Err(ureq::Error::Status(code, _)) => Err(FetchError::Status {
-                what: what.to_string(),
-                url,
-                code,
-            }),
-            Err(ureq::Error::Transport(t)) => Err(FetchError::Transport {
-                what: what.to_string(),
-                url,
-                message: t.to_string(),
-            }),
+            Err(e) => Err(failure(*e, what, url)),
         }
     }
 
@@ -330,6 +317,20 @@ impl Fetcher {
         self.add_bytes(out.len() as u64);
         res.map_err(|e| reader.error(e))?;
         Ok(out)
+    }
+}
+
+/// The [`FetchError`] for a failed request.
+fn failure(e: ureq::Error, what: &str, url: String) -> FetchError {
+    let what = what.to_string();
+    match e {
+        ureq::Error::Status(404, _) => FetchError::NotFound { what, url },
+        ureq::Error::Status(code, _) => FetchError::Status { what, url, code },
+        ureq::Error::Transport(t) => FetchError::Transport {
+            what,
+            url,
+            message: t.to_string(),
+        },
     }
 }
 

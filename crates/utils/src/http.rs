@@ -124,7 +124,7 @@ impl Client {
     fn exchange(
         &self,
         url: &str,
-        send: impl FnOnce() -> Result<ureq::Response, ureq::Error> + Send + 'static,
+        send: impl FnOnce() -> Result<ureq::Response, String> + Send + 'static,
     ) -> Result<(u16, Guarded<impl Read>), HttpError> {
         let transport = |message: String| HttpError::Transport {
             url: url.to_string(),
@@ -134,10 +134,9 @@ impl Client {
         let wait = self
             .total
             .map_or(self.limits.no_progress, |t| t.min(self.limits.no_progress));
-        let resp = match within(wait, send).map_err(|s| transport(s.to_string()))? {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => return Err(transport(t.to_string())),
-        };
+        let resp = within(wait, send)
+            .map_err(|s| transport(s.to_string()))?
+            .map_err(transport)?;
         let status = resp.status();
         let body = Guarded::new(resp.into_reader(), self.limits, started, self.total);
         Ok((status, body))
@@ -149,7 +148,7 @@ impl Client {
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let (code, mut reader) = self.exchange(url, move || req.call())?;
+        let (code, mut reader) = self.exchange(url, move || any_status(req.call()))?;
         if code >= 400 {
             return Err(HttpError::Status {
                 url: url.to_string(),
@@ -157,6 +156,14 @@ impl Client {
             });
         }
         read_all(url, &mut reader)
+    }
+}
+
+/// A response with any status is an answer; only transport failures are errors.
+fn any_status(r: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, String> {
+    match r {
+        Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
+        Err(ureq::Error::Transport(t)) => Err(t.to_string()),
     }
 }
 
@@ -185,7 +192,7 @@ impl Client {
             req = req.set(name, value);
         }
         let body = body.to_vec();
-        let (status, mut reader) = self.exchange(url, move || req.send_bytes(&body))?;
+        let (status, mut reader) = self.exchange(url, move || any_status(req.send_bytes(&body)))?;
         Ok((status, read_all(url, &mut reader)?))
     }
 }
