@@ -115,15 +115,13 @@ pub struct PullArgs {
     /// Transfers in flight at once.
     #[arg(long, default_value_t = 12)]
     parallel: usize,
-    /// Seconds without progress before an attempt fails and is retried: waiting for
-    /// the response headers, or for any byte of a body (every attempt, the first too).
+    /// Fail an attempt (then retry) after this long without headers or a byte.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
-    /// An attempt whose average speed stays below this many bytes/s for
-    /// --low-speed-time-seconds fails and is retried (0: no limit; as ostree's).
-    #[arg(long, value_name = "BYTES", default_value_t = 1000)]
+    /// Fail an attempt (then retry) slower than this on average (0: no limit).
+    #[arg(long, value_name = "BYTES/S", default_value_t = 1000)]
     low_speed_limit_bytes: u64,
-    /// The window over which --low-speed-limit-bytes is measured (0: no limit).
+    /// The window --low-speed-limit-bytes is averaged over (0: no limit).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     low_speed_time_seconds: u64,
 }
