@@ -212,11 +212,15 @@ fn limits(no_progress_ms: u64, low_speed_ms: u64, retries: u32) -> FetchOptions 
     }
 }
 
-/// The longest a pull may take when every attempt at one object is stuck: each attempt ends by
-/// the no-progress rule or by the low-speed window (plus one drip gap); backoff in between;
-/// `slack` for the rest of the pull.
+/// The longest a pull may take when every attempt at one object is stuck: a stalled attempt
+/// ends by the no-progress rule, a drip (one byte per `gap`) when the low-speed window closes
+/// and the next byte arrives; backoff in between; `slack` for the rest of the pull.
 fn bound(o: &FetchOptions, gap: Duration, slack: Duration) -> Duration {
-    let attempt = o.read_timeout.max(o.low_speed_time + gap);
+    let attempt = if gap.is_zero() {
+        o.read_timeout
+    } else {
+        o.low_speed_time + gap
+    };
     let backoff: Duration = (0..o.retries).map(|n| o.backoff * (1 << n)).sum();
     attempt * (o.retries + 1) + backoff + slack
 }
@@ -360,6 +364,19 @@ fn silent_answer_on_a_reused_connection_fails_in_bound() {
         first: Behave::Silent,
         retry: Behave::Silent,
         victim_is_tree: true,
+        opts: limits(1000, 4000, 2),
+        gap: Duration::ZERO,
+        rule: "no progress for 1 s (timed out waiting for the response headers)",
+    });
+}
+
+#[test]
+fn silent_answer_on_a_retry_fails_in_bound() {
+    stuck_object_is_refused(Case {
+        name: "503, then no answer on the retries (fresh connections)",
+        first: Behave::Status(503),
+        retry: Behave::Silent,
+        victim_is_tree: false,
         opts: limits(1000, 4000, 2),
         gap: Duration::ZERO,
         rule: "no progress for 1 s (timed out waiting for the response headers)",
