@@ -12,9 +12,9 @@
 //! [`CappedReader`], so a wrong, truncated or endless body ends in a clear error with bounded
 //! memory.
 
-use keel_utils::http::{self, Guarded, SpeedLimits};
+use keel_utils::http::{self, Guarded, SpeedLimits, Stalled};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// OSTree's limit for one metadata object (`OSTREE_MAX_METADATA_SIZE`).
@@ -147,6 +147,10 @@ pub struct Fetcher {
     opts: FetchOptions,
     requests: AtomicU64,
     bytes: AtomicU64,
+    /// Set once a reused connection left the headers unanswered: from then on every attempt
+    /// uses a fresh connection, whose reads all time out (a helper given up on a reused
+    /// connection waits for as long as the server keeps it open).
+    avoid_pool: AtomicBool,
 }
 
 impl Fetcher {
@@ -171,6 +175,7 @@ impl Fetcher {
             opts,
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            avoid_pool: AtomicBool::new(false),
         }
     }
 
@@ -209,25 +214,34 @@ impl Fetcher {
     }
 
     /// Start one GET of `path` (no retries) and return its body stream, guarded by
-    /// [`Fetcher::speed_limits`]. `attempt` 0 may reuse a pooled connection; later attempts
-    /// use a fresh one.
+    /// [`Fetcher::speed_limits`]. `attempt` 0 may reuse a pooled connection; later attempts,
+    /// and every attempt once a reused connection went silent, use a fresh one.
     pub fn open(&self, path: &str, what: &str, attempt: u32) -> Result<Body, FetchError> {
         let url = self.url(path);
         self.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("GET {url} (attempt {})", attempt + 1);
-        let req = if attempt == 0 {
+        let pooled = attempt == 0 && !self.avoid_pool.load(Ordering::Relaxed);
+        let req = if pooled {
             self.pooled.get(&url)
         } else {
             self.fresh.get(&url)
         };
         let started = Instant::now();
         let call = move || req.call().map_err(Box::new);
-        let answer =
-            http::within(self.opts.read_timeout, call).map_err(|s| FetchError::Transport {
+        let answer = http::within(self.opts.read_timeout, call).map_err(|s| {
+            if pooled && matches!(s, Stalled::Headers(_)) {
+                self.avoid_pool.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "{}: a reused connection went silent; using fresh connections from now on",
+                    self.base
+                );
+            }
+            FetchError::Transport {
                 what: what.to_string(),
                 url: url.clone(),
                 message: s.to_string(),
-            })?;
+            }
+        })?;
         match answer {
             Ok(resp) => {
                 let length = resp

@@ -46,7 +46,7 @@ struct Seen {
     earlier_on_connection: usize,
 }
 
-type Policy = dyn Fn(&str, usize) -> Behave + Send + Sync;
+type Policy = dyn Fn(&str, usize, usize) -> Behave + Send + Sync;
 
 struct Hostile {
     url: String,
@@ -55,8 +55,12 @@ struct Hostile {
 }
 
 impl Hostile {
-    /// Serve `root` over keep-alive connections; `policy(path, earlier requests for path)`.
-    fn start(root: &Path, policy: impl Fn(&str, usize) -> Behave + Send + Sync + 'static) -> Self {
+    /// Serve `root` over keep-alive connections with `policy(path, earlier requests for path,
+    /// earlier requests on this connection)`.
+    fn start(
+        root: &Path,
+        policy: impl Fn(&str, usize, usize) -> Behave + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}/", listener.local_addr().unwrap());
@@ -138,10 +142,11 @@ fn serve(
             });
             before
         };
+        let on_connection = earlier;
         earlier += 1;
         let data = std::fs::read(root.join(&path)).ok();
         let head = |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n");
-        let done = match (policy(&path, before), data) {
+        let done = match (policy(&path, before, on_connection), data) {
             (Behave::Serve, Some(d)) => out
                 .write_all(head(d.len()).as_bytes())
                 .and_then(|()| out.write_all(&d)),
@@ -263,7 +268,7 @@ fn victim_checksum(rel: &str) -> keel_store::Checksum {
 fn silent_server_fails_within_the_timeout_on_every_attempt() {
     let d = tempfile::tempdir().unwrap();
     let fx = fixture(d.path(), 3);
-    let server = Hostile::start(&fx.repo, |_, _| Behave::Silent);
+    let server = Hostile::start(&fx.repo, |_, _, _| Behave::Silent);
     let c = client(d.path());
     let o = limits(1000, 4000, 2);
     let start = Instant::now();
@@ -303,7 +308,7 @@ fn stuck_object_is_refused(case: Case) {
         largest_file(&fx.repo)
     };
     let (v, first, retry) = (victim.clone(), case.first.clone(), case.retry.clone());
-    let server = Hostile::start(&fx.repo, move |path, before| match (path == v, before) {
+    let server = Hostile::start(&fx.repo, move |path, before, _| match (path == v, before) {
         (true, 0) => first.clone(),
         (true, _) => retry.clone(),
         _ => Behave::Serve,
@@ -449,7 +454,7 @@ fn stuck_first_attempt_is_cut_and_the_retry_completes() {
         let fx = fixture(d.path(), 6);
         let victim = largest_file(&fx.repo);
         let v = victim.clone();
-        let server = Hostile::start(&fx.repo, move |path, before| {
+        let server = Hostile::start(&fx.repo, move |path, before, _| {
             if path == v && before == 0 {
                 first.clone()
             } else {
@@ -488,7 +493,7 @@ fn slow_server_above_the_limit_completes() {
     // About 6 s at 2,000-4,000 bytes/s: longer than the 3 s window, above 1,000 bytes/s.
     let chunk = (size / 24).max(1);
     let v = victim.clone();
-    let server = Hostile::start(&fx.repo, move |path, _| {
+    let server = Hostile::start(&fx.repo, move |path, _, _| {
         if path == v {
             Behave::Throttle(chunk, Duration::from_millis(250))
         } else {
@@ -507,4 +512,37 @@ fn slow_server_above_the_limit_completes() {
     assert_eq!(report.refs[0].1, fx.commit);
     assert_eq!(server.count(&victim), 1, "no retry was needed");
     assert_fsck_clean(&c);
+}
+
+#[test]
+fn server_silent_on_every_reused_connection_costs_one_timeout() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = fixture(d.path(), 20);
+    let server = Hostile::start(&fx.repo, |_, _, earlier_on_connection| {
+        if earlier_on_connection > 0 {
+            Behave::Silent
+        } else {
+            Behave::Serve
+        }
+    });
+    let c = client(d.path());
+    let o = limits(1000, 4000, 2);
+    let start = Instant::now();
+    let report = pull_from(&c, &server.url, o.clone()).unwrap();
+    let took = start.elapsed();
+    assert_eq!(report.refs[0].1, fx.commit);
+    assert_fsck_clean(&c);
+    let silent = server
+        .requests()
+        .iter()
+        .filter(|s| s.earlier_on_connection > 0)
+        .count();
+    assert_eq!(
+        silent, 1,
+        "after one silent reused connection every request uses a fresh one"
+    );
+    assert!(
+        took < o.read_timeout + Duration::from_secs(5),
+        "took {took:?}"
+    );
 }

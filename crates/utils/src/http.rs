@@ -7,10 +7,11 @@ mod stall;
 
 pub use stall::{
     within, Guarded, SpeedLimits, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME,
-    DEFAULT_NO_PROGRESS,
+    DEFAULT_NO_PROGRESS, MAX_STUCK,
 };
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,7 +65,12 @@ impl HttpError {
 /// A reusable HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    agent: ureq::Agent,
+    pooled: ureq::Agent,
+    fresh: ureq::Agent,
+    /// Set once a reused connection left the headers unanswered: from then on every request
+    /// uses a fresh connection, whose reads all time out (a helper given up on a reused
+    /// connection waits for as long as the server keeps it open).
+    avoid_pool: Arc<AtomicBool>,
     limits: SpeedLimits,
     total: Option<Duration>,
 }
@@ -89,23 +95,36 @@ impl Client {
             no_progress: opts.response_header_timeout.unwrap_or(DEFAULT_NO_PROGRESS),
             ..SpeedLimits::default()
         };
+        let tls = Arc::new(tls);
+        let proxy = match &opts.proxy {
+            Some(p) => {
+                Some(ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?)
+            }
+            None => None,
+        };
         // No ureq deadline (`timeout`): it would replace the per-read timeout of the body.
-        let mut builder = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(tls))
-            .try_proxy_from_env(false)
-            .timeout_connect(limits.no_progress)
-            .timeout_read(limits.no_progress)
-            .timeout_write(limits.no_progress);
-        if let Some(p) = &opts.proxy {
-            let proxy =
-                ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?;
-            builder = builder.proxy(proxy);
-        }
-        if let Some(ua) = &opts.user_agent {
-            builder = builder.user_agent(ua);
-        }
+        let agent = |pool: bool| {
+            let mut builder = ureq::AgentBuilder::new()
+                .tls_config(tls.clone())
+                .try_proxy_from_env(false)
+                .timeout_connect(limits.no_progress)
+                .timeout_read(limits.no_progress)
+                .timeout_write(limits.no_progress);
+            if !pool {
+                builder = builder.max_idle_connections(0);
+            }
+            if let Some(p) = &proxy {
+                builder = builder.proxy(p.clone());
+            }
+            if let Some(ua) = &opts.user_agent {
+                builder = builder.user_agent(ua);
+            }
+            builder.build()
+        };
         Ok(Client {
-            agent: builder.build(),
+            pooled: agent(true),
+            fresh: agent(false),
+            avoid_pool: Arc::new(AtomicBool::new(false)),
             limits,
             total: opts.request_timeout,
         })
@@ -124,6 +143,7 @@ impl Client {
     fn exchange(
         &self,
         url: &str,
+        pooled: bool,
         send: impl FnOnce() -> Result<ureq::Response, String> + Send + 'static,
     ) -> Result<(u16, Guarded<impl Read>), HttpError> {
         let transport = |message: String| HttpError::Transport {
@@ -135,20 +155,35 @@ impl Client {
             .total
             .map_or(self.limits.no_progress, |t| t.min(self.limits.no_progress));
         let resp = within(wait, send)
-            .map_err(|s| transport(s.to_string()))?
+            .map_err(|s| {
+                if pooled && matches!(s, Stalled::Headers(_)) {
+                    self.avoid_pool.store(true, Ordering::Relaxed);
+                }
+                transport(s.to_string())
+            })?
             .map_err(transport)?;
         let status = resp.status();
         let body = Guarded::new(resp.into_reader(), self.limits, started, self.total);
         Ok((status, body))
     }
 
+    /// The agent for the next request, and whether it may reuse a pooled connection.
+    fn agent(&self) -> (&ureq::Agent, bool) {
+        if self.avoid_pool.load(Ordering::Relaxed) {
+            (&self.fresh, false)
+        } else {
+            (&self.pooled, true)
+        }
+    }
+
     /// GETs `url` with extra `headers` and returns the body.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
-        let mut req = self.agent.get(url);
+        let (agent, pooled) = self.agent();
+        let mut req = agent.get(url);
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let (code, mut reader) = self.exchange(url, move || any_status(req.call()))?;
+        let (code, mut reader) = self.exchange(url, pooled, move || any_status(req.call()))?;
         if code >= 400 {
             return Err(HttpError::Status {
                 url: url.to_string(),
@@ -187,12 +222,14 @@ impl Client {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), HttpError> {
-        let mut req = self.agent.post(url);
+        let (agent, pooled) = self.agent();
+        let mut req = agent.post(url);
         for (name, value) in headers {
             req = req.set(name, value);
         }
         let body = body.to_vec();
-        let (status, mut reader) = self.exchange(url, move || any_status(req.send_bytes(&body)))?;
+        let (status, mut reader) =
+            self.exchange(url, pooled, move || any_status(req.send_bytes(&body)))?;
         Ok((status, read_all(url, &mut reader)?))
     }
 }

@@ -8,7 +8,8 @@
 //! request on a helper thread; and [`Guarded`] checks every body read against the rules.
 
 use std::io::{self, Read};
-use std::sync::{mpsc, Mutex};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// ostree's default `--low-speed-limit-bytes` (libcurl's `CURLOPT_LOW_SPEED_LIMIT`).
@@ -64,6 +65,9 @@ pub enum Stalled {
     /// No helper thread could be started for the request.
     #[error("cannot start a thread for the request: {0}")]
     NoThread(String),
+    /// Too many earlier requests are still stuck on servers that stopped answering.
+    #[error("{0} earlier requests still wait on servers that stopped answering; not starting another until some end (limit {MAX_STUCK})")]
+    TooManyStuck(usize),
 }
 
 /// "30 s", "2.5 s" or "700 ms".
@@ -77,6 +81,18 @@ fn secs(d: Duration) -> String {
     }
 }
 
+/// Requests given up by [`within`] whose helper thread still waits on the server, at most.
+/// Each holds a thread and a socket until the server answers or closes; past this many, new
+/// requests are refused rather than running the process out of file descriptors.
+pub const MAX_STUCK: usize = 64;
+
+/// Requests given up whose helper is still waiting.
+static STUCK: AtomicUsize = AtomicUsize::new(0);
+
+const WAITING: u8 = 0;
+const DONE: u8 = 1;
+const ABANDONED: u8 = 2;
+
 /// Runs `request` (which sends a request and waits for the response headers) on a helper
 /// thread and waits at most `limit` for it. On timeout the helper is left to finish on its own:
 /// it drops whatever it receives, so the connection is closed, never returned to a pool.
@@ -84,16 +100,38 @@ pub fn within<T: Send + 'static>(
     limit: Duration,
     request: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, Stalled> {
+    let stuck = STUCK.load(Ordering::Acquire);
+    if stuck >= MAX_STUCK {
+        return Err(Stalled::TooManyStuck(stuck));
+    }
     let (tx, rx) = mpsc::sync_channel(1);
+    let state = Arc::new(AtomicU8::new(WAITING));
+    let job_state = state.clone();
     run_on_helper(Box::new(move || {
         let _ = tx.send(request());
-    }))?;
-    rx.recv_timeout(limit).map_err(|e| match e {
-        mpsc::RecvTimeoutError::Timeout => Stalled::Headers(limit),
-        mpsc::RecvTimeoutError::Disconnected => {
-            Stalled::NoThread("the request thread ended without an answer".into())
+        if job_state.swap(DONE, Ordering::AcqRel) == ABANDONED {
+            STUCK.fetch_sub(1, Ordering::AcqRel);
         }
-    })
+    }))?;
+    match rx.recv_timeout(limit) {
+        Ok(answer) => Ok(answer),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            // Counted before the helper can see ABANDONED, so its decrement never comes first.
+            STUCK.fetch_add(1, Ordering::AcqRel);
+            let abandoned = state
+                .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok();
+            if abandoned {
+                return Err(Stalled::Headers(limit));
+            }
+            // The answer came just as the wait ended.
+            STUCK.fetch_sub(1, Ordering::AcqRel);
+            rx.try_recv().map_err(|_| Stalled::Headers(limit))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Stalled::NoThread(
+            "the request thread ended without an answer".into(),
+        )),
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
