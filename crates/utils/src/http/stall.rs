@@ -6,6 +6,12 @@
 //! per-read timeout. So requests are made without a deadline, with the agent's read timeout set
 //! to [`SpeedLimits::no_progress`]; [`within`] bounds the wait for the headers by running the
 //! request on a helper thread; and [`Guarded`] checks every body read against the rules.
+//!
+//! Helper threads are reused. One given up while a server keeps a reused connection silent
+//! cannot be stopped (ureq does not hand out its socket): it waits until the server answers
+//! or closes. Callers then stop reusing connections to that server (fresh connections time out
+//! on every read), and at most [`MAX_STUCK`] such helpers may exist before new requests are
+//! refused.
 
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
