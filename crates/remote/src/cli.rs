@@ -23,7 +23,7 @@ pub enum RemoteCommand {
     Remote(RemoteAction),
     /// Fetch refs and all their objects from a remote (objects are verified before storing).
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
+        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
     )]
     Pull(PullArgs),
     /// Copy refs and their objects from another local repository (objects are verified).
@@ -124,9 +124,15 @@ pub struct PullArgs {
     /// Transfers in flight at once.
     #[arg(long, default_value_t = 12)]
     parallel: usize,
-    /// Seconds without progress (connect or read) before a transfer fails.
-    #[arg(long, default_value_t = 30)]
+    /// Fail an attempt (then retry) after this long without headers or a byte.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
+    /// Fail an attempt (then retry) slower than this on average (0: no limit).
+    #[arg(long, value_name = "BYTES/S", default_value_t = 1000)]
+    low_speed_limit_bytes: u64,
+    /// The window --low-speed-limit-bytes is averaged over (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    low_speed_time_seconds: u64,
 }
 
 /// Arguments of `pull-local`.
@@ -304,6 +310,8 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
             let fetch = FetchOptions {
                 parallel: a.parallel,
                 read_timeout: Duration::from_secs(a.timeout.max(1)),
+                low_speed_limit: a.low_speed_limit_bytes,
+                low_speed_time: Duration::from_secs(a.low_speed_time_seconds),
                 ..FetchOptions::default()
             };
             let summary_keys = r.sign_verify_summary.then_some(keys);

@@ -326,10 +326,20 @@ impl Source for HttpSource {
 
     fn content(&self, c: &Checksum, tx: &Transaction<'_>, attempt: u32) -> Result<u64, PullError> {
         let path = object_rel_path(ObjectType::File, c);
-        let body = self
+        let received = self
             .fetcher
-            .open(&path, &what(ObjectType::File, c), attempt)?;
-        self.receive_file(c, tx, body)
+            .open(&path, &what(ObjectType::File, c), attempt)
+            .map_err(PullError::from)
+            .and_then(|body| self.receive_file(c, tx, body));
+        // The pull engine retries while attempts are left; say so when this was the last one.
+        match received {
+            Err(PullError::Fetch(e))
+                if e.is_retryable() && attempt >= self.fetcher.options().retries =>
+            {
+                Err(e.gave_up(attempt + 1).into())
+            }
+            other => other,
+        }
     }
 
     fn retry_policy(&self) -> (u32, Duration) {
