@@ -163,8 +163,13 @@ pub fn user_config(
     Ok(data)
 }
 
-fn source_of(r: &Resource) -> &str {
-    r.source.as_deref().unwrap_or("")
+/// The source as errors name it: a long data URL by its size, not its bytes.
+fn source_of(r: &Resource) -> String {
+    let source = r.source.as_deref().unwrap_or("");
+    match source.strip_prefix("data:") {
+        Some(_) if source.len() > 80 => format!("a data URL of {} bytes", source.len()),
+        _ => source.to_string(),
+    }
 }
 
 /// The CA bundles a config asks to trust, fetched with `fetcher`.

@@ -316,3 +316,34 @@ fn a_body_cut_off_mid_stream_is_retried_from_the_start() {
         "the file is not the full body after the retry"
     );
 }
+
+/// A merged config (as a CA bundle or key file would) is held in memory, so its source is bounded:
+/// a gzip data URL inflating to 256 MiB fails with a clear error under the memory cap instead of
+/// taking the machine's memory, and nothing is written to the root.
+#[test]
+fn an_oversized_merged_config_is_refused_under_the_memory_cap() {
+    need_root();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let merged = serde_json::json!({
+        "source": data_url(&gzip_zeros(256 * MIB)),
+        "compression": "gzip"
+    });
+    let cfg = serde_json::json!({
+        "ignition": {"version": "3.4.0", "config": {"merge": [merged]}},
+        "storage": {"files": [{"path": "/etc/never", "contents": {"source": "data:,x"}}]}
+    });
+    let config = dir.path().join("config.ign");
+    std::fs::write(&config, cfg.to_string()).unwrap();
+    let (out, took) = apply_capped(&root, &config, &[]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("too large"), "{err}");
+    assert!(
+        err.contains("ignition.config.merge"),
+        "names the config key: {err}"
+    );
+    assert!(took < Duration::from_secs(60), "{took:?}");
+    assert!(files_under(&root).is_empty(), "{:?}", files_under(&root));
+}

@@ -32,7 +32,14 @@ pub struct HttpOptions {
     pub user_agent: Option<String>,
     /// Send every request through this HTTP proxy (`http://host:port`).
     pub proxy: Option<String>,
+    /// Largest body [`Client::get`] and [`Client::post`] hold in memory (None:
+    /// [`DEFAULT_MAX_BODY`]); [`Client::open`] streams and leaves the bound to its caller.
+    pub max_body_bytes: Option<u64>,
 }
+
+/// Default bound of a body held in memory: configs, graphs and lock answers are far smaller,
+/// and an endless body from a hostile server must not take the process's memory.
+pub const DEFAULT_MAX_BODY: u64 = 64 << 20;
 
 /// Failure of an HTTP request.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,7 @@ pub struct Client {
     avoid_pool: Arc<AtomicBool>,
     limits: SpeedLimits,
     total: Option<Duration>,
+    max_body: u64,
 }
 
 impl Client {
@@ -127,6 +135,7 @@ impl Client {
             avoid_pool: Arc::new(AtomicBool::new(false)),
             limits,
             total: opts.request_timeout,
+            max_body: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
         })
     }
 
@@ -178,7 +187,7 @@ impl Client {
 
     /// GETs `url` with extra `headers` and returns the body.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
-        read_all(url, &mut self.open(url, headers)?)
+        read_all(url, &mut self.open(url, headers)?, self.max_body)
     }
 
     /// GETs `url` with extra `headers` and returns the body as a stream, for callers that
@@ -213,14 +222,21 @@ fn any_status(r: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, 
     }
 }
 
-fn read_all(url: &str, reader: &mut impl Read) -> Result<Vec<u8>, HttpError> {
+fn read_all(url: &str, reader: &mut impl Read, max: u64) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
     reader
+        .take(max.saturating_add(1))
         .read_to_end(&mut body)
         .map_err(|e| HttpError::Transport {
             url: url.to_string(),
             message: format!("reading the response body: {e}"),
         })?;
+    if body.len() as u64 > max {
+        return Err(HttpError::Transport {
+            url: url.to_string(),
+            message: format!("the response body is larger than {max} bytes; refusing to hold more"),
+        });
+    }
     Ok(body)
 }
 
@@ -241,7 +257,7 @@ impl Client {
         let body = body.to_vec();
         let (status, mut reader) =
             self.exchange(url, pooled, move || any_status(req.send_bytes(&body)))?;
-        Ok((status, read_all(url, &mut reader)?))
+        Ok((status, read_all(url, &mut reader, self.max_body)?))
     }
 }
 

@@ -23,6 +23,8 @@ enum Behave {
     Drip(Duration),
     /// Announce nothing and send 4 KB every 100 ms forever (fast enough, never ending).
     Endless,
+    /// Announce nothing and send as fast as the client takes it, forever.
+    Flood,
 }
 
 fn behave(path: &str) -> Behave {
@@ -30,6 +32,7 @@ fn behave(path: &str) -> Behave {
         "/silent" => Behave::Silent,
         "/drip" => Behave::Drip(Duration::from_millis(500)),
         "/endless" => Behave::Endless,
+        "/flood" => Behave::Flood,
         _ => Behave::Hello,
     }
 }
@@ -108,6 +111,13 @@ fn connection(stream: TcpStream, stop: &AtomicBool) {
                 while r.is_ok() && !stop.load(Ordering::SeqCst) {
                     r = out.write_all(&[b'y'; 4096]);
                     std::thread::sleep(Duration::from_millis(100));
+                }
+                return;
+            }
+            Behave::Flood => {
+                let mut r = out.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+                while r.is_ok() && !stop.load(Ordering::SeqCst) {
+                    r = out.write_all(&[b'z'; 65536]);
                 }
                 return;
             }
@@ -204,4 +214,26 @@ fn endless_body_is_cut_by_the_request_limit() {
         "took longer than 2 s",
         || c.get(&url, &[]).unwrap_err().to_string(),
     );
+}
+
+/// A fast endless body is cut at the in-memory bound, not after the time limit has let it grow
+/// (at loopback speed that would be gigabytes).
+#[test]
+fn fast_endless_body_is_cut_at_the_size_bound() {
+    let server = Server::start();
+    let c = Client::new(&HttpOptions {
+        max_body_bytes: Some(1 << 20),
+        ..HttpOptions::default()
+    })
+    .unwrap();
+    let url = format!("{}/flood", server.url);
+    assert_cut(
+        &c,
+        &server,
+        Duration::from_secs(5),
+        "larger than 1048576 bytes",
+        || c.get(&url, &[]).unwrap_err().to_string(),
+    );
+    let post = c.post(&url, &[], b"{}").unwrap_err().to_string();
+    assert!(post.contains("larger than 1048576 bytes"), "{post}");
 }

@@ -16,7 +16,7 @@ use stream::{pump, Expected, Hasher, Source};
 
 mod stream;
 
-pub use stream::{FileSink, Sink};
+pub use stream::{FileSink, MemorySink, Sink};
 
 /// Default wait for response headers, like Ignition (`ignition.timeouts.httpResponseHeaders`).
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,12 +62,21 @@ pub enum FetchError {
 }
 
 fn write_message(e: &std::io::Error) -> String {
-    if e.kind() == std::io::ErrorKind::StorageFull {
-        format!("the target filesystem is full ({e}); the (decompressed) contents do not fit")
-    } else {
-        format!("writing the fetched data: {e}")
+    match e.kind() {
+        std::io::ErrorKind::StorageFull => {
+            format!("the target filesystem is full ({e}); the (decompressed) contents do not fit")
+        }
+        std::io::ErrorKind::FileTooLarge => format!(
+            "the (decompressed) source is too large: {e}; configs, CA bundles and key files \
+             must be smaller (put large contents in storage.files, which streams to disk)"
+        ),
+        _ => format!("writing the fetched data: {e}"),
     }
 }
+
+/// The most a config, CA bundle or key file may hold (they are kept in memory; file contents
+/// stream to disk instead).
+pub const MAX_IN_MEMORY: usize = keel_utils::http::DEFAULT_MAX_BODY as usize;
 
 impl FetchError {
     /// Whether trying the source again may help (network trouble; not bad data or a full disk).
@@ -153,6 +162,7 @@ impl Fetcher {
             request_timeout: total,
             user_agent: Some(format!("keel-ignition/{}", env!("CARGO_PKG_VERSION"))),
             proxy: None,
+            max_body_bytes: Some(MAX_IN_MEMORY as u64),
         };
         let proxy = cfg.ignition.proxy.clone().unwrap_or_default();
         let via = |p: &Option<String>| -> Result<Option<Client>, FetchError> {
@@ -178,9 +188,9 @@ impl Fetcher {
     /// Fetches, decompresses and verifies a resource into memory (configs, CA bundles, key
     /// files). An absent or empty source gives no data.
     pub fn fetch(&self, r: &Resource) -> Result<Vec<u8>, FetchError> {
-        let mut data = Vec::new();
-        self.fetch_to(r, &mut data)?;
-        Ok(data)
+        let mut sink = MemorySink::new(MAX_IN_MEMORY);
+        self.fetch_to(r, &mut sink)?;
+        Ok(sink.data)
     }
 
     /// Fetches a resource into `sink`, decompressing and hashing while it streams; returns
@@ -225,17 +235,17 @@ impl Fetcher {
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Vec<u8>, FetchError> {
-        let mut data = Vec::new();
+        let mut sink = MemorySink::new(MAX_IN_MEMORY);
         self.stream_url(url, headers, &mut |body| {
-            data.clear();
+            sink.data.clear();
             let mut source = Source {
                 inner: body,
                 url,
                 failed: None,
             };
-            pump(&mut source, false, &mut data, &mut Hasher::None).map(drop)
+            pump(&mut source, false, &mut sink, &mut Hasher::None).map(drop)
         })?;
-        Ok(data)
+        Ok(sink.data)
     }
 
     /// Opens the raw bytes behind a URL and hands them to `consume`, retrying network errors

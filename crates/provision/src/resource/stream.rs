@@ -16,9 +16,42 @@ pub trait Sink: Write {
     fn restart(&mut self) -> std::io::Result<()>;
 }
 
-impl Sink for Vec<u8> {
+/// Bytes held in memory (configs, CA bundles, key files), at most `max` of them: a source
+/// that sends more fails the fetch instead of taking the machine's memory.
+pub struct MemorySink {
+    pub data: Vec<u8>,
+    max: usize,
+}
+
+impl MemorySink {
+    pub fn new(max: usize) -> MemorySink {
+        MemorySink {
+            data: Vec::new(),
+            max,
+        }
+    }
+}
+
+impl Write for MemorySink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.data.len().saturating_add(buf.len()) > self.max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!("more than {} bytes, the most held in memory", self.max),
+            ));
+        }
+        self.data.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Sink for MemorySink {
     fn restart(&mut self) -> std::io::Result<()> {
-        self.clear();
+        self.data.clear();
         Ok(())
     }
 }
@@ -226,7 +259,7 @@ mod tests {
         let want = hex::encode(sha2::Sha256::digest(vec![7u8; 3 * CHUNK + 5]));
         let expected = Expected::parse(&format!("sha256-{want}")).unwrap();
         let mut hasher = expected.hasher();
-        let mut out = Vec::new();
+        let mut out = MemorySink::new(usize::MAX);
         let mut body = gz.as_slice();
         let mut source = Source {
             inner: &mut body,
@@ -235,6 +268,7 @@ mod tests {
         };
         let n = pump(&mut source, true, &mut out, &mut hasher).unwrap();
         assert_eq!(n, 3 * CHUNK as u64 + 5);
+        assert_eq!(out.data.len(), 3 * CHUNK + 5);
         expected.check(hasher).unwrap();
         let mut truncated = &gz[..gz.len() / 2];
         let mut source = Source {
@@ -242,7 +276,30 @@ mod tests {
             url: "data:",
             failed: None,
         };
-        let err = pump(&mut source, true, &mut Vec::new(), &mut Hasher::None).unwrap_err();
+        let err = pump(
+            &mut source,
+            true,
+            &mut MemorySink::new(usize::MAX),
+            &mut Hasher::None,
+        )
+        .unwrap_err();
         assert!(matches!(err, FetchError::Gunzip(_)), "{err}");
+    }
+
+    #[test]
+    fn memory_sink_refuses_more_than_its_bound() {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&vec![0u8; 4 * CHUNK]).unwrap();
+        let gz = gz.finish().unwrap();
+        let mut body = gz.as_slice();
+        let mut source = Source {
+            inner: &mut body,
+            url: "data:",
+            failed: None,
+        };
+        let mut sink = MemorySink::new(CHUNK);
+        let err = pump(&mut source, true, &mut sink, &mut Hasher::None).unwrap_err();
+        assert!(err.to_string().contains("too large"), "{err}");
+        assert!(sink.data.len() <= CHUNK);
     }
 }
