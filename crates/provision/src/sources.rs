@@ -246,7 +246,7 @@ fn render_at(
         let data = fetcher.fetch(r).map_err(|e| fetch_err(&what, e))?;
         fetched.push(Fetched {
             kind: "replace".into(),
-            source: source_of(r).into(),
+            source: source_of(r),
         });
         let child = parse_config(&data, &what)?;
         return render_at(child, online, fetched, depth + 1, cas);
@@ -257,7 +257,7 @@ fn render_at(
         let data = fetcher.fetch(r).map_err(|e| fetch_err(&what, e))?;
         fetched.push(Fetched {
             kind: "merge".into(),
-            source: source_of(r).into(),
+            source: source_of(r),
         });
         let child = render_at(
             parse_config(&data, &what)?,
