@@ -15,6 +15,13 @@ pub(super) fn resolve(text: &str, quoted_or_tagged_str: bool) -> (Value, bool) {
         "false" | "False" | "FALSE" => return (Value::Bool(false), false),
         _ => {}
     }
+    let numeric_start = text
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    if !numeric_start {
+        return (Value::String(text.to_string()), false);
+    }
     if let Some(n) = parse_int(text) {
         let unsigned = text.trim_start_matches(['+', '-']);
         let decimal = unsigned.len() == 1 || !unsigned.starts_with('0');
