@@ -303,7 +303,7 @@ fn nul_byte_is_refused_with_line_and_column() {
     butane(doc.as_bytes(), &[]).assert_refused(&[
         "error at line 5 col 19",
         "control character U+0000 is not allowed",
-        "\"\\0\"",
+        "write it as \"\\u0000\" inside a double-quoted string",
     ]);
 }
 

@@ -100,17 +100,12 @@ pub(super) fn check_printable(text: &str) -> Result<(), YamlError> {
     let line = 1 + before.matches('\n').count();
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let col = 1 + before[line_start..].chars().count();
-    let c = text[at..].chars().next().unwrap_or_default();
-    let hint = if c == '\0' {
-        "; write it as \"\\0\" inside a double-quoted string if it is meant"
-    } else {
-        "; write it as a \"\\u\" escape inside a double-quoted string if it is meant"
-    };
+    let code = text[at..].chars().next().map_or(0, u32::from);
     Err(YamlError {
         pos: Pos { line, col },
         message: format!(
-            "yaml: control character U+{:04X} is not allowed in a YAML document{hint}",
-            c as u32
+            "yaml: control character U+{code:04X} is not allowed in a YAML document; remove it, \
+             or write it as \"\\u{code:04X}\" inside a double-quoted string"
         ),
     })
 }
@@ -119,4 +114,50 @@ fn is_printable(c: char) -> bool {
     matches!(c,
         '\t' | '\n' | '\r' | '\u{20}'..='\u{7e}' | '\u{85}' | '\u{a0}'..='\u{d7ff}'
         | '\u{e000}'..='\u{fffd}' | '\u{10000}'..='\u{10ffff}')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_characters() {
+        for ok in ["a\tb\r\nc", "\u{feff}a: 1", "\u{85}", "é €", "\u{10ffff}"] {
+            assert!(check_printable(ok).is_ok(), "{ok:?}");
+        }
+        for (bad, line, col, code) in [
+            ("\0", 1, 1, "U+0000"),
+            ("a: b\nc: é\u{7f}", 2, 5, "U+007F"),
+            ("x\u{1b}", 1, 2, "U+001B"),
+            ("\n\n  \u{9f}", 3, 3, "U+009F"),
+            ("\u{fffe}", 1, 1, "U+FFFE"),
+        ] {
+            let e = check_printable(bad).unwrap_err();
+            assert_eq!(e.pos, Pos { line, col }, "{bad:?}");
+            assert!(e.message.contains(code), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn alias_budget_is_checked_before_copying() {
+        let mut b = Budget::default();
+        let at = Pos { line: 3, col: 4 };
+        let anchor = Pos { line: 1, col: 1 };
+        let half = Cost {
+            nodes: 1,
+            bytes: MAX_ALIAS_BYTES / 2,
+        };
+        assert!(b.alias(at, anchor, half).is_ok());
+        assert!(b.alias(at, anchor, half).is_ok());
+        let e = b
+            .alias(at, anchor, Cost { nodes: 1, bytes: 1 })
+            .unwrap_err();
+        assert_eq!(e.pos, at);
+        assert!(e.message.contains("more than 16 MiB"), "{}", e.message);
+        assert!(
+            e.message.contains("anchor at line 1 col 1"),
+            "{}",
+            e.message
+        );
+    }
 }
