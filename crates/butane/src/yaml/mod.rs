@@ -8,7 +8,7 @@ mod scalar;
 
 use keel_ignition_config::tree::{Entry, Node, Pos, Value};
 use limits::{Budget, Cost, MAX_DEPTH};
-use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use saphyr_parser::{Event, Parser, ScalarStyle, ScanError, Span, StrInput};
 use std::collections::{HashMap, HashSet};
 
 /// A YAML syntax or structure error, or a limit the document exceeds.
@@ -28,25 +28,9 @@ pub struct Document {
 
 pub fn parse(text: &str) -> Result<Document, YamlError> {
     limits::check_printable(text)?;
-    let mut events = Vec::new();
-    for item in Parser::new_from_str(text) {
-        match item {
-            Ok(ev) => events.push(ev),
-            Err(e) => {
-                let m = e.marker();
-                return Err(YamlError {
-                    pos: Pos {
-                        line: m.line(),
-                        col: m.col() + 1,
-                    },
-                    message: scan_error_message(e.info()),
-                });
-            }
-        }
-    }
     let mut b = Builder {
-        events,
-        i: 0,
+        events: Parser::new_from_str(text),
+        peeked: None,
         anchors: HashMap::new(),
         plain_decimal_ints: HashSet::new(),
         budget: Budget::default(),
@@ -56,6 +40,17 @@ pub fn parse(text: &str) -> Result<Document, YamlError> {
         root,
         plain_decimal_ints: b.plain_decimal_ints,
     })
+}
+
+fn scan_error(e: &ScanError) -> YamlError {
+    let m = e.marker();
+    YamlError {
+        pos: Pos {
+            line: m.line(),
+            col: m.col() + 1,
+        },
+        message: scan_error_message(e.info()),
+    }
 }
 
 /// The parser's message, with what to do when it is the parser's nesting limit.
@@ -76,9 +71,10 @@ struct Anchor {
     cost: Cost,
 }
 
+/// Builds the tree from the parser's events as they come (they are not collected first).
 struct Builder<'a> {
-    events: Vec<(Event<'a>, Span)>,
-    i: usize,
+    events: Parser<'a, StrInput<'a>>,
+    peeked: Option<(Event<'a>, Span)>,
     anchors: HashMap<usize, Anchor>,
     plain_decimal_ints: HashSet<Pos>,
     budget: Budget,
@@ -92,23 +88,29 @@ fn pos_of(span: &Span) -> Pos {
 }
 
 impl<'a> Builder<'a> {
-    fn next(&mut self) -> Option<(Event<'a>, Span)> {
-        let ev = self.events.get(self.i).cloned();
-        self.i += 1;
-        ev
+    fn next(&mut self) -> Result<Option<(Event<'a>, Span)>, YamlError> {
+        match self.peeked.take() {
+            Some(ev) => Ok(Some(ev)),
+            None => self.events.next().transpose().map_err(|e| scan_error(&e)),
+        }
     }
 
-    /// Whether the next event closes the current collection (or the events ran out).
-    fn at_end_of_collection(&self) -> bool {
-        matches!(
-            self.events.get(self.i),
-            Some((Event::SequenceEnd | Event::MappingEnd, _)) | None
-        )
+    /// Whether the next event closes the current collection (or the events ran out); a
+    /// closing event is consumed.
+    fn at_end_of_collection(&mut self) -> Result<bool, YamlError> {
+        let Some(ev) = self.next()? else {
+            return Ok(true);
+        };
+        if matches!(ev.0, Event::SequenceEnd | Event::MappingEnd) {
+            return Ok(true);
+        }
+        self.peeked = Some(ev);
+        Ok(false)
     }
 
     fn document(&mut self) -> Result<Node, YamlError> {
         let mut root = None;
-        while let Some((ev, span)) = self.next() {
+        while let Some((ev, span)) = self.next()? {
             match ev {
                 Event::StreamStart | Event::DocumentEnd | Event::Nothing => {}
                 Event::StreamEnd => break,
@@ -132,7 +134,7 @@ impl<'a> Builder<'a> {
 
     /// Builds the next node and returns it with its cost.
     fn node(&mut self, depth: usize) -> Result<(Node, Cost), YamlError> {
-        let Some((ev, span)) = self.next() else {
+        let Some((ev, span)) = self.next()? else {
             return Err(YamlError {
                 pos: Pos::default(),
                 message: "unexpected end of YAML".into(),
@@ -211,12 +213,11 @@ impl<'a> Builder<'a> {
             nodes: 1,
             bytes: std::mem::size_of::<Node>(),
         };
-        while !self.at_end_of_collection() {
+        while !self.at_end_of_collection()? {
             let (item, c) = self.node(depth + 1)?;
             cost.add(c);
             items.push(item);
         }
-        self.i += 1;
         Ok((items, cost))
     }
 
@@ -229,7 +230,7 @@ impl<'a> Builder<'a> {
             nodes: 1,
             bytes: std::mem::size_of::<Node>(),
         };
-        while !self.at_end_of_collection() {
+        while !self.at_end_of_collection()? {
             let (key_node, _) = self.node(depth + 1)?;
             let key = match key_node.value {
                 Value::String(s) | Value::Number(s) => s,
@@ -261,7 +262,6 @@ impl<'a> Builder<'a> {
                 value,
             });
         }
-        self.i += 1;
         Ok((entries, cost))
     }
 }
