@@ -56,13 +56,22 @@ pub trait Pull: Send {
 }
 
 /// Pulls from the remote of the booted deployment's origin (`keel_deploy::fetch`); a commit
-/// already in the repository, or an origin without a remote, needs no network.
+/// already in the repository, or an origin without a remote, needs no network. A commit older
+/// than (or unrelated to) the booted one is refused before its content is fetched: the graph
+/// is not signed, so it must not be able to take the node back to an old signed release.
 pub struct OriginPull;
 
 impl Pull for OriginPull {
     fn pull(&self, sysroot: &Sysroot, commit: &str) -> Result<Checksum> {
         let progress = Progress::new(ProgressMode::Lines, &format!("pull {commit}"), None);
-        let f = keel_deploy::fetch::pull_origin(sysroot, commit, &progress)
+        let baseline = sysroot.booted_name().and_then(|name| {
+            Deployment::parse_name(&name).map(|(c, _)| (format!("booted deployment {name}"), c))
+        });
+        let policy = keel_deploy::fetch::Policy {
+            allow_downgrade: false,
+            baseline,
+        };
+        let f = keel_deploy::fetch::pull_origin(sysroot, commit, &policy, &progress)
             .with_context(|| format!("pulling commit {commit}"))?;
         tracing::info!(
             "pulled {commit} from {}: {} objects, {} bytes in {:?}",
@@ -398,8 +407,29 @@ impl Agent {
         })
     }
 
+    /// Read the origin remote's summary and judge its age into the state (a failure is only
+    /// logged: the graph poll decides about updates).
+    pub fn check_remote_summary(&mut self) {
+        match keel_deploy::fetch::origin_summary(&self.sysroot) {
+            Ok(seen) => {
+                let now = u64::try_from(self.clock.now()).unwrap_or(0);
+                self.state.remote_summary = seen.map(|s| s.assess(now));
+                if let Some(f) = self
+                    .state
+                    .remote_summary
+                    .as_ref()
+                    .filter(|f| f.is_problem())
+                {
+                    tracing::warn!("{}", f.message);
+                }
+            }
+            Err(e) => tracing::warn!("checking the age of the origin remote's summary: {e}"),
+        }
+    }
+
     /// Poll the graph once and update state, metrics and the dead-end message.
     pub fn poll(&mut self) -> Result<Evaluation> {
+        self.check_remote_summary();
         let b = self.booted()?;
         self.state.booted_commit = Some(b.commit.clone());
         let q = self.query(&b)?;
@@ -456,6 +486,15 @@ impl Agent {
             (_, _, Some(reason)) => format!("booted release is a dead-end: {reason}"),
             (_, Some(t), _) => format!("update available: {}", t.version),
             (Some(r), None, _) => format!("up to date ({}); last checked {now}", r.version),
+        };
+        let summary = match self
+            .state
+            .remote_summary
+            .as_ref()
+            .filter(|f| f.is_problem())
+        {
+            Some(f) => format!("{summary}; WARNING: {}", f.message),
+            None => summary,
         };
         let phase = self.state.phase;
         self.set(phase, summary);

@@ -196,6 +196,9 @@ pub fn describe(st: &AgentState) -> String {
     if let Some(e) = &st.last_error {
         o += &format!("  last error: {e}\n");
     }
+    if let Some(f) = &st.remote_summary {
+        o += &format!("  remote summary: {}\n", f.message);
+    }
     o
 }
 
@@ -212,6 +215,7 @@ struct CheckReport {
     window_open: Option<bool>,
     next_window: Option<i64>,
     fleet_lock: bool,
+    remote_summary: Option<keel_deploy::Freshness>,
 }
 
 /// Run `keel update`.
@@ -236,6 +240,7 @@ pub fn run_update(args: UpdateArgs) -> Result<()> {
                 window_open: s.schedule.as_ref().map(|w| w.contains(now)),
                 next_window: s.schedule.as_ref().and_then(|w| w.next_start(now)),
                 fleet_lock: s.lock.is_some(),
+                remote_summary: a.state.remote_summary.clone(),
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -282,6 +287,9 @@ fn print_check(r: &CheckReport) {
     }
     if let Some(d) = &r.deadend {
         println!("Dead-end: {d}");
+    }
+    if let Some(f) = r.remote_summary.as_ref().filter(|f| f.is_problem()) {
+        println!("Warning: {}", f.message);
     }
     for f in &r.skipped_failed {
         println!(

@@ -71,6 +71,10 @@ pub struct AgentState {
     pub last_error: Option<String>,
     /// With a periodic strategy: UNIX time the next window opens.
     pub next_window: Option<i64>,
+    /// How old the origin remote's summary was at the last poll (stale or expired: the
+    /// mirror may be frozen).
+    #[serde(default)]
+    pub remote_summary: Option<keel_deploy::Freshness>,
     /// UNIX time of this record.
     pub updated_at: i64,
 }
@@ -89,6 +93,7 @@ impl AgentState {
             last_poll: None,
             last_error: None,
             next_window: None,
+            remote_summary: None,
             updated_at: now,
         }
     }

@@ -58,7 +58,7 @@ pub fn run(args: ButaneArgs) -> Result<()> {
             let mut json = out.json.into_bytes();
             json.push(b'\n');
             match &args.output {
-                Some(path) => keel_utils::fsutil::write_atomic(path, &json, 0o644)
+                Some(path) => keel_utils::fsutil::write_output(path, &json, 0o644)
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => std::io::stdout()
                     .write_all(&json)

@@ -3,7 +3,7 @@
 //! binary flattens into its own.
 
 use crate::etcmerge::Change;
-use crate::update::{deploy_rev, print_outcome, upgrade};
+use crate::update::{deploy_rev, print_outcome, upgrade, UpgradeHow};
 use crate::{
     health, prepare_root, DeploymentStatus, Finalized, KargEdit, Status, Sysroot, DEFAULT_STATEROOT,
 };
@@ -52,7 +52,7 @@ pub enum NodeCommand {
     /// Upgrade to the newest commit of the origin ref, pulled from the origin's remote
     /// (`keel:<ref>`): staged on a booted node (applied at shutdown).
     #[command(
-        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
+        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n  keel upgrade --allow-downgrade   # accept a commit older than the running one\n\nA commit that is not newer than the running one (a mirror replaying an old\nsummary) is refused. A remote summary older than summary-max-age-secs (default\n7 days) or past ostree.summary.expires is reported: the mirror may be frozen.\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
     )]
     Upgrade {
         #[command(flatten)]
@@ -69,6 +69,10 @@ pub enum NodeCommand {
         /// Reboot into it afterwards.
         #[arg(long)]
         reboot: bool,
+        /// Deploy even a commit older than (or unrelated to) the running one; refused by
+        /// default, since a mirror may be replaying an old summary.
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Deploy a given version or commit (staged on a booted node).
     #[command(
@@ -89,6 +93,10 @@ pub enum NodeCommand {
         /// Reboot into it afterwards.
         #[arg(long)]
         reboot: bool,
+        /// With REMOTE:REF: accept the ref moving to an older commit (a version or commit
+        /// named explicitly is always deployed).
+        #[arg(long)]
+        allow_downgrade: bool,
     },
     /// Make the previous deployment the default boot entry (a staged one is dropped).
     #[command(after_help = "Examples:\n  keel rollback\n  keel rollback --reboot")]
@@ -301,6 +309,10 @@ fn print_status(st: &Status) {
             f.reason
         );
     }
+    for f in &st.remote_summaries {
+        let mark = if f.is_problem() { "WARNING: " } else { "" };
+        println!("Remote summary: {mark}{}", f.message);
+    }
     if let Some(a) = &st.agent {
         let field = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
         println!("Update agent: {} ({})", field("phase"), field("summary"));
@@ -324,8 +336,14 @@ pub fn run(command: NodeCommand) -> Result<()> {
             json,
             stage_only,
             reboot: do_reboot,
+            allow_downgrade,
         } => {
-            let out = upgrade(&common.open()?, check, stage_only, Mode::detect(json))?;
+            let how = UpgradeHow {
+                check,
+                stage_only,
+                allow_downgrade,
+            };
+            let out = upgrade(&common.open()?, &how, Mode::detect(json))?;
             print_outcome(&out, json)?;
             if do_reboot && out.deployment.is_some() {
                 reboot()?;
@@ -337,9 +355,10 @@ pub fn run(command: NodeCommand) -> Result<()> {
             json,
             kargs,
             reboot: do_reboot,
+            allow_downgrade,
         } => {
             let s = common.open()?;
-            let out = deploy_rev(&s, &rev, kargs, Mode::detect(json))?;
+            let out = deploy_rev(&s, &rev, kargs, allow_downgrade, Mode::detect(json))?;
             print_outcome(&out, json)?;
             if do_reboot {
                 reboot()?;

@@ -8,12 +8,19 @@
 //! [`pull_origin`] brings a ref or commit with all its objects into the sysroot repository,
 //! checking signatures when the remote requires them (nothing is stored and no ref moves
 //! otherwise); [`check_origin`] fetches only the commit object, for `keel upgrade --check`;
-//! [`find_version`] walks the remote history of the origin ref for `keel deploy VERSION`.
+//! [`find_version`] walks the remote history of the origin ref for `keel deploy VERSION`;
+//! [`origin_summary`] reads only the remote's summary, for the update agent's freshness check.
+//!
+//! A ref, or the node, never moves backwards on its own: [`Policy`] carries the commit the
+//! node runs (a pull for `keel upgrade` or the agent refuses anything older, see
+//! `keel_remote::downgrade`) and whether the user allowed a downgrade. Every summary read is
+//! recorded ([`Sysroot::record_summary`]) so that `keel status` can say how old it was.
 
 use crate::error::{DeployError, PullFailure};
 use crate::sysroot::Sysroot;
 use keel_remote::config::{self, Remote};
 use keel_remote::fetch::FetchOptions;
+use keel_remote::freshness::{self, SummarySeen};
 use keel_remote::pull::{self, PullOptions};
 use keel_remote::sign;
 use keel_remote::source::{HttpSource, LocalSource, Source};
@@ -50,6 +57,17 @@ pub struct Fetched {
     /// Time the pull took.
     #[serde(serialize_with = "millis")]
     pub elapsed: Duration,
+    /// The remote's summary as read by this pull (HTTP remotes).
+    pub summary: Option<SummarySeen>,
+}
+
+/// What a pull may do besides moving forward.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accept a commit older than (or unrelated to) the ref's or the baseline's.
+    pub allow_downgrade: bool,
+    /// The commit the node runs, with a label for messages: nothing older is pulled for it.
+    pub baseline: Option<(String, Checksum)>,
 }
 
 /// A commit seen on a remote without fetching its content ([`check_origin`]).
@@ -64,6 +82,8 @@ pub struct RemoteCommit {
     pub version: Option<String>,
     /// Bytes transferred for the check.
     pub bytes: u64,
+    /// The remote's summary as read by the check (HTTP remotes).
+    pub summary: Option<SummarySeen>,
 }
 
 fn hex<S: serde::Serializer>(c: &Checksum, s: S) -> Result<S::Ok, S::Error> {
@@ -150,17 +170,47 @@ impl Sysroot {
     }
 }
 
+/// A remote opened for pulling.
+struct Opened {
+    /// Where objects come from.
+    src: Box<dyn Source>,
+    /// Pull options its signature policy (and the caller's [`Policy`]) asks for.
+    opts: PullOptions,
+    /// Its definition.
+    def: Remote,
+    /// `summary-max-age-secs`.
+    max_age: u64,
+}
+
+impl Opened {
+    /// What the last resolve read of the summary, recorded for `keel status`.
+    fn summary_seen(&self, s: &Sysroot) -> Option<SummarySeen> {
+        let read = self.src.summary_read()?;
+        let seen = SummarySeen::new(
+            &self.def.name,
+            &self.def.url,
+            &read,
+            self.max_age,
+            freshness::now(),
+        );
+        s.record_summary(&seen);
+        Some(seen)
+    }
+}
+
 /// A pull source for a remote, and the pull options its signature policy asks for.
-fn open_remote(
-    s: &Sysroot,
-    name: &str,
-) -> Result<(Box<dyn Source>, PullOptions, Remote), DeployError> {
+fn open_remote(s: &Sysroot, name: &str, policy: &Policy) -> Result<Opened, DeployError> {
     let (remote, file) = s.find_remote(name)?;
     let fail = |source: PullError| pull_error(s, &remote, "the remote", source);
     let keys = remote
         .trusted_keys(&file)
         .map_err(|e| fail(PullError::Config(e)))?;
+    let max_age = remote
+        .summary_max_age_secs(&file)
+        .map_err(|e| fail(PullError::Config(e)))?;
     let mut opts = PullOptions::for_remote(name);
+    opts.allow_downgrade = policy.allow_downgrade;
+    opts.baseline = policy.baseline.clone();
     if remote.sign_verify {
         opts.commit_keys = Some(keys.clone());
     }
@@ -172,7 +222,12 @@ fn open_remote(
             remote.sign_verify_summary.then_some(keys),
         )),
     };
-    Ok((src, opts, remote))
+    Ok(Opened {
+        src,
+        opts,
+        def: remote,
+        max_age,
+    })
 }
 
 fn is_no_space(e: &PullError) -> bool {
@@ -196,6 +251,9 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
              data under /var) and retry; objects already received are kept",
             repo.display()
         )
+    } else if matches!(source, PullError::Downgrade { .. }) {
+        "nothing was changed (`keel deploy VERSION` deploys an older release you choose)"
+            .to_string()
     } else if matches!(source, PullError::Signature { .. }) {
         "the remote requires commits signed by a trusted key; ask the publisher for a \
          signed commit or check verification-ed25519-file"
@@ -216,8 +274,14 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
 /// Bring `target` into the sysroot repository with all its objects, from the remote of the
 /// merge deployment's origin: `REMOTE:REF`, a ref (on the origin's remote; resolved locally
 /// when the origin has no remote) or a full commit checksum. Signatures are checked when the
-/// remote requires them; on any failure no ref is moved and nothing is deployed.
-pub fn pull_origin(s: &Sysroot, target: &str, progress: &Progress) -> Result<Fetched, DeployError> {
+/// remote requires them, and so is [`Policy`]; on any failure no ref is moved and nothing is
+/// deployed.
+pub fn pull_origin(
+    s: &Sysroot,
+    target: &str,
+    policy: &Policy,
+    progress: &Progress,
+) -> Result<Fetched, DeployError> {
     let start = Instant::now();
     let (remote, name) = match split_refspec(target) {
         (Some(r), name) => (Some(r.to_string()), name.to_string()),
@@ -232,25 +296,34 @@ pub fn pull_origin(s: &Sysroot, target: &str, progress: &Progress) -> Result<Fet
     let repo = s.repo()?;
     let Some(remote) = remote else {
         let commit = repo.resolve_rev(&name)?;
+        let parsed = repo.read_commit(&commit)?;
+        if !policy.allow_downgrade {
+            let mut opts = PullOptions::for_remote("");
+            opts.baseline = policy.baseline.clone();
+            pull::refuse_backwards(&repo, &opts, &commit.to_hex(), &commit, &parsed)
+                .map_err(|e| DeployError::State(format!("{e}")))?;
+        }
         return Ok(Fetched {
             remote: None,
             ref_name: (!Checksum::is_hex(&name)).then_some(name),
-            version: repo.read_commit(&commit)?.version().map(str::to_string),
+            version: parsed.version().map(str::to_string),
             commit,
             bytes: 0,
             objects: 0,
             elapsed: start.elapsed(),
+            summary: None,
         });
     };
-    let (src, opts, def) = open_remote(s, &remote)?;
-    let report = pull::pull(
+    let o = open_remote(s, &remote, policy)?;
+    let pulled = pull::pull(
         &repo,
-        src.as_ref(),
+        o.src.as_ref(),
         std::slice::from_ref(&name),
-        &opts,
+        &o.opts,
         progress,
-    )
-    .map_err(|e| pull_error(s, &def, &name, e))?;
+    );
+    let summary = o.summary_seen(s);
+    let report = pulled.map_err(|e| pull_error(s, &o.def, &name, e))?;
     let commit = report.refs.first().map(|(_, c)| *c).ok_or_else(|| {
         DeployError::State(format!("remote `{remote}` returned nothing for {name}"))
     })?;
@@ -262,6 +335,7 @@ pub fn pull_origin(s: &Sysroot, target: &str, progress: &Progress) -> Result<Fet
         bytes: report.bytes,
         objects: report.objects,
         elapsed: start.elapsed(),
+        summary,
     })
 }
 
@@ -309,24 +383,49 @@ fn remote_parts(refspec: &str) -> Result<(String, String), DeployError> {
 }
 
 /// Where the remote's `REMOTE:REF` points, fetching only the commit object (checked, not
-/// stored): what `keel upgrade --check` reports.
-pub fn check_origin(s: &Sysroot, refspec: &str) -> Result<RemoteCommit, DeployError> {
+/// stored): what `keel upgrade --check` reports. A commit that would be a move backwards
+/// (against the local ref and the [`Policy`] baseline) is refused as a pull would refuse it.
+pub fn check_origin(
+    s: &Sysroot,
+    refspec: &str,
+    policy: &Policy,
+) -> Result<RemoteCommit, DeployError> {
     let (remote, name) = remote_parts(refspec)?;
-    let (src, opts, def) = open_remote(s, &remote)?;
-    let fail = |e| pull_error(s, &def, &name, e);
-    let (_, c) = src
-        .resolve(std::slice::from_ref(&name))
+    let o = open_remote(s, &remote, policy)?;
+    let fail = |e| pull_error(s, &o.def, &name, e);
+    let resolved = o.src.resolve(std::slice::from_ref(&name));
+    let summary = o.summary_seen(s);
+    let (_, c) = resolved
         .map_err(fail)?
         .into_iter()
         .next()
         .ok_or_else(|| DeployError::State(format!("remote `{remote}` has no ref {name}")))?;
-    let (commit, bytes) = remote_commit(src.as_ref(), &opts, &c).map_err(fail)?;
+    let (commit, bytes) = remote_commit(o.src.as_ref(), &o.opts, &c).map_err(fail)?;
+    if !policy.allow_downgrade {
+        pull::refuse_backwards(&s.repo()?, &o.opts, &name, &c, &commit).map_err(fail)?;
+    }
     Ok(RemoteCommit {
         remote,
         commit: c,
         version: commit.version().map(str::to_string),
         bytes,
+        summary,
     })
+}
+
+/// The summary the origin's remote offers now (only `summary` and `summary.sig` are
+/// fetched), recorded for `keel status`; `None` when the origin has no remote or the remote
+/// has no summary to speak of (`file://`).
+pub fn origin_summary(s: &Sysroot) -> Result<Option<SummarySeen>, DeployError> {
+    let refspec = s.origin_refspec()?;
+    let (Some(remote), name) = split_refspec(&refspec) else {
+        return Ok(None);
+    };
+    let o = open_remote(s, remote, &Policy::default())?;
+    let resolved = o.src.resolve(&[name.to_string()]);
+    let seen = o.summary_seen(s);
+    resolved.map_err(|e| pull_error(s, &o.def, name, e))?;
+    Ok(seen)
 }
 
 /// The commit of version `version` in the remote history of `refspec` (`REMOTE:REF`), looking
@@ -338,16 +437,14 @@ pub fn find_version(
     max: usize,
 ) -> Result<Option<Checksum>, DeployError> {
     let (remote, name) = remote_parts(refspec)?;
-    let (src, opts, def) = open_remote(s, &remote)?;
-    let fail = |e| pull_error(s, &def, &name, e);
-    let mut next = src
-        .resolve(std::slice::from_ref(&name))
-        .map_err(fail)?
-        .first()
-        .map(|(_, c)| *c);
+    let o = open_remote(s, &remote, &Policy::default())?;
+    let fail = |e| pull_error(s, &o.def, &name, e);
+    let resolved = o.src.resolve(std::slice::from_ref(&name));
+    o.summary_seen(s);
+    let mut next = resolved.map_err(fail)?.first().map(|(_, c)| *c);
     for _ in 0..max {
         let Some(c) = next else { break };
-        let (commit, _) = remote_commit(src.as_ref(), &opts, &c).map_err(fail)?;
+        let (commit, _) = remote_commit(o.src.as_ref(), &o.opts, &c).map_err(fail)?;
         if commit.version() == Some(version) {
             return Ok(Some(c));
         }

@@ -30,8 +30,12 @@
 //!                                        `REMOTE:REF`, a ref or a commit checksum (from the
 //!                                        origin's remote); signatures checked as the remote
 //!                                        requires; on error no ref moves (DeployError::Pull)
-//! fetch::check_origin(&sysroot, refspec) -> RemoteCommit { remote, commit, version, bytes }
-//!                                        (the commit object only, verified, not stored)
+//! fetch::pull_origin(.., &Policy { allow_downgrade, baseline }, ..): nothing older than the
+//!                                        ref's commit or the baseline is pulled unless allowed
+//! fetch::check_origin(&sysroot, refspec, &Policy) -> RemoteCommit { remote, commit, version,
+//!                                        bytes, summary } (the commit object only, not stored)
+//! fetch::origin_summary(&sysroot)        -> Option<SummarySeen> (summary only; recorded)
+//! sysroot.record_summary(&seen), remote_summaries(now) -> Vec<Freshness> (keel status)
 //! fetch::find_version(&sysroot, refspec, version, max) -> Option<Checksum>
 //! sysroot.set_finalization_locked(bool), staged(), failed_commits(), etc_diff(index)
 //! sysroot.clear_firstboot()              drop ignition.firstboot from the entries (after provisioning)
@@ -47,6 +51,7 @@
 //!   `EFI/BOOT/BOOTX64.EFI`, `EFI/systemd/systemd-bootx64.efi`, `loader/loader.conf`.
 //! - `<run>/staged-deployment` (JSON) and `<run>/staged-deployment-locked`; run = `/run/keel`.
 //! - `ostree/deploy/<stateroot>/keel-failed.json`: commits whose boot tries ran out.
+//! - `ostree/deploy/<stateroot>/keel-remote-summaries.json`: the last summary read per remote.
 //!
 //! Only one stateroot is managed per sysroot at a time; entries of other stateroots are left alone.
 
@@ -63,6 +68,7 @@ pub mod kargs;
 mod ops;
 pub mod origin;
 pub mod prepare_root;
+mod remote_summary;
 pub mod space;
 mod staging;
 mod status;
@@ -73,7 +79,9 @@ mod upgrade;
 
 pub use error::{DeployError, PullFailure};
 pub use kargs::KargEdit;
+pub use keel_remote::freshness::{Freshness, State as FreshnessState, SummarySeen};
 pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
+pub use remote_summary::SUMMARIES_FILE;
 pub use staging::StagedRecord;
 pub use status::{
     BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status, AGENT_STATE_FILE,

@@ -116,6 +116,9 @@ pub struct Status {
     pub rolled_back: Option<RollbackNotice>,
     /// Commits that failed to boot healthy; upgrades skip them.
     pub failed: Vec<FailedCommit>,
+    /// The last summary read from each remote (a pull or check of the origin), judged now:
+    /// a stale or expired one means the mirror may be frozen.
+    pub remote_summaries: Vec<keel_remote::freshness::Freshness>,
     /// What the update agent (`keel agent`) last published, when it ran since boot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<serde_json::Value>,
@@ -266,6 +269,7 @@ impl Sysroot {
             deployments,
             rolled_back,
             failed: self.failed_commits()?,
+            remote_summaries: self.remote_summaries(keel_remote::freshness::now()),
             agent: self.agent_state(),
         })
     }

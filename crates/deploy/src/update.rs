@@ -1,10 +1,18 @@
 //! The `keel upgrade` and `keel deploy REV` flows: pull what is wanted from the origin's
 //! remote ([`crate::fetch`]), decide, deploy (staged on a booted node), and report what it
 //! cost: bytes and objects downloaded, time to pull and time to staged.
+//!
+//! `keel upgrade` never goes back on its own: the deployment it upgrades is the pull's
+//! baseline, so an older or unrelated commit (a replayed summary) is refused before any
+//! content is fetched, the ref does not move and nothing is staged; `--allow-downgrade`
+//! accepts it. `keel deploy VERSION|COMMIT` is the user naming the commit and is not checked;
+//! `keel deploy REMOTE:REF` refuses only the ref moving backwards. Both report how old the
+//! remote's summary is (a frozen mirror).
 
-use crate::fetch::{self, split_refspec, Fetched};
-use crate::{DeployOptions, Sysroot, UpgradeCheck};
+use crate::fetch::{self, split_refspec, Fetched, Policy};
+use crate::{DeployOptions, Deployment, Sysroot, UpgradeCheck};
 use anyhow::{bail, Context, Result};
+use keel_remote::freshness::{self, Freshness, SummarySeen};
 use keel_store::{Checksum, ObjectType, Repo};
 use keel_utils::progress::{human_bytes, Mode, Progress};
 use serde::Serialize;
@@ -36,6 +44,20 @@ pub(crate) struct Outcome {
     pub pull_ms: u64,
     /// Milliseconds from the start of the command to staged (or deployed).
     pub total_ms: u64,
+    /// How old the remote's summary is (HTTP remotes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Freshness>,
+}
+
+/// How `keel upgrade` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UpgradeHow {
+    /// Only report.
+    pub check: bool,
+    /// Stage with finalization locked.
+    pub stage_only: bool,
+    /// Accept an older or unrelated commit.
+    pub allow_downgrade: bool,
 }
 
 impl Outcome {
@@ -51,6 +73,7 @@ impl Outcome {
             objects: 0,
             pull_ms: 0,
             total_ms: 0,
+            summary: None,
         }
     }
 
@@ -59,6 +82,11 @@ impl Outcome {
         self.bytes = f.bytes;
         self.objects = f.objects;
         self.pull_ms = f.elapsed.as_millis() as u64;
+        self.with_summary(f.summary.as_ref())
+    }
+
+    fn with_summary(mut self, seen: Option<&SummarySeen>) -> Outcome {
+        self.summary = seen.map(|s| s.assess(freshness::now()));
         self
     }
 }
@@ -81,37 +109,46 @@ fn deploy(s: &Sysroot, mut out: Outcome, opts: DeployOptions, start: Instant) ->
     Ok(out)
 }
 
-/// `keel upgrade [--check] [--stage-only]`.
-pub(crate) fn upgrade(s: &Sysroot, check: bool, stage_only: bool, mode: Mode) -> Result<Outcome> {
+/// The pull policy of an upgrade: nothing older than the deployment it upgrades.
+fn upgrade_policy(s: &Sysroot, allow_downgrade: bool) -> Result<Policy> {
+    let name = s.merge_name()?;
+    let baseline = Deployment::parse_name(&name).map(|(c, _)| (format!("deployment {name}"), c));
+    Ok(Policy {
+        allow_downgrade,
+        baseline,
+    })
+}
+
+/// `keel upgrade [--check] [--stage-only] [--allow-downgrade]`.
+pub(crate) fn upgrade(s: &Sysroot, how: &UpgradeHow, mode: Mode) -> Result<Outcome> {
     let start = Instant::now();
     let refspec = s.origin_refspec()?;
-    if check {
-        let (commit, version, remote, bytes) = match split_refspec(&refspec).0 {
+    let policy = upgrade_policy(s, how.allow_downgrade)?;
+    if how.check {
+        let (commit, version, remote, bytes, summary) = match split_refspec(&refspec).0 {
             Some(_) => {
-                let rc = fetch::check_origin(s, &refspec)?;
-                (rc.commit, rc.version, Some(rc.remote), rc.bytes)
+                let rc = fetch::check_origin(s, &refspec, &policy)?;
+                (rc.commit, rc.version, Some(rc.remote), rc.bytes, rc.summary)
             }
             None => {
-                let repo = s.repo()?;
-                let c = repo.resolve_rev(&refspec)?;
-                let v = repo.read_commit(&c)?.version().map(str::to_string);
-                (c, v, None, 0)
+                let f = fetch::pull_origin(s, &refspec, &policy, &Progress::quiet("check"))?;
+                (f.commit, f.version, None, 0, None)
             }
         };
-        let mut out = verdict(s, commit, version)?;
+        let mut out = verdict(s, commit, version)?.with_summary(summary.as_ref());
         out.remote = remote;
         out.bytes = bytes;
         out.total_ms = start.elapsed().as_millis() as u64;
         return Ok(out);
     }
     let progress = Progress::new(mode, "upgrade", None);
-    let fetched = fetch::pull_origin(s, &refspec, &progress)?;
+    let fetched = fetch::pull_origin(s, &refspec, &policy, &progress)?;
     let out = verdict(s, fetched.commit, fetched.version.clone())?.with_fetch(&fetched);
     if out.result != "available" {
         return Ok(out);
     }
     let opts = DeployOptions {
-        lock_finalization: stage_only,
+        lock_finalization: how.stage_only,
         ..Default::default()
     };
     deploy(s, out, opts, start)
@@ -165,6 +202,7 @@ pub(crate) fn deploy_rev(
     s: &Sysroot,
     rev: &str,
     kargs: Vec<String>,
+    allow_downgrade: bool,
     mode: Mode,
 ) -> Result<Outcome> {
     let start = Instant::now();
@@ -178,10 +216,15 @@ pub(crate) fn deploy_rev(
         ..Default::default()
     };
     let progress = Progress::new(mode, "deploy", None);
+    // The user names what to deploy: only a ref moving backwards on its own is refused.
+    let policy = Policy {
+        allow_downgrade,
+        baseline: None,
+    };
     let fetched = match (remote_origin, local) {
         _ if split_refspec(rev).0.is_some() => {
             opts.origin_refspec = Some(rev.to_string());
-            fetch::pull_origin(s, rev, &progress)?
+            fetch::pull_origin(s, rev, &policy, &progress)?
         }
         (_, Ok(c)) if complete(&c) => {
             // Deploying a ref makes upgrades follow it; a version or commit keeps the origin.
@@ -193,7 +236,7 @@ pub(crate) fn deploy_rev(
             let c = local?;
             bail!("commit {c} is incomplete in {}: the origin has no remote to fetch the rest from; `keel deploy REMOTE:REF` pulls one", repo.path().display())
         }
-        (Some(_), _) if Checksum::is_hex(rev) => fetch::pull_origin(s, rev, &progress)?,
+        (Some(_), _) if Checksum::is_hex(rev) => fetch::pull_origin(s, rev, &policy, &progress)?,
         (Some(o), _) => {
             let found =
                 fetch::find_version(s, o, rev, VERSION_SEARCH_DEPTH)?.with_context(|| {
@@ -203,7 +246,7 @@ pub(crate) fn deploy_rev(
                     repo.path().display()
                 )
                 })?;
-            fetch::pull_origin(s, &found.to_hex(), &progress)?
+            fetch::pull_origin(s, &found.to_hex(), &policy, &progress)?
         }
     };
     let out =
@@ -229,6 +272,11 @@ pub(crate) fn print_outcome(out: &Outcome, json: bool) -> Result<()> {
             println!("Staged {v} as {name}; it becomes the default at the next shutdown.")
         }
         _ => println!("Deployed {v} as {name}; it is the default boot entry."),
+    }
+    if let Some(f) = &out.summary {
+        if f.is_problem() {
+            println!("Warning: {}", f.message);
+        }
     }
     if let Some(r) = &out.remote {
         println!(

@@ -208,11 +208,37 @@ impl Etcd {
         mod_revision: i64,
         value: &[u8],
     ) -> Result<bool, EtcdError> {
+        let value = B64.encode(value);
+        self.if_unchanged(
+            key,
+            mod_revision,
+            |key| json!({"request_put": {"key": key, "value": value}}),
+        )
+    }
+
+    /// Deletes `key` only if its mod_revision is still `mod_revision`. Returns whether it
+    /// was deleted.
+    pub fn compare_and_delete(&self, key: &[u8], mod_revision: i64) -> Result<bool, EtcdError> {
+        self.if_unchanged(
+            key,
+            mod_revision,
+            |key| json!({"request_delete_range": {"key": key}}),
+        )
+    }
+
+    /// Runs the operation `op` builds for the base64 key in a transaction that requires the
+    /// key's mod_revision to be `mod_revision`; returns whether it ran.
+    fn if_unchanged(
+        &self,
+        key: &[u8],
+        mod_revision: i64,
+        op: impl FnOnce(&str) -> Value,
+    ) -> Result<bool, EtcdError> {
         let path = "/v3/kv/txn";
         let key = B64.encode(key);
         let body = json!({
             "compare": [{"key": key, "target": "MOD", "result": "EQUAL", "mod_revision": mod_revision.to_string()}],
-            "success": [{"request_put": {"key": key, "value": B64.encode(value)}}],
+            "success": [op(&key)],
         });
         let answer = self.call(path, &body)?;
         let txn: TxnResponse = self.parse(path, &answer)?;

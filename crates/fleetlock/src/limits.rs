@@ -16,6 +16,25 @@ use std::time::SystemTime;
 use anyhow::Context;
 use serde::Deserialize;
 
+/// Longest lock TTL: the times are signed 64-bit UNIX seconds.
+pub const MAX_LOCK_TTL_SECS: u64 = i64::MAX as u64;
+
+/// Why a lock TTL cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "lock TTL {0} s is out of range: use 1 to {MAX_LOCK_TTL_SECS} seconds (0 would free every \
+     slot at once, so every node would get one)"
+)]
+pub struct InvalidTtl(pub u64);
+
+/// The lock TTL as stored, when `secs` is within 1..=2^63-1.
+pub fn lock_ttl(secs: u64) -> Result<i64, InvalidTtl> {
+    match i64::try_from(secs) {
+        Ok(ttl) if ttl > 0 => Ok(ttl),
+        _ => Err(InvalidTtl(secs)),
+    }
+}
+
 /// Effective limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -62,10 +81,10 @@ pub fn parse(text: &str, defaults: &Limits) -> anyhow::Result<Limits> {
     }
     Ok(Limits {
         default_slots: raw.default_slots.unwrap_or(defaults.default_slots),
-        lock_ttl_secs: raw
-            .lock_ttl_secs
-            .map(|t| t as i64)
-            .unwrap_or(defaults.lock_ttl_secs),
+        lock_ttl_secs: match raw.lock_ttl_secs {
+            Some(secs) => lock_ttl(secs).context("lock_ttl_secs")?,
+            None => defaults.lock_ttl_secs,
+        },
         groups: raw.groups,
     })
 }
@@ -125,9 +144,22 @@ mod tests {
             ("[groups]\n\"a b\" = 1", "invalid"),
             ("slots = 1", "unknown field"),
             ("default_slots = -1", "default_slots"),
+            ("lock_ttl_secs = 0", "out of range"),
+            ("lock_ttl_secs = 9223372036854775808", "out of range"),
+            ("lock_ttl_secs = 18446744073709551615", "out of range"),
+            ("lock_ttl_secs = -1", "lock_ttl_secs"),
         ] {
             let err = format!("{:#}", parse(text, &defaults).unwrap_err());
             assert!(err.contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn ttl_range() {
+        assert_eq!(lock_ttl(1).unwrap(), 1);
+        assert_eq!(lock_ttl(MAX_LOCK_TTL_SECS).unwrap(), i64::MAX);
+        for bad in [0, MAX_LOCK_TTL_SECS + 1, u64::MAX] {
+            assert!(lock_ttl(bad).is_err(), "{bad}");
         }
     }
 

@@ -29,6 +29,7 @@ pub struct Metrics {
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     groups: Mutex<BTreeMap<String, GroupStats>>,
     conflicts: AtomicU64,
+    skipped_keys: AtomicU64,
 }
 
 impl Metrics {
@@ -69,6 +70,11 @@ impl Metrics {
         }
     }
 
+    /// Records how many keys the last expiry sweep skipped (corrupt or failing).
+    pub fn skipped_keys(&self, n: usize) {
+        self.skipped_keys.store(n as u64, Ordering::Relaxed);
+    }
+
     pub fn conflict(&self) {
         self.conflicts.fetch_add(1, Ordering::Relaxed);
     }
@@ -91,6 +97,11 @@ impl Metrics {
             out,
             "# HELP keel_fleetlock_etcd_conflicts_total Compare-and-swap writes lost to a concurrent writer (retried).\n# TYPE keel_fleetlock_etcd_conflicts_total counter\nkeel_fleetlock_etcd_conflicts_total {}",
             self.conflicts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP keel_fleetlock_sweep_skipped_keys etcd keys under the prefix the last expiry sweep skipped (corrupt; see the log).\n# TYPE keel_fleetlock_sweep_skipped_keys gauge\nkeel_fleetlock_sweep_skipped_keys {}",
+            self.skipped_keys.load(Ordering::Relaxed)
         );
         let groups = self
             .groups

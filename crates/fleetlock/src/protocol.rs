@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Error body: `{"kind": "<bounded id>", "value": "<human text>"}` (the one of every Keel server).
+pub use keel_httpd::ErrorBody;
+
 /// Header every FleetLock request must carry with value `true`.
 pub const HEADER: &str = "fleet-lock-protocol";
 /// Path of the lock request.
@@ -20,11 +23,4 @@ pub struct Request {
 pub struct ClientParams {
     pub id: String,
     pub group: String,
-}
-
-/// Error body: `{"kind": "<bounded id>", "value": "<human text>"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub kind: String,
-    pub value: String,
 }

@@ -66,7 +66,7 @@ impl Semaphore {
         let (gone, kept): (Vec<String>, Vec<String>) = self
             .holders
             .drain(..)
-            .partition(|id| now - acquired.get(id).copied().unwrap_or(0) >= ttl_secs);
+            .partition(|id| now.saturating_sub(acquired.get(id).copied().unwrap_or(0)) >= ttl_secs);
         self.holders = kept;
         for id in &gone {
             self.acquired.remove(id);
@@ -148,6 +148,9 @@ mod tests {
         assert_eq!(s.expire(200, 100), vec!["old".to_string()]);
         assert_eq!(s.holders, ["new"]);
         assert!(!s.acquired.contains_key("old"));
+        // Times from a hostile document neither overflow nor keep a holder forever.
+        s.acquired.insert("new".into(), i64::MIN);
+        assert_eq!(s.expire(i64::MAX, 100), vec!["new".to_string()]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The FleetLock HTTP server: `POST /v1/pre-reboot`, `POST /v1/steady-state`, `GET /metrics`,
-//! and a periodic sweep that frees expired slots and re-reads the limits file.
+//! and a periodic sweep that frees expired slots and re-reads the limits file. Connections are
+//! served by `keel-httpd` (deadlines, connection cap, JSON refusals).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +12,21 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use keel_httpd::{error_response, HttpArgs, Limits, Stats};
 
 use crate::limits::{valid_group, LimitsFile};
-use crate::protocol::{ClientParams, ErrorBody, Request, HEADER, PRE_REBOOT, STEADY_STATE};
+use crate::protocol::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_STATE};
+
+/// Largest request body accepted (a FleetLock body is well under 1 KiB; 413 above).
+const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// How long a stopping server waits for its runtime's blocking tasks (etcd calls).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// The connection limits of the FleetLock server from its command-line flags.
+pub fn limits(args: &HttpArgs) -> anyhow::Result<Limits> {
+    Ok(Limits::new(args, MAX_BODY_BYTES)?)
+}
 use crate::store::{Store, StoreError};
 
 /// A server around a [`Store`].
@@ -22,15 +35,6 @@ pub struct Server {
     /// Re-read on every sweep when it changed.
     pub limits_file: Option<LimitsFile>,
     pub sweep_interval: Duration,
-}
-
-fn error(status: StatusCode, kind: &str, value: String) -> Response {
-    let body = serde_json::to_vec(&ErrorBody {
-        kind: kind.into(),
-        value,
-    })
-    .unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn store_error(e: StoreError) -> Response {
@@ -43,7 +47,7 @@ fn store_error(e: StoreError) -> Response {
     if !matches!(e, StoreError::Full { .. }) {
         tracing::warn!("{e}");
     }
-    error(status, kind, e.to_string())
+    error_response(status, kind, e.to_string())
 }
 
 /// Validates header and body; returns (group, id), or the error kind and text of a 400.
@@ -74,7 +78,7 @@ fn client(headers: &HeaderMap, body: &[u8]) -> Result<(String, String), (&'stati
 
 async fn handle(store: Arc<Store>, api: &'static str, headers: HeaderMap, body: Bytes) -> Response {
     let response = match client(&headers, &body) {
-        Err((kind, text)) => error(StatusCode::BAD_REQUEST, kind, text),
+        Err((kind, text)) => error_response(StatusCode::BAD_REQUEST, kind, text),
         Ok((group, id)) => {
             let s = store.clone();
             let result = tokio::task::spawn_blocking(move || match api {
@@ -85,7 +89,9 @@ async fn handle(store: Arc<Store>, api: &'static str, headers: HeaderMap, body: 
             match result {
                 Ok(Ok(())) => StatusCode::OK.into_response(),
                 Ok(Err(e)) => store_error(e),
-                Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+                Err(e) => {
+                    error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                }
             }
         }
     };
@@ -93,31 +99,42 @@ async fn handle(store: Arc<Store>, api: &'static str, headers: HeaderMap, body: 
     response
 }
 
-async fn pre_reboot(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(store, "pre_reboot", headers, body).await
+async fn pre_reboot(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(app.store, "pre_reboot", headers, body).await
 }
 
-async fn steady_state(
-    State(store): State<Arc<Store>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(store, "steady_state", headers, body).await
+async fn steady_state(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    handle(app.store, "steady_state", headers, body).await
 }
 
-async fn metrics(State(store): State<Arc<Store>>) -> Response {
+/// What the handlers share.
+#[derive(Clone)]
+struct App {
+    store: Arc<Store>,
+    http: Arc<Stats>,
+}
+
+async fn metrics(State(app): State<App>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        store.metrics.render(),
+        app.store.metrics.render() + &app.http.render("keel_fleetlock"),
     )
         .into_response()
 }
 
+fn endpoints() -> String {
+    format!("FleetLock serves POST {PRE_REBOOT}, POST {STEADY_STATE} and GET /metrics")
+}
+
 async fn not_found() -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("FleetLock serves POST {PRE_REBOOT}, POST {STEADY_STATE} and GET /metrics"),
+    error_response(StatusCode::NOT_FOUND, "not_found", endpoints())
+}
+
+async fn not_allowed() -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        endpoints(),
     )
 }
 
@@ -140,6 +157,7 @@ async fn sweep_loop(store: Arc<Store>, mut limits_file: Option<LimitsFile>, inte
                     Err(e) => tracing::warn!("keeping the previous limits: {e:#}"),
                 }
             }
+            // Keys it skips are logged one by one by the sweep itself.
             if let Err(e) = s.sweep() {
                 tracing::warn!("expiry sweep failed: {e}");
             }
@@ -154,14 +172,15 @@ async fn sweep_loop(store: Arc<Store>, mut limits_file: Option<LimitsFile>, inte
 }
 
 impl Server {
-    /// Serves on `listener` until SIGINT/SIGTERM, on a 2-worker tokio runtime (blocking).
-    pub fn run(self, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    /// Serves on `listener` within `limits` until SIGINT/SIGTERM, on a 2-worker tokio runtime
+    /// (blocking).
+    pub fn run(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
-        runtime.block_on(async move {
+        let result = runtime.block_on(async move {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(sweep_loop(
@@ -169,19 +188,26 @@ impl Server {
                 self.limits_file,
                 self.sweep_interval,
             ));
+            let http = Arc::new(Stats::default());
             let app = Router::new()
-                .route(PRE_REBOOT, post(pre_reboot))
-                .route(STEADY_STATE, post(steady_state))
-                .route("/metrics", get(metrics))
+                .route(PRE_REBOOT, post(pre_reboot).fallback(not_allowed))
+                .route(STEADY_STATE, post(steady_state).fallback(not_allowed))
+                .route("/metrics", get(metrics).fallback(not_allowed))
                 .fallback(not_found)
-                .with_state(self.store);
-            tracing::info!("FleetLock server listening on {}", listener.local_addr()?);
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await
-                .context("serving HTTP")
-        })
+                .with_state(App {
+                    store: self.store,
+                    http: http.clone(),
+                });
+            tracing::info!(
+                "FleetLock server listening on {} (at most {} connections)",
+                listener.local_addr()?,
+                limits.max_connections
+            );
+            keel_httpd::serve(listener, app, limits, http).await;
+            tracing::info!("FleetLock server stopped");
+            anyhow::Ok(())
+        });
+        runtime.shutdown_timeout(STOP_GRACE);
+        result
     }
 }

@@ -1,11 +1,13 @@
 //! FleetLock operations on etcd: read the group's semaphore, drop expired holders, apply the
 //! operation, write back with a compare-and-swap on the key's mod_revision; retry on conflict.
+//! A group left without holders has its key deleted (with the same compare-and-swap), so etcd
+//! holds keys only for groups with a slot taken.
 
 use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::etcd::{Etcd, EtcdError};
-use crate::limits::Limits;
+use crate::limits::{valid_group, Limits};
 use crate::metrics::Metrics;
 use crate::semaphore::{self, Document, LockOutcome, Semaphore};
 
@@ -99,15 +101,29 @@ impl Store {
             changed |= !expired.is_empty();
             let (result, op_changed) = op(&mut sem);
             changed |= op_changed;
-            if !changed {
+            // Keys of groups without holders are removed, also ones left by older versions.
+            let remove = current.is_some() && sem.holders.is_empty();
+            let write = match current {
+                None => changed && !sem.holders.is_empty(),
+                Some(_) => changed || remove,
+            };
+            if !write {
                 self.metrics.observe_group(group, &sem);
                 return Ok(result);
             }
-            let doc = serde_json::to_vec(&Document {
-                semaphore: sem.clone(),
-            })
-            .expect("semaphore serializes");
-            if self.etcd.compare_and_put(&key, revision, &doc)? {
+            let written = if remove {
+                self.etcd.compare_and_delete(&key, revision)?
+            } else {
+                let doc = serde_json::to_vec(&Document {
+                    semaphore: sem.clone(),
+                })
+                .map_err(|e| StoreError::Corrupt {
+                    key: String::from_utf8_lossy(&key).into(),
+                    message: e.to_string(),
+                })?;
+                self.etcd.compare_and_put(&key, revision, &doc)?
+            };
+            if written {
                 for id in &expired {
                     tracing::warn!(
                         "group {group}: lock of {id} expired after {} s; slot freed",
@@ -160,14 +176,28 @@ impl Store {
         Ok(())
     }
 
-    /// Drops expired holders of every group in etcd and refreshes the holder gauges.
-    pub fn sweep(&self) -> Result<(), StoreError> {
+    /// Drops expired holders of every group in etcd, removes keys of groups left without
+    /// holders and refreshes the holder gauges. A key that is not a semaphore of a valid group
+    /// (or a group whose update fails) is reported and skipped: the other groups are still
+    /// swept. Returns the keys skipped.
+    pub fn sweep(&self) -> Result<Vec<String>, StoreError> {
         let prefix = semaphore::PREFIX.as_bytes();
+        let mut skipped = Vec::new();
         for (key, _) in self.etcd.get_prefix(prefix)? {
-            if let Some(group) = semaphore::group_of_key(&key) {
-                self.update(&group, |_| ((), false))?;
+            let name = String::from_utf8_lossy(&key).into_owned();
+            let result = match semaphore::group_of_key(&key).filter(|g| valid_group(g)) {
+                Some(group) => self.update(&group, |_| ((), false)),
+                None => Err(StoreError::Corrupt {
+                    key: name.clone(),
+                    message: "not the key of a group's semaphore".into(),
+                }),
+            };
+            if let Err(e) = result {
+                tracing::warn!("expiry sweep skipped etcd key {name}: {e}");
+                skipped.push(name);
             }
         }
-        Ok(())
+        self.metrics.skipped_keys(skipped.len());
+        Ok(skipped)
     }
 }

@@ -2,117 +2,22 @@
 //! concurrent clients, protocol errors, live slot changes, a 3-member cluster losing a member,
 //! and expiry of a vanished node's lock.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::Cluster;
 use keel_fleetlock::client::{FleetLockClient, FleetLockError};
 use keel_fleetlock::etcd::Etcd;
 use keel_fleetlock::limits::{Limits, LimitsFile};
 use keel_fleetlock::semaphore::{self, Document};
 use keel_fleetlock::server::Server;
 use keel_fleetlock::store::{system_clock, Store};
-use keel_testsupport::process::{free_port, KillOnDrop};
 use keel_utils::http::{Client, HttpOptions};
-
-/// etcd members started for one test; killed when dropped.
-struct Cluster {
-    members: Vec<KillOnDrop>,
-    endpoints: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    /// Starts `n` members; None (with a SKIP note) when etcd is not installed.
-    fn start(n: usize) -> Option<Cluster> {
-        if !Path::new("/usr/bin/etcd").exists() {
-            eprintln!("SKIP: /usr/bin/etcd missing (apt-get install etcd-server)");
-            return None;
-        }
-        // tmpfs keeps etcd's fsyncs cheap when available.
-        let dir = tempfile::tempdir_in("/dev/shm")
-            .or_else(|_| tempfile::tempdir())
-            .unwrap();
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let initial: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
-            .collect();
-        let mut members = Vec::new();
-        let mut endpoints = Vec::new();
-        for (i, (client, peer)) in ports.iter().enumerate() {
-            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-            let child = Command::new("/usr/bin/etcd")
-                .args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.path().join(format!("m{i}")))
-                .args([
-                    "--listen-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                ])
-                .args([
-                    "--advertise-client-urls",
-                    &format!("http://127.0.0.1:{client}"),
-                ])
-                .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer}")])
-                .args([
-                    "--initial-advertise-peer-urls",
-                    &format!("http://127.0.0.1:{peer}"),
-                ])
-                .args(["--initial-cluster", &initial.join(",")])
-                .args([
-                    "--initial-cluster-state",
-                    "new",
-                    "--initial-cluster-token",
-                    &format!("keel-{}", ports[0].0),
-                ])
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .expect("starting etcd");
-            members.push(KillOnDrop(child));
-            endpoints.push(format!("http://127.0.0.1:{client}"));
-        }
-        let cluster = Cluster {
-            members,
-            endpoints,
-            _dir: dir,
-        };
-        let http = Client::new(&HttpOptions {
-            request_timeout: Some(Duration::from_secs(2)),
-            ..Default::default()
-        })
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for e in &cluster.endpoints {
-            while !http
-                .get(&format!("{e}/health"), &[])
-                .is_ok_and(|b| String::from_utf8_lossy(&b).contains("true"))
-            {
-                if Instant::now() > deadline {
-                    let logs: Vec<String> = (0..n)
-                        .map(|i| {
-                            std::fs::read_to_string(cluster._dir.path().join(format!("m{i}.log")))
-                                .unwrap_or_default()
-                        })
-                        .map(|l| l.lines().rev().take(8).collect::<Vec<_>>().join("\n"))
-                        .collect();
-                    panic!(
-                        "etcd {e} did not become healthy; last log lines:\n{}",
-                        logs.join("\n---\n")
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Some(cluster)
-    }
-}
 
 /// Starts a FleetLock server on a free port; returns its base URL and store.
 fn serve(
@@ -130,7 +35,8 @@ fn serve(
         limits_file,
         sweep_interval: sweep,
     };
-    std::thread::spawn(move || server.run(listener).unwrap());
+    let limits = keel_fleetlock::server::limits(&keel_httpd::HttpArgs::default()).unwrap();
+    std::thread::spawn(move || server.run(listener, limits).unwrap());
     (format!("http://{addr}/"), store)
 }
 
@@ -156,9 +62,7 @@ fn metrics(base: &str) -> String {
 
 #[test]
 fn two_hundred_clients_never_exceed_group_slots() {
-    let Some(cluster) = Cluster::start(1) else {
-        return;
-    };
+    let cluster = Cluster::start(1);
     let slots: Vec<(String, u64)> = (0..5)
         .map(|g| (format!("group-{g}"), g as u64 + 1))
         .collect();
@@ -220,14 +124,19 @@ fn two_hundred_clients_never_exceed_group_slots() {
         "groups with several slots should be used concurrently: {peaks:?}"
     );
 
+    // Every slot was released: no group keeps a key in etcd.
     let etcd = Etcd::new(&cluster.endpoints, Duration::from_secs(5)).unwrap();
-    for (group, n) in &slots {
-        let stored = etcd.get(&semaphore::key(group)).unwrap().unwrap();
-        let doc: Document = serde_json::from_slice(&stored.value).unwrap();
-        assert!(doc.semaphore.holders.is_empty(), "{group}: {doc:?}");
-        assert_eq!(doc.semaphore.total_slots, *n);
+    for (group, _) in &slots {
+        let stored = etcd.get(&semaphore::key(group)).unwrap();
+        assert!(stored.is_none(), "{group}: {stored:?}");
     }
     let text = metrics(&base);
+    for (group, n) in &slots {
+        assert!(
+            text.contains(&format!("keel_fleetlock_slots{{group=\"{group}\"}} {n}")),
+            "{text}"
+        );
+    }
     assert!(
         text.contains("keel_fleetlock_locks_acquired_total{group=\"group-0\"} 40"),
         "{text}"
@@ -240,9 +149,7 @@ fn two_hundred_clients_never_exceed_group_slots() {
 
 #[test]
 fn protocol_rules_and_live_slot_changes() {
-    let Some(cluster) = Cluster::start(1) else {
-        return;
-    };
+    let cluster = Cluster::start(1);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("limits.toml");
     std::fs::write(&file, "[groups]\nlive = 1\n").unwrap();
@@ -328,9 +235,7 @@ fn protocol_rules_and_live_slot_changes() {
 
 #[test]
 fn three_member_cluster_survives_a_dead_member_and_expiry_frees_slots() {
-    let Some(mut cluster) = Cluster::start(3) else {
-        return;
-    };
+    let mut cluster = Cluster::start(3);
     // Fail-over is checked through a server whose locks never expire during the test, so a
     // slow fail-over on a loaded machine cannot free `a`'s slot behind the test's back.
     let (base, _) = serve(

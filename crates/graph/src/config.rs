@@ -3,6 +3,8 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"          # default
 //! reload_interval_secs = 30          # how often sources are checked for changes (default 30)
+//! source_timeout_secs = 60           # a source read or fetch taking longer fails (default 60)
+//! max_source_bytes = 33554432        # a larger source document fails (default 32 MiB)
 //!
 //! [streams.stable]
 //! release_index = "stable/releases.json"                          # path (relative to this file) or http(s) URL
@@ -51,6 +53,10 @@ struct RawConfig {
     listen: SocketAddr,
     #[serde(default = "default_reload")]
     reload_interval_secs: u64,
+    #[serde(default = "default_source_timeout")]
+    source_timeout_secs: u64,
+    #[serde(default = "default_max_source_bytes")]
+    max_source_bytes: u64,
     streams: BTreeMap<String, RawStream>,
 }
 
@@ -70,6 +76,14 @@ fn default_reload() -> u64 {
     30
 }
 
+fn default_source_timeout() -> u64 {
+    60
+}
+
+fn default_max_source_bytes() -> u64 {
+    32 * 1024 * 1024
+}
+
 /// One configured stream.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
@@ -84,6 +98,10 @@ pub struct StreamConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub reload_interval_secs: u64,
+    /// A source read or fetch that takes longer fails (the thread doing it is abandoned).
+    pub source_timeout_secs: u64,
+    /// A source document larger than this fails.
+    pub max_source_bytes: u64,
     pub streams: Vec<StreamConfig>,
 }
 
@@ -106,6 +124,12 @@ impl Config {
         if raw.reload_interval_secs == 0 {
             bail!("reload_interval_secs must be at least 1");
         }
+        if raw.source_timeout_secs == 0 {
+            bail!("source_timeout_secs must be at least 1");
+        }
+        if raw.max_source_bytes == 0 {
+            bail!("max_source_bytes must be at least 1");
+        }
         let mut streams = Vec::new();
         for (name, s) in raw.streams {
             if s.architectures.is_empty() {
@@ -123,6 +147,8 @@ impl Config {
         Ok(Config {
             listen: raw.listen,
             reload_interval_secs: raw.reload_interval_secs,
+            source_timeout_secs: raw.source_timeout_secs,
+            max_source_bytes: raw.max_source_bytes,
             streams,
         })
     }
@@ -158,6 +184,8 @@ mod tests {
             ("[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=[]", "architectures is empty"),
             ("[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=['x']\ntypo=1", "typo"),
             ("reload_interval_secs=0\n[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=['x']", "at least 1"),
+            ("source_timeout_secs=0\n[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=['x']", "source_timeout_secs"),
+            ("max_source_bytes=0\n[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=['x']", "max_source_bytes"),
             ("listen='nowhere'\n[streams.s]\nrelease_index='a'\nupdates='b'\narchitectures=['x']", "listen"),
         ] {
             let err = format!("{:#}", Config::parse(text, base).unwrap_err());

@@ -1,5 +1,6 @@
 //! The HTTP server: `GET /v1/graph` (Cincinnati JSON), `GET /metrics` (Prometheus), periodic
-//! reload of every stream's sources. Runs on a tokio runtime with 2 worker threads.
+//! reload of every stream's sources. Runs on a tokio runtime with 2 worker threads; connections
+//! are served by `keel-httpd` (deadlines, connection cap, JSON refusals).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,10 +12,10 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use keel_utils::http::Client;
+use keel_httpd::{error_response, Limits, Stats};
 
 use crate::config::{Config, StreamConfig};
-use crate::load::{build_stream, fetch_stream, http_client, LoadedStream};
+use crate::load::{build_stream, Fetcher, LoadedStream};
 use crate::metrics::Metrics;
 use crate::query::{self, ApiError};
 
@@ -28,16 +29,23 @@ fn system_clock() -> i64 {
         .unwrap_or(0)
 }
 
+/// Largest request body accepted (the API has none; 413 above).
+const MAX_BODY_BYTES: u64 = 4096;
+
+/// How long a stopping server waits for its runtime's blocking tasks (a source read).
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
 struct Shared {
     streams: RwLock<HashMap<String, Arc<LoadedStream>>>,
     metrics: Metrics,
+    http: Arc<Stats>,
     clock: Clock,
 }
 
 /// A configured server with every stream loaded.
 pub struct Server {
     config: Config,
-    client: Client,
+    fetcher: Fetcher,
     shared: Arc<Shared>,
 }
 
@@ -45,20 +53,21 @@ impl Server {
     /// Loads every stream once; fails when a source is unreadable or malformed, so a broken
     /// configuration is reported at start rather than served as empty graphs.
     pub fn load(config: Config) -> anyhow::Result<Server> {
-        let client = http_client()?;
+        let fetcher = Fetcher::new(&config)?;
         let shared = Arc::new(Shared {
             streams: RwLock::new(HashMap::new()),
             metrics: Metrics::default(),
+            http: Arc::default(),
             clock: system_clock,
         });
         for stream in &config.streams {
-            let (digest, index, updates) = fetch_stream(stream, &client)?;
+            let (digest, index, updates) = fetcher.fetch_stream(stream)?;
             let loaded = build_stream(stream, digest, &index, &updates)?;
             install(&shared, stream, loaded);
         }
         Ok(Server {
             config,
-            client,
+            fetcher,
             shared,
         })
     }
@@ -71,56 +80,50 @@ impl Server {
         self
     }
 
-    /// Serves on `listener` until SIGINT/SIGTERM (blocking).
-    pub fn run(self, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    /// Serves on `listener` within `limits` until SIGINT/SIGTERM (blocking). A source read
+    /// that hangs does not hold the exit up.
+    pub fn run(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the tokio runtime")?;
-        runtime.block_on(self.serve(listener))
+        let result = runtime.block_on(self.serve(listener, limits));
+        runtime.shutdown_timeout(STOP_GRACE);
+        result
     }
 
-    async fn serve(self, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    async fn serve(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let interval = Duration::from_secs(self.config.reload_interval_secs);
         for stream in self.config.streams.clone() {
             tokio::spawn(reload_loop(
                 self.shared.clone(),
-                self.client.clone(),
+                self.fetcher.for_stream(),
                 stream,
                 interval,
             ));
         }
         let app = Router::new()
             .route("/v1/graph", get(graph).fallback(not_allowed))
-            .route("/metrics", get(metrics))
+            .route("/metrics", get(metrics).fallback(not_allowed))
             .fallback(not_found)
             .with_state(self.shared.clone());
-        tracing::info!("graph server listening on {}", listener.local_addr()?);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown())
-            .await
-            .context("serving HTTP")
+        tracing::info!(
+            "graph server listening on {} (at most {} connections)",
+            listener.local_addr()?,
+            limits.max_connections
+        );
+        keel_httpd::serve(listener, app, limits, self.shared.http.clone()).await;
+        tracing::info!("graph server stopped");
+        Ok(())
     }
 }
 
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-    let sigterm = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = sigterm => {}
-    }
-    tracing::info!("graph server shutting down");
+/// The connection limits of the graph server from its command-line flags.
+pub fn limits(args: &keel_httpd::HttpArgs) -> anyhow::Result<Limits> {
+    Ok(Limits::new(args, MAX_BODY_BYTES)?)
 }
 
 fn install(shared: &Shared, stream: &StreamConfig, loaded: LoadedStream) {
@@ -148,7 +151,7 @@ fn install(shared: &Shared, stream: &StreamConfig, loaded: LoadedStream) {
 /// Re-fetches the stream's sources every `interval` and rebuilds when their content changed.
 async fn reload_loop(
     shared: Arc<Shared>,
-    client: Client,
+    fetcher: Fetcher,
     stream: StreamConfig,
     interval: Duration,
 ) {
@@ -162,10 +165,10 @@ async fn reload_loop(
             .unwrap_or_else(|e| e.into_inner())
             .get(&stream.name)
             .map(|s| s.inputs);
-        let (client2, stream2) = (client.clone(), stream.clone());
+        let (fetcher2, stream2) = (fetcher.clone(), stream.clone());
         let result =
             tokio::task::spawn_blocking(move || -> anyhow::Result<Option<LoadedStream>> {
-                let (digest, index, updates) = fetch_stream(&stream2, &client2)?;
+                let (digest, index, updates) = fetcher2.fetch_stream(&stream2)?;
                 if Some(digest) == previous {
                     return Ok(None);
                 }
@@ -190,17 +193,16 @@ async fn reload_loop(
     }
 }
 
-fn error_response(shared: &Shared, e: ApiError) -> Response {
+fn api_error(shared: &Shared, e: ApiError) -> Response {
     shared.metrics.request(e.status);
     let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = serde_json::to_vec(&e).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    error_response(status, e.kind, e.value)
 }
 
 async fn graph(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Response {
     let q = match query::parse(raw.as_deref().unwrap_or("")) {
         Ok(q) => q,
-        Err(e) => return error_response(&shared, e),
+        Err(e) => return api_error(&shared, e),
     };
     let stream = shared
         .streams
@@ -209,7 +211,7 @@ async fn graph(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         .get(&q.stream)
         .cloned();
     let Some(stream) = stream else {
-        return error_response(
+        return api_error(
             &shared,
             ApiError::new(
                 404,
@@ -219,7 +221,7 @@ async fn graph(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQuery) -> Re
         );
     };
     let Some(arch) = stream.arches.get(&q.basearch) else {
-        return error_response(
+        return api_error(
             &shared,
             ApiError::new(
                 404,
@@ -237,13 +239,13 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
     shared.metrics.request(200);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        shared.metrics.render(),
+        shared.metrics.render() + &shared.http.render("keel_graph"),
     )
         .into_response()
 }
 
 async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
-    error_response(
+    api_error(
         &shared,
         ApiError::new(
             404,
@@ -254,8 +256,12 @@ async fn not_found(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn not_allowed(State(shared): State<Arc<Shared>>) -> Response {
-    error_response(
+    api_error(
         &shared,
-        ApiError::new(405, "method_not_allowed", "use GET /v1/graph"),
+        ApiError::new(
+            405,
+            "method_not_allowed",
+            "only GET /v1/graph and GET /metrics exist",
+        ),
     )
 }

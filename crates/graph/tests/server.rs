@@ -74,7 +74,8 @@ fn start(config: Config) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = Server::load(config).unwrap().with_clock(half_way);
-    std::thread::spawn(move || server.run(listener).unwrap());
+    let limits = keel_graph::server::limits(&keel_httpd::HttpArgs::default()).unwrap();
+    std::thread::spawn(move || server.run(listener, limits).unwrap());
     addr
 }
 

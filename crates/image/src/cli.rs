@@ -108,6 +108,7 @@ fn remote(url: Option<String>, keys: Option<&Path>) -> Result<Option<Remote>> {
         sign_verify_summary: key.is_some(),
         ed25519_file: None,
         ed25519_key: key,
+        summary_max_age: None,
     }))
 }
 

@@ -133,6 +133,64 @@ fn butane_translates_and_output_validates() {
     );
 }
 
+/// `-o` onto a device or FIFO writes through it: a rename would replace `-o /dev/null` with a
+/// regular file for the whole machine. Tried with a FIFO and a null device made in a temp dir.
+#[test]
+fn butane_output_to_a_device_or_fifo_writes_through_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("config.bu");
+    std::fs::write(&input, "variant: keel\nversion: 1.0.0\n").unwrap();
+
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    let out = keel(
+        &[
+            "butane",
+            "-o",
+            fifo.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(reader.join().unwrap().contains("\"ignition\""));
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+
+    let null = dir.path().join("null");
+    let made = Command::new("mknod")
+        .args(["-m", "666"])
+        .arg(&null)
+        .args(["c", "1", "3"])
+        .status();
+    assert!(
+        made.unwrap().success(),
+        "mknod needs root: run the suite as root"
+    );
+    let out = keel(
+        &[
+            "butane",
+            "-o",
+            null.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(std::fs::metadata(&null)
+        .unwrap()
+        .file_type()
+        .is_char_device());
+}
+
 #[test]
 fn butane_strict_and_errors() {
     let warns =

@@ -2,6 +2,7 @@
 //! `/etc/luks/<name>` (0600) and `/etc/crypttab` gets a `<name> UUID=<uuid> /etc/luks/<name> luks`
 //! line, replacing an earlier line for the same name, so the root unlocks them at boot.
 
+use crate::beneath::Root;
 use crate::error::{AtPath, OpError};
 use anyhow::{Context, Result};
 use keel_ignition_config::types::Luks;
@@ -35,7 +36,7 @@ pub fn line(l: &Luks, uuid: &str) -> String {
 }
 
 /// Stores key files and crypttab lines for every LUKS volume the disks stage set up.
-pub fn apply(root: &Path, volumes: &[Luks], key_dir: &Path) -> Result<(), OpError> {
+pub fn apply(root: &Root, volumes: &[Luks], key_dir: &Path) -> Result<(), OpError> {
     for (i, l) in volumes.iter().enumerate() {
         let name = l.name.as_deref().unwrap_or_default();
         let at = format!("$.storage.luks.{i}");
@@ -55,15 +56,17 @@ pub fn apply(root: &Path, volumes: &[Luks], key_dir: &Path) -> Result<(), OpErro
     Ok(())
 }
 
-fn write_entry(root: &Path, name: &str, key: &[u8], line: &str) -> Result<()> {
-    let dir = root.join("etc/luks");
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    keel_utils::fsutil::write_atomic(&dir.join(name), key, 0o600)
-        .with_context(|| format!("writing {}", dir.join(name).display()))?;
-    let path = root.join("etc/crypttab");
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    keel_utils::fsutil::write_atomic(&path, with_entry(&old, name, line).as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", path.display()))
+/// Writes the key file and the crypttab line beneath the root ([`crate::beneath`]).
+fn write_entry(root: &Root, name: &str, key: &[u8], line: &str) -> Result<()> {
+    crate::beneath::check_name(name).context("LUKS volume name")?;
+    root.write_atomic(&format!("/etc/luks/{name}"), key, 0o600)?;
+    let old = root.read("/etc/crypttab")?.unwrap_or_default();
+    let old = String::from_utf8_lossy(&old);
+    root.write_atomic(
+        "/etc/crypttab",
+        with_entry(&old, name, line).as_bytes(),
+        0o644,
+    )
 }
 
 #[cfg(test)]
@@ -110,8 +113,9 @@ mod tests {
     #[test]
     fn key_and_crypttab_written_into_root() {
         let d = tempfile::tempdir().unwrap();
-        write_entry(d.path(), "data", b"key", "data UUID=a /etc/luks/data luks").unwrap();
-        write_entry(d.path(), "data", b"key", "data UUID=a /etc/luks/data luks").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        write_entry(&root, "data", b"key", "data UUID=a /etc/luks/data luks").unwrap();
+        write_entry(&root, "data", b"key", "data UUID=a /etc/luks/data luks").unwrap();
         assert_eq!(
             std::fs::read(d.path().join("etc/luks/data")).unwrap(),
             b"key"

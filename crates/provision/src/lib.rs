@@ -10,6 +10,7 @@
 //!   and the LUKS entries of the root.
 //! - [`firstboot`]: the first-boot marker.
 
+pub mod beneath;
 pub mod cli;
 pub mod cmdline;
 pub mod crypttab;

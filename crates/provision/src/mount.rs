@@ -1,6 +1,7 @@
 //! The `mount` and `umount` stages: every filesystem with a `path` is mounted under the root
 //! (shallowest first, with its `mountOptions`) and unmounted again in reverse order.
 
+use crate::beneath::Root;
 use crate::error::{AtPath, OpError};
 use anyhow::{Context, Result};
 use keel_ignition_config::types::{Filesystem, Storage};
@@ -22,13 +23,19 @@ fn mountable(storage: &Storage) -> Vec<(usize, &Filesystem)> {
     v
 }
 
-fn target(root: &Path, fs: &Filesystem) -> PathBuf {
-    root.join(
-        fs.path
-            .as_deref()
-            .unwrap_or_default()
-            .trim_start_matches('/'),
-    )
+/// The mount point of `fs`, created beneath the root ([`crate::beneath`]) and returned as
+/// its host path without links (a link there leads inside the root, never outside).
+fn target(root: &Root, fs: &Filesystem) -> Result<PathBuf> {
+    let dir = root.dir(fs.path.as_deref().unwrap_or_default())?;
+    root.host_path(&dir)
+}
+
+/// The mount point of `fs` if it exists (for unmounting).
+fn existing_target(root: &Root, fs: &Filesystem) -> Result<Option<PathBuf>> {
+    match root.find_dir(fs.path.as_deref().unwrap_or_default())? {
+        Some(dir) => root.host_path(&dir).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// Whether something is mounted exactly at `dir` (per `/proc/self/mountinfo`).
@@ -46,12 +53,14 @@ pub fn is_mounted(dir: &Path) -> Result<bool> {
 pub fn mount(root: &Path, storage: &Storage) -> Result<(), OpError> {
     for (i, fs) in mountable(storage) {
         let at = format!("$.storage.filesystems.{i}");
-        let dir = target(root, fs);
+        // Opened again for every mount: a filesystem mounted on the root itself must be seen.
+        let root = Root::open(root).at(&at, "opening the target root")?;
         let device = fs.device.as_deref().unwrap_or_default();
+        let path = fs.path.as_deref().unwrap_or_default();
+        let dir = target(&root, fs)
+            .with_context(|| format!("creating mount point {}", root.show(path)))
+            .at(&at, format!("mounting {device} at {path}"))?;
         let op = format!("mounting {device} at {}", dir.display());
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("creating mount point {}", dir.display()))
-            .at(&at, &op)?;
         if is_mounted(&dir).at(&at, &op)? {
             tracing::info!("{} is already mounted", dir.display());
             continue;
@@ -69,7 +78,10 @@ pub fn mount(root: &Path, storage: &Storage) -> Result<(), OpError> {
 /// Unmounts, deepest first, what [`mount`] mounted; paths not mounted are skipped.
 pub fn umount(root: &Path, storage: &Storage) -> Result<()> {
     for (i, fs) in mountable(storage).into_iter().rev() {
-        let dir = target(root, fs);
+        // Nothing of the root may stay open while it is unmounted.
+        let Some(dir) = existing_target(&Root::open(root)?, fs)? else {
+            continue;
+        };
         if is_mounted(&dir)? {
             cmd::run(Command::new("umount").arg(&dir)).at(
                 format!("$.storage.filesystems.{i}"),

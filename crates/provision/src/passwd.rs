@@ -1,19 +1,20 @@
 //! Users and groups, created with the shadow tools (`groupadd`, `useradd`, `usermod`,
-//! `userdel`, `groupdel`) using `--root`, as Ignition does, and SSH keys written to
-//! `~/.ssh/authorized_keys.d/ignition`.
+//! `userdel`, `groupdel`) using `--root` (they chroot into it), as Ignition does, with `--`
+//! before the name so a name is never read as an option; and SSH keys written to
+//! `~/.ssh/authorized_keys.d/ignition` beneath the root ([`crate::beneath`]).
 
+use crate::beneath::{set_owner_mode_fd, Root};
 use crate::error::{AtPath, OpError};
-use crate::rootfs::{self, Accounts};
+use crate::files::id_u32;
+use crate::rootfs::Accounts;
 use anyhow::{Context, Result};
 use keel_ignition_config::types::{Passwd, PasswdGroup, PasswdUser};
 use keel_utils::cmd;
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
 /// Creates/updates/deletes groups, then users, then writes each user's SSH keys.
-pub fn apply(root: &Path, passwd: &Passwd) -> Result<(), OpError> {
+pub fn apply(root: &Root, passwd: &Passwd) -> Result<(), OpError> {
     for (i, g) in passwd.groups.iter().enumerate() {
         let name = g.name.as_deref().unwrap_or_default();
         let accounts = Accounts::load(root).at(
@@ -47,26 +48,31 @@ fn root_arg(root: &Path) -> Result<String> {
 
 /// `groupadd` for a new group; an existing group is left as it is (Ignition 2.14 fails here,
 /// which makes re-runs fail; upstream made it idempotent in 2.25).
-fn group(root: &Path, g: &PasswdGroup, accounts: &Accounts) -> Result<()> {
+fn group(root: &Root, g: &PasswdGroup, accounts: &Accounts) -> Result<()> {
     let name = g.name.as_deref().unwrap_or_default();
     let exists = accounts.has_group(name);
     if g.should_exist == Some(false) {
         if exists {
-            cmd::run(Command::new("groupdel").args(["--root", &root_arg(root)?, name]))?;
+            cmd::run(Command::new("groupdel").args([
+                "--root",
+                &root_arg(root.path())?,
+                "--",
+                name,
+            ]))?;
         }
         return Ok(());
     }
     if exists {
         if let (Some(want), Some(have)) = (g.gid, accounts.gid(name)) {
             anyhow::ensure!(
-                want as u32 == have,
+                id_u32(want, "group")? == have,
                 "group exists with gid {have}, not {want}"
             );
         }
         return Ok(());
     }
     let mut c = Command::new("groupadd");
-    c.args(["--root", &root_arg(root)?]);
+    c.args(["--root", &root_arg(root.path())?]);
     if let Some(gid) = g.gid {
         c.args(["--gid", &gid.to_string()]);
     }
@@ -80,7 +86,7 @@ fn group(root: &Path, g: &PasswdGroup, accounts: &Accounts) -> Result<()> {
     if g.system == Some(true) {
         c.arg("--system");
     }
-    cmd::run(c.arg(name))?;
+    cmd::run(c.args(["--", name]))?;
     Ok(())
 }
 
@@ -146,13 +152,13 @@ pub fn account_args(u: &PasswdUser, tool: Tool) -> Vec<String> {
     a
 }
 
-fn user(root: &Path, u: &PasswdUser, accounts: &Accounts) -> Result<()> {
+fn user(root: &Root, u: &PasswdUser, accounts: &Accounts) -> Result<()> {
     let name = u.name.as_deref().unwrap_or_default();
     let exists = accounts.has_user(name);
-    let root_s = root_arg(root)?;
+    let root_s = root_arg(root.path())?;
     if u.should_exist == Some(false) {
         if exists {
-            cmd::run(Command::new("userdel").args(["--remove", "--root", &root_s, name]))?;
+            cmd::run(Command::new("userdel").args(["--remove", "--root", &root_s, "--", name]))?;
         }
         return Ok(());
     }
@@ -165,14 +171,16 @@ fn user(root: &Path, u: &PasswdUser, accounts: &Accounts) -> Result<()> {
         Command::new(tool)
             .args(["--root", &root_s])
             .args(&args)
-            .arg(name),
+            .args(["--", name]),
     )?;
     Ok(())
 }
 
 /// Writes `~/.ssh/authorized_keys.d/ignition` (0600; directories 0700; owned by the user),
-/// replacing what a previous run wrote.
-fn ssh_keys(root: &Path, name: &str, keys: &[String], accounts: &Accounts) -> Result<()> {
+/// replacing what a previous run wrote. The home and `.ssh` are resolved beneath the root (a
+/// link there leads to a place inside the root, never outside), and the owner and mode are set
+/// on the opened directories.
+fn ssh_keys(root: &Root, name: &str, keys: &[String], accounts: &Accounts) -> Result<()> {
     let uid = accounts
         .uid(name)
         .with_context(|| format!("user {name:?} missing from the root's /etc/passwd"))?;
@@ -181,26 +189,21 @@ fn ssh_keys(root: &Path, name: &str, keys: &[String], accounts: &Accounts) -> Re
         .home(name)
         .filter(|h| h.starts_with('/'))
         .with_context(|| format!("user {name:?} has no absolute home directory"))?;
-    let ssh = rootfs::resolve(root, &format!("{}/.ssh", home.trim_end_matches('/')))?;
-    let dir = ssh.join("authorized_keys.d");
-    for d in [&ssh, &dir] {
-        if !d.is_dir() {
-            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-        }
-        std::os::unix::fs::chown(d, Some(uid), Some(gid))
-            .with_context(|| format!("chown {}", d.display()))?;
-        fs::set_permissions(d, fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("chmod {}", d.display()))?;
+    let ssh = format!("{}/.ssh", home.trim_end_matches('/'));
+    let keys_dir = format!("{ssh}/authorized_keys.d");
+    for d in [&ssh, &keys_dir] {
+        let dir = root.dir(d)?;
+        set_owner_mode_fd(&dir, uid, gid, 0o700)
+            .with_context(|| format!("setting the owner of {}", root.show(d)))?;
     }
     let mut text = keys.join("\n");
     text.push('\n');
-    let path = dir.join("ignition");
-    keel_utils::fsutil::write_atomic_with(
-        &path,
-        0o600,
-        rootfs::owned_content(text.as_bytes(), uid, gid),
-    )
-    .with_context(|| format!("writing {}", path.display()))
+    let path = format!("{keys_dir}/ignition");
+    root.write_atomic_with(&path, 0o600, |f| {
+        std::io::Write::write_all(f, text.as_bytes())?;
+        set_owner_mode_fd(&*f, uid, gid, 0o600)
+    })
+    .with_context(|| format!("writing {}", root.show(&path)))
 }
 
 #[cfg(test)]

@@ -1,69 +1,9 @@
-//! Paths and owners inside the target root: symlinks are followed on every element but the last
-//! and resolved inside the root (never escaping it), and user/group names are looked up in the
-//! root's own `/etc/passwd` and `/etc/group`.
+//! Owners inside the target root: user and group names are looked up in the root's own
+//! `/etc/passwd` and `/etc/group` (read beneath the root, see [`crate::beneath`]).
 
-use anyhow::{bail, Context, Result};
+use crate::beneath::Root;
+use anyhow::Result;
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
-
-const MAX_LINKS: usize = 40;
-
-/// Maps a config path (absolute, clean) to a host path under `root`, following symlinks in
-/// its parent directories as if `root` were `/`. The last element is not followed.
-pub fn resolve(root: &Path, path: &str) -> Result<PathBuf> {
-    let p = Path::new(path);
-    let Some(name) = p.file_name() else {
-        bail!("path {path:?} has no file name");
-    };
-    let parent = resolve_dir(root, p.parent().unwrap_or(Path::new("/")))?;
-    Ok(root
-        .join(parent.strip_prefix("/").unwrap_or(&parent))
-        .join(name))
-}
-
-/// Resolves a directory path fully (all symlinks followed), returning it as an absolute path
-/// relative to the root (`/a/b`).
-fn resolve_dir(root: &Path, dir: &Path) -> Result<PathBuf> {
-    let mut todo: Vec<std::ffi::OsString> = dir.components().rev().filter_map(comp).collect();
-    let mut cur = PathBuf::from("/");
-    let mut links = 0;
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            cur.pop();
-            continue;
-        }
-        let candidate = cur.join(&c);
-        let host = root.join(candidate.strip_prefix("/").unwrap_or(&candidate));
-        match std::fs::symlink_metadata(&host) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > MAX_LINKS {
-                    bail!(
-                        "too many levels of symbolic links resolving {} in {}",
-                        dir.display(),
-                        root.display()
-                    );
-                }
-                let target = std::fs::read_link(&host)
-                    .with_context(|| format!("reading link {}", host.display()))?;
-                if target.is_absolute() {
-                    cur = PathBuf::from("/");
-                }
-                todo.extend(target.components().rev().filter_map(comp));
-            }
-            _ => cur = candidate,
-        }
-    }
-    Ok(cur)
-}
-
-fn comp(c: Component) -> Option<std::ffi::OsString> {
-    match c {
-        Component::Normal(s) => Some(s.to_os_string()),
-        Component::ParentDir => Some("..".into()),
-        _ => None,
-    }
-}
 
 /// Users and groups of the target root, by name.
 #[derive(Debug, Default, Clone)]
@@ -75,9 +15,9 @@ pub struct Accounts {
 
 impl Accounts {
     /// Reads `/etc/passwd` and `/etc/group` of `root` (missing files mean no entries).
-    pub fn load(root: &Path) -> Result<Accounts> {
+    pub fn load(root: &Root) -> Result<Accounts> {
         let mut a = Accounts::default();
-        for line in read_lines(&root.join("etc/passwd"))? {
+        for line in read_lines(root, "/etc/passwd")? {
             let f: Vec<&str> = line.split(':').collect();
             if let (Some(name), Some(uid), Some(gid)) = (
                 f.first(),
@@ -90,7 +30,7 @@ impl Accounts {
                 );
             }
         }
-        for line in read_lines(&root.join("etc/group"))? {
+        for line in read_lines(root, "/etc/group")? {
             let f: Vec<&str> = line.split(':').collect();
             if let (Some(name), Some(gid)) = (f.first(), f.get(2).and_then(|s| s.parse().ok())) {
                 a.groups.insert(name.to_string(), gid);
@@ -126,68 +66,18 @@ impl Accounts {
     }
 }
 
-/// A writer for `fsutil`/`batch` temp files: the data, then the owner (before the mode is set,
-/// since chown clears set-id bits).
-pub fn owned_content(
-    data: &[u8],
-    uid: u32,
-    gid: u32,
-) -> impl FnOnce(&mut std::fs::File) -> std::io::Result<()> + '_ {
-    move |f| {
-        std::io::Write::write_all(f, data)?;
-        rustix::fs::fchown(
-            &*f,
-            Some(rustix::fs::Uid::from_raw(uid)),
-            Some(rustix::fs::Gid::from_raw(gid)),
-        )?;
-        Ok(())
-    }
-}
-
-fn read_lines(path: &Path) -> Result<Vec<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(s
-            .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+fn read_lines(root: &Root, path: &str) -> Result<Vec<String>> {
+    let text = root.read(path)?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
-
-    #[test]
-    fn resolve_table() {
-        let d = tempfile::tempdir().unwrap();
-        let r = d.path();
-        std::fs::create_dir_all(r.join("usr/etc")).unwrap();
-        std::fs::create_dir_all(r.join("var/home")).unwrap();
-        symlink("/var/home", r.join("home")).unwrap();
-        symlink("../usr/etc", r.join("etc2")).unwrap();
-        symlink("/../../..", r.join("escape")).unwrap();
-        symlink("loop", r.join("loop")).unwrap();
-        let cases: &[(&str, Result<&str, &str>)] = &[
-            ("/a/b", Ok("a/b")),
-            ("/home/core/x", Ok("var/home/core/x")),
-            ("/etc2/hosts", Ok("usr/etc/hosts")),
-            ("/home", Ok("home")),
-            ("/escape/etc/passwd", Ok("etc/passwd")),
-            ("/loop/x", Err("too many levels")),
-            ("/", Err("no file name")),
-        ];
-        for (path, want) in cases {
-            match (resolve(r, path), want) {
-                (Ok(got), Ok(w)) => assert_eq!(got, r.join(w), "{path}"),
-                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{path}: {e}"),
-                (got, w) => panic!("{path}: got {got:?}, want {w:?}"),
-            }
-        }
-    }
 
     #[test]
     fn accounts_from_root() {
@@ -199,13 +89,14 @@ mod tests {
         )
         .unwrap();
         std::fs::write(d.path().join("etc/group"), "root:x:0:\ncore:x:1001:\n").unwrap();
-        let a = Accounts::load(d.path()).unwrap();
+        let a = Accounts::load(&Root::open(d.path()).unwrap()).unwrap();
         assert_eq!(a.uid("core"), Some(1000));
         assert_eq!(a.primary_gid("core"), Some(1001));
         assert_eq!(a.home("core"), Some("/home/core"));
         assert_eq!(a.gid("core"), Some(1001));
         assert_eq!(a.uid("nobody"), None);
-        let empty = Accounts::load(&d.path().join("none")).unwrap();
+        std::fs::create_dir(d.path().join("none")).unwrap();
+        let empty = Accounts::load(&Root::open(&d.path().join("none")).unwrap()).unwrap();
         assert!(!empty.has_user("root"));
     }
 }

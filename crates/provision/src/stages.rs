@@ -2,6 +2,7 @@
 //! `files`, `umount`. The fetch stages write the rendered user config to the cache
 //! (`/run/ignition.json`); every later stage reads it and merges it over the base configs.
 
+use crate::beneath::Root;
 use crate::cmdline::KernelCmdline;
 use crate::error::OpError;
 use crate::resource::{needs_network, Fetcher};
@@ -86,25 +87,28 @@ pub fn run(stage: Stage, env: &StageEnv) -> Result<()> {
         Stage::Files => {
             let cfg = final_config(env)?;
             let counts = apply_config(&env.root, &cfg, &Fetcher::online(&cfg, Vec::new())?)?;
-            crate::crypttab::apply(&env.root, &cfg.storage().luks, &env.luks_key_dir)?;
+            let root = Root::open(&env.root)?;
+            crate::crypttab::apply(&root, &cfg.storage().luks, &env.luks_key_dir)?;
             tracing::info!(
                 "files stage: {} files, {} directories, {} links",
                 counts.files,
                 counts.directories,
                 counts.links
             );
-            write_result(env)
+            write_result(env, &root)
         }
     }
 }
 
 /// Applies users/groups, files, directories, links and units of `cfg` into `root`: the files
-/// stage without the result file (what `keel ignition apply` does).
+/// stage without the result file (what `keel ignition apply` does). Nothing is written
+/// outside `root` ([`crate::beneath`]).
 pub fn apply_config(
     root: &Path,
     cfg: &Config,
     fetcher: &Fetcher,
 ) -> Result<crate::files::Counts, OpError> {
+    let root = &crate::error::AtPath::at(Root::open(root), "$", "opening the target root")?;
     if let Some(p) = &cfg.passwd {
         crate::passwd::apply(root, p)?;
     }
@@ -246,7 +250,7 @@ fn kargs(env: &StageEnv, cfg: &Config) -> Result<()> {
 }
 
 /// `/etc/.ignition-result.json` (0600), like Ignition.
-fn write_result(env: &StageEnv) -> Result<()> {
+fn write_result(env: &StageEnv, root: &Root) -> Result<()> {
     let state: State = std::fs::read(&env.state)
         .ok()
         .and_then(|d| serde_json::from_slice(&d).ok())
@@ -260,6 +264,9 @@ fn write_result(env: &StageEnv) -> Result<()> {
         "provisioningDate": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         "userConfigProvided": state.user_config_provided,
     });
-    let path = env.root.join("etc/.ignition-result.json");
-    write_private(&path, &serde_json::to_vec(&result)?, 0o600)
+    root.write_atomic(
+        "/etc/.ignition-result.json",
+        &serde_json::to_vec(&result)?,
+        0o600,
+    )
 }

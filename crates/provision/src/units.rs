@@ -1,114 +1,76 @@
 //! systemd units: contents and drop-ins under `/etc/systemd/system`, masking, the Ignition preset
 //! file, and enablement symlinks from the unit's `[Install]` section (what
 //! `systemctl --root ROOT enable|disable` does), so no running systemd is needed.
+//!
+//! Every path is resolved beneath the root ([`crate::beneath`]); unit, drop-in and `[Install]`
+//! names must each be one file name (validation refuses others; this is checked again here for
+//! unit files that come from the root rather than the config).
 
+use crate::beneath::{check_name, Batch, Root};
 use crate::error::{AtPath, OpError};
 use anyhow::{Context, Result};
 use keel_ignition_config::types::Unit;
-use keel_utils::batch::Batch;
-use std::fs;
+use keel_ignition_config::validate::parse_install;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Where Ignition writes units and drop-ins.
-pub const UNIT_DIR: &str = "etc/systemd/system";
+pub const UNIT_DIR: &str = "/etc/systemd/system";
 /// The preset file Ignition writes.
-pub const PRESET_FILE: &str = "etc/systemd/system-preset/20-ignition.preset";
+pub const PRESET_FILE: &str = "/etc/systemd/system-preset/20-ignition.preset";
 /// Unit search path inside the root, highest priority first.
 const SEARCH: &[&str] = &[
-    "etc/systemd/system",
-    "run/systemd/system",
-    "usr/local/lib/systemd/system",
-    "usr/lib/systemd/system",
-    "lib/systemd/system",
+    "/etc/systemd/system",
+    "/run/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
 ];
 
-/// The `[Install]` settings of a unit file that enablement uses.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Install {
-    pub wanted_by: Vec<String>,
-    pub required_by: Vec<String>,
-    pub alias: Vec<String>,
-    pub also: Vec<String>,
-    pub default_instance: Option<String>,
-}
-
-/// Reads the `[Install]` section (continuation lines joined, lists split on whitespace).
-pub fn parse_install(contents: &str) -> Install {
-    let mut out = Install::default();
-    let mut in_install = false;
-    let mut logical = String::new();
-    for raw in contents.lines() {
-        let line = raw.trim();
-        if let Some(rest) = line.strip_suffix('\\') {
-            logical.push_str(rest);
-            logical.push(' ');
-            continue;
-        }
-        logical.push_str(line);
-        let l = std::mem::take(&mut logical);
-        let l = l.trim();
-        if l.starts_with('[') {
-            in_install = l == "[Install]";
-            continue;
-        }
-        if !in_install || l.starts_with('#') || l.starts_with(';') {
-            continue;
-        }
-        let Some((k, v)) = l.split_once('=') else {
-            continue;
-        };
-        let words = || v.split_whitespace().map(str::to_string);
-        match k.trim() {
-            "WantedBy" => out.wanted_by.extend(words()),
-            "RequiredBy" => out.required_by.extend(words()),
-            "Alias" => out.alias.extend(words()),
-            "Also" => out.also.extend(words()),
-            "DefaultInstance" => out.default_instance = Some(v.trim().to_string()),
-            _ => {}
-        }
-    }
-    out
+/// `/etc/systemd/system/NAME` for a unit name that is one file name.
+fn unit_path(name: &str) -> Result<String> {
+    check_name(name).context("unit name")?;
+    Ok(format!("{UNIT_DIR}/{name}"))
 }
 
 /// Applies every unit's contents, drop-ins and mask, writes the preset file and sets up
 /// enablement symlinks.
-pub fn apply(root: &Path, units: &[Unit]) -> Result<(), OpError> {
-    let dir = root.join(UNIT_DIR);
+pub fn apply(root: &Root, units: &[Unit]) -> Result<(), OpError> {
     // Contents and drop-ins: one crash-safe batch; masks after it, so a mask wins.
-    let batch = Batch::new();
+    let batch = Batch::new(root);
     for (i, u) in units.iter().enumerate() {
         let at = format!("$.systemd.units.{i}");
         let name = u.name.as_deref().unwrap_or_default();
         if let Some(c) = &u.contents {
-            stage(&batch, &dir.join(name), c.as_bytes())
+            unit_path(name)
+                .and_then(|p| stage(&batch, &p, c.as_bytes()))
                 .at(&at, format!("writing unit {name:?}"))?;
         }
         for (j, d) in u.dropins.iter().enumerate() {
             let dname = d.name.as_deref().unwrap_or_default();
             if let Some(c) = &d.contents {
-                stage(
-                    &batch,
-                    &dir.join(format!("{name}.d")).join(dname),
-                    c.as_bytes(),
-                )
-                .at(
-                    format!("{at}.dropins.{j}"),
-                    format!("writing drop-in {dname:?} of {name:?}"),
-                )?;
+                unit_path(name)
+                    .and_then(|p| {
+                        check_name(dname).context("drop-in name")?;
+                        stage(&batch, &format!("{p}.d/{dname}"), c.as_bytes())
+                    })
+                    .at(
+                        format!("{at}.dropins.{j}"),
+                        format!("writing drop-in {dname:?} of {name:?}"),
+                    )?;
             }
         }
     }
     batch
-        .commit(root)
-        .with_context(|| format!("making unit files durable under {}", dir.display()))
+        .commit()
+        .with_context(|| format!("making unit files durable under {}", root.path().display()))
         .at("$.systemd.units", "writing units")?;
     for (i, u) in units.iter().enumerate() {
         let at = format!("$.systemd.units.{i}");
         let name = u.name.as_deref().unwrap_or_default();
         match u.mask {
-            Some(true) => mask(&dir.join(name)).at(&at, format!("masking {name:?}"))?,
-            Some(false) => unmask(&dir.join(name)).at(&at, format!("unmasking {name:?}"))?,
+            Some(true) => mask(root, name).at(&at, format!("masking {name:?}"))?,
+            Some(false) => unmask(root, name).at(&at, format!("unmasking {name:?}"))?,
             None => {}
         }
     }
@@ -128,43 +90,30 @@ pub fn apply(root: &Path, units: &[Unit]) -> Result<(), OpError> {
     Ok(())
 }
 
-fn create_parent(path: &Path) -> Result<()> {
-    if let Some(p) = path.parent() {
-        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    }
-    Ok(())
+fn stage(batch: &Batch, path: &str, data: &[u8]) -> Result<()> {
+    batch.stage(path, 0o644, |f| f.write_all(data).map_err(Into::into))
 }
 
-fn stage(batch: &Batch, path: &Path, data: &[u8]) -> Result<()> {
-    create_parent(path)?;
-    batch
-        .stage(path, 0o644, |f| f.write_all(data))
-        .with_context(|| format!("writing {}", path.display()))
-}
+const DEV_NULL: &str = "/dev/null";
 
-fn write(path: &Path, data: &[u8]) -> Result<()> {
-    create_parent(path)?;
-    keel_utils::fsutil::write_atomic(path, data, 0o644)
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn mask(path: &Path) -> Result<()> {
-    if fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
+fn mask(root: &Root, name: &str) -> Result<()> {
+    let path = unit_path(name)?;
+    let (dir, n) = root.parent(&path)?;
+    if dir.read_link(n).is_some_and(|t| t == Path::new(DEV_NULL)) {
         return Ok(());
     }
-    if fs::symlink_metadata(path).is_ok() {
-        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    if dir.stat(n)?.is_some() {
+        dir.remove_file(n)?;
     }
-    if let Some(p) = path.parent() {
-        fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-    }
-    std::os::unix::fs::symlink("/dev/null", path)
-        .with_context(|| format!("symlink {} -> /dev/null", path.display()))
+    dir.symlink(Path::new(DEV_NULL), n)
 }
 
-fn unmask(path: &Path) -> Result<()> {
-    if fs::read_link(path).is_ok_and(|t| t == Path::new("/dev/null")) {
-        fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+fn unmask(root: &Root, name: &str) -> Result<()> {
+    let path = unit_path(name)?;
+    if let Some((dir, n)) = root.find_parent(&path)? {
+        if dir.read_link(n).is_some_and(|t| t == Path::new(DEV_NULL)) {
+            dir.remove_file(n)?;
+        }
     }
     Ok(())
 }
@@ -210,46 +159,63 @@ fn instance_of(name: &str) -> Option<(String, String)> {
 }
 
 /// Appends the lines not already in the preset file (re-runs add nothing).
-fn presets(root: &Path, units: &[Unit]) -> Result<()> {
+fn presets(root: &Root, units: &[Unit]) -> Result<()> {
     let lines = preset_lines(units);
     if lines.is_empty() {
         return Ok(());
     }
-    let path = root.join(PRESET_FILE);
-    let mut text = fs::read_to_string(&path).unwrap_or_default();
+    let old = root.read(PRESET_FILE)?.unwrap_or_default();
+    let mut text = String::from_utf8_lossy(&old).into_owned();
     for l in lines {
         if !text.lines().any(|existing| existing == l) {
             text.push_str(&l);
             text.push('\n');
         }
     }
-    write(&path, text.as_bytes())
+    root.write_atomic(PRESET_FILE, text.as_bytes(), 0o644)
 }
 
 /// Finds the unit file (or template file for an instance) in the root's search path; returns
-/// its path relative to the root (as `/etc/systemd/system/x.service`) and its contents.
-fn find_unit(root: &Path, name: &str) -> Result<Option<(PathBuf, String)>> {
+/// its path in the root (as `/etc/systemd/system/x.service`) and its contents.
+fn find_unit(root: &Root, name: &str) -> Result<Option<(PathBuf, String)>> {
     let file_name = instance_of(name).map_or(name.to_string(), |(t, _)| t);
+    check_name(&file_name).context("unit name")?;
     for dir in SEARCH {
-        let host = root.join(dir).join(&file_name);
-        if fs::symlink_metadata(&host).is_ok() {
-            let contents = fs::read_to_string(crate::rootfs::resolve(
-                root,
-                &format!("/{dir}/{file_name}"),
-            )?)
-            .unwrap_or_default();
-            return Ok(Some((Path::new("/").join(dir).join(&file_name), contents)));
+        let Some(d) = root.find_dir(dir)? else {
+            continue;
+        };
+        if d.stat(&file_name)?.is_some() {
+            let path = format!("{dir}/{file_name}");
+            let contents = root.read(&path).ok().flatten().unwrap_or_default();
+            return Ok(Some((
+                PathBuf::from(path),
+                String::from_utf8_lossy(&contents).into_owned(),
+            )));
         }
     }
     Ok(None)
 }
 
-/// The symlinks `systemctl enable NAME` creates: (link path under the root, link target).
+/// An `[Install]` value used as a file name: one name, no `..` in it.
+fn install_name<'a>(unit: &Path, key: &str, value: &'a str) -> Result<&'a str> {
+    if value.contains("..") || check_name(value).is_err() {
+        anyhow::bail!(
+            "{}: [Install] {key}={value} is not a unit name (it has \"/\" or \"..\"); fix the unit file",
+            unit.display()
+        );
+    }
+    Ok(value)
+}
+
+/// A symlink `systemctl enable` creates: the directory and name of the link, and its target.
+type EnablementLink = (String, String, PathBuf);
+
+/// The symlinks `systemctl enable NAME` creates.
 fn enablement_links(
-    root: &Path,
+    root: &Root,
     name: &str,
     seen: &mut Vec<String>,
-) -> Result<Vec<(PathBuf, PathBuf)>> {
+) -> Result<Vec<EnablementLink>> {
     if seen.iter().any(|s| s == name) {
         return Ok(Vec::new());
     }
@@ -263,65 +229,68 @@ fn enablement_links(
     let install = parse_install(&contents);
     let link_name = match (instance_of(name), &install.default_instance) {
         (Some(_), _) => name.to_string(),
-        (None, Some(inst)) if name.contains("@.") => name.replacen("@.", &format!("@{inst}."), 1),
+        (None, Some(inst)) if name.contains("@.") => {
+            install_name(&unit_path, "DefaultInstance", inst)?;
+            name.replacen("@.", &format!("@{inst}."), 1)
+        }
         _ => name.to_string(),
     };
-    let etc = PathBuf::from(UNIT_DIR);
     let mut links = Vec::new();
-    for (targets, suffix) in [
-        (&install.wanted_by, "wants"),
-        (&install.required_by, "requires"),
+    for (targets, key, suffix) in [
+        (&install.wanted_by, "WantedBy", "wants"),
+        (&install.required_by, "RequiredBy", "requires"),
     ] {
         for t in targets {
+            let t = install_name(&unit_path, key, t)?;
             links.push((
-                etc.join(format!("{t}.{suffix}")).join(&link_name),
+                format!("{UNIT_DIR}/{t}.{suffix}"),
+                link_name.clone(),
                 unit_path.clone(),
             ));
         }
     }
     for a in &install.alias {
-        links.push((etc.join(a), unit_path.clone()));
+        let a = install_name(&unit_path, "Alias", a)?;
+        links.push((UNIT_DIR.to_string(), a.to_string(), unit_path.clone()));
     }
     for also in &install.also {
+        let also = install_name(&unit_path, "Also", also)?;
         links.extend(enablement_links(root, also, seen)?);
     }
     Ok(links)
 }
 
-fn enable(root: &Path, name: &str) -> Result<()> {
-    for (link, target) in enablement_links(root, name, &mut Vec::new())? {
-        let host = root.join(&link);
-        if fs::read_link(&host).is_ok_and(|t| t == target) {
+fn enable(root: &Root, name: &str) -> Result<()> {
+    for (dir, link, target) in enablement_links(root, name, &mut Vec::new())? {
+        let dir = root.dir(&dir)?;
+        if dir.read_link(&link).is_some_and(|t| t == target) {
             continue;
         }
-        if fs::symlink_metadata(&host).is_ok() {
-            fs::remove_file(&host).with_context(|| format!("removing {}", host.display()))?;
+        if dir.stat(&link)?.is_some() {
+            dir.remove_file(&link)?;
         }
-        if let Some(p) = host.parent() {
-            fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
-        }
-        std::os::unix::fs::symlink(&target, &host)
-            .with_context(|| format!("symlink {} -> {}", host.display(), target.display()))?;
+        dir.symlink(&target, &link)?;
     }
     Ok(())
 }
 
-fn disable(root: &Path, name: &str) -> Result<()> {
+fn disable(root: &Root, name: &str) -> Result<()> {
     let links = match enablement_links(root, name, &mut Vec::new()) {
         Ok(l) => l,
         // Disabling a unit that does not exist is not an error (systemctl says the same).
         Err(_) => return Ok(()),
     };
-    for (link, target) in links {
-        let host = root.join(&link);
-        if fs::read_link(&host).is_ok_and(|t| t == target) {
-            fs::remove_file(&host).with_context(|| format!("removing {}", host.display()))?;
+    for (dir_path, link, target) in links {
+        let Some(dir) = root.find_dir(&dir_path)? else {
+            continue;
+        };
+        if dir.read_link(&link).is_some_and(|t| t == target) {
+            dir.remove_file(&link)?;
             // Like systemctl, drop a `.wants`/`.requires` directory left empty.
-            if let Some(dir) = host.parent().filter(|d| {
-                d.extension()
-                    .is_some_and(|e| e == "wants" || e == "requires")
-            }) {
-                let _ = fs::remove_dir(dir);
+            if dir_path.ends_with(".wants") || dir_path.ends_with(".requires") {
+                if let Some((parent, n)) = root.find_parent(&dir_path)? {
+                    parent.remove_empty_dir(n);
+                }
             }
         }
     }
@@ -331,22 +300,7 @@ fn disable(root: &Path, name: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn install_section_table() {
-        let cases: &[(&str, Install)] = &[
-            ("[Unit]\nWantedBy=no\n", Install::default()),
-            (
-                "[Service]\nExecStart=x\n[Install]\nWantedBy=multi-user.target \\\n  default.target\nAlias=a.service\n",
-                Install { wanted_by: vec!["multi-user.target".into(), "default.target".into()], alias: vec!["a.service".into()], ..Default::default() },
-            ),
-            ("[Install]\nRequiredBy=x.target\nAlso=b.service\n# WantedBy=c\n", Install { required_by: vec!["x.target".into()], also: vec!["b.service".into()], ..Default::default() }),
-            ("[Install]\nDefaultInstance=tty1\n", Install { default_instance: Some("tty1".into()), ..Default::default() }),
-        ];
-        for (text, want) in cases {
-            assert_eq!(&parse_install(text), want, "{text}");
-        }
-    }
+    use std::fs;
 
     #[test]
     fn preset_lines_group_instances() {
@@ -388,9 +342,12 @@ mod tests {
             contents: Some("[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\nAlias=aa.service\nAlso=b.service\n".into()),
             ..Default::default()
         }];
-        apply(root, &units).unwrap();
-        apply(root, &units).unwrap();
-        let link = |p: &str| fs::read_link(root.join(UNIT_DIR).join(p)).unwrap();
+        let r = Root::open(root).unwrap();
+        apply(&r, &units).unwrap();
+        apply(&r, &units).unwrap();
+        let unit_dir = root.join(UNIT_DIR.trim_start_matches('/'));
+        let preset = root.join(PRESET_FILE.trim_start_matches('/'));
+        let link = |p: &str| fs::read_link(unit_dir.join(p)).unwrap();
         assert_eq!(
             link("multi-user.target.wants/a.service"),
             Path::new("/etc/systemd/system/a.service")
@@ -403,20 +360,13 @@ mod tests {
             link("basic.target.requires/b.service"),
             Path::new("/lib/systemd/system/b.service")
         );
-        assert_eq!(
-            fs::read_to_string(root.join(PRESET_FILE)).unwrap(),
-            "enable a.service\n"
-        );
+        assert_eq!(fs::read_to_string(&preset).unwrap(), "enable a.service\n");
         let mut off = units.clone();
         off[0].enabled = Some(false);
-        apply(root, &off).unwrap();
-        assert!(fs::symlink_metadata(
-            root.join(UNIT_DIR)
-                .join("multi-user.target.wants/a.service")
-        )
-        .is_err());
+        apply(&r, &off).unwrap();
+        assert!(fs::symlink_metadata(unit_dir.join("multi-user.target.wants/a.service")).is_err());
         assert_eq!(
-            fs::read_to_string(root.join(PRESET_FILE)).unwrap(),
+            fs::read_to_string(&preset).unwrap(),
             "enable a.service\ndisable a.service\n"
         );
     }

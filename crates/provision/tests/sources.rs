@@ -374,6 +374,18 @@ fn tftp_config_url_against_tftpd_hpa() {
     )
     .unwrap_err();
     assert!(missing.to_string().contains("server error"), "{missing}");
+    // Through the fetcher (streamed): a missing file is final, not retried forever.
+    let fetcher = keel_provision::resource::Fetcher::online(
+        &keel_ignition_config::types::Config::default(),
+        Vec::new(),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let missing = fetcher
+        .fetch_url(&format!("tftp://127.0.0.1:{}/nope", server.1), &[])
+        .unwrap_err();
+    assert!(missing.to_string().contains("server error"), "{missing}");
+    assert!(started.elapsed() < Duration::from_secs(5));
     let root = tmp.path().join("root");
     std::fs::create_dir_all(&root).unwrap();
     let mut env = stage_env(

@@ -4,6 +4,7 @@
 
 use crate::config::{self, Remote};
 use crate::fetch::FetchOptions;
+use crate::freshness::{self, SummarySeen};
 use crate::pull::{self, PullOptions, PullReport, RefTarget};
 use crate::source::{HttpSource, LocalSource, Source};
 use crate::{keys, sign, summary};
@@ -22,7 +23,7 @@ pub enum RemoteCommand {
     Remote(RemoteAction),
     /// Fetch refs and all their objects from a remote (objects are verified before storing).
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 origin keel/stable/x86_64"
+        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
     )]
     Pull(PullArgs),
     /// Copy refs and their objects from another local repository (objects are verified).
@@ -92,6 +93,10 @@ pub struct RemoteAddArgs {
     /// With --sign-verify: do not require a signed summary (commits are still checked).
     #[arg(long, requires = "sign_verify")]
     no_sign_verify_summary: bool,
+    /// Report the remote's summary as stale (a frozen mirror) past this age; 0: never
+    /// [default: 604800, 7 days].
+    #[arg(long, value_name = "SECS")]
+    summary_max_age_secs: Option<u64>,
     /// Remote name.
     name: String,
     /// Base URL of an archive repository (http://, https:// or file://).
@@ -106,6 +111,10 @@ pub struct PullArgs {
     /// Refs (or full commit checksums) to pull.
     #[arg(required = true)]
     refs: Vec<String>,
+    /// Move a ref even to an older commit, or one that does not descend from the one it
+    /// points to (refused by default: a mirror may be replaying an old summary).
+    #[arg(long)]
+    allow_downgrade: bool,
     /// Also fetch this many parent commits (-1: the whole history).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     depth: i64,
@@ -115,9 +124,15 @@ pub struct PullArgs {
     /// Transfers in flight at once.
     #[arg(long, default_value_t = 12)]
     parallel: usize,
-    /// Seconds without progress (connect or read) before a transfer fails.
-    #[arg(long, default_value_t = 30)]
+    /// Fail an attempt (then retry) after this long without headers or a byte.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     timeout: u64,
+    /// Fail an attempt (then retry) slower than this on average (0: no limit).
+    #[arg(long, value_name = "BYTES/S", default_value_t = 1000)]
+    low_speed_limit_bytes: u64,
+    /// The window --low-speed-limit-bytes is averaged over (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    low_speed_time_seconds: u64,
 }
 
 /// Arguments of `pull-local`.
@@ -128,6 +143,10 @@ pub struct PullLocalArgs {
     /// Refs (or commits) to copy.
     #[arg(required = true)]
     refs: Vec<String>,
+    /// Move a ref even to an older commit, or one that does not descend from the one it
+    /// points to.
+    #[arg(long)]
+    allow_downgrade: bool,
     /// Also copy this many parent commits (-1: the whole history).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     depth: i64,
@@ -220,6 +239,7 @@ fn remote(repo: &Path, action: RemoteAction) -> anyhow::Result<()> {
                 sign_verify_summary: false,
                 ed25519_file: None,
                 ed25519_key: None,
+                summary_max_age: a.summary_max_age_secs.map(|s| s.to_string()),
             };
             if let Some(spec) = &a.sign_verify {
                 let Some(value) = spec.strip_prefix("ed25519=") else {
@@ -275,6 +295,7 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
     let keys = r.trusted_keys(&config::config_path(repo_path))?;
     let mut opts = PullOptions::for_remote(&a.remote);
     opts.depth = a.depth;
+    opts.allow_downgrade = a.allow_downgrade;
     if a.mirror {
         opts.ref_target = RefTarget::Local;
     }
@@ -289,6 +310,8 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
             let fetch = FetchOptions {
                 parallel: a.parallel,
                 read_timeout: Duration::from_secs(a.timeout.max(1)),
+                low_speed_limit: a.low_speed_limit_bytes,
+                low_speed_time: Duration::from_secs(a.low_speed_time_seconds),
                 ..FetchOptions::default()
             };
             let summary_keys = r.sign_verify_summary.then_some(keys);
@@ -307,6 +330,14 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
         format!("{}:", a.remote)
     };
     report(mode, &rep, start, &prefix);
+    if let Some(read) = src.summary_read() {
+        let max_age = r.summary_max_age_secs(&config::config_path(repo_path))?;
+        let now = freshness::now();
+        let f = SummarySeen::new(&a.remote, &r.url, &read, max_age, now).assess(now);
+        if f.is_problem() {
+            eprintln!("warning: {}", f.message);
+        }
+    }
     Ok(())
 }
 
@@ -315,6 +346,7 @@ fn pull_local(repo_path: &Path, a: PullLocalArgs, mode: Mode) -> anyhow::Result<
     let src = LocalSource::open(&a.src_repo)?;
     let mut opts = PullOptions::for_remote("");
     opts.depth = a.depth;
+    opts.allow_downgrade = a.allow_downgrade;
     opts.ref_target = RefTarget::Local;
     let progress = Progress::new(mode, "pull-local", None);
     let start = Instant::now();
@@ -358,11 +390,11 @@ fn summary_cmd(repo_path: &Path, a: SummaryArgs) -> anyhow::Result<()> {
                 r.name, r.commit_size, r.checksum
             );
             for (k, v) in &r.meta {
-                println!("    {k}: {}", v.display());
+                println!("    {k}: {}", summary::display_value(k, v));
             }
         }
         for (k, v) in &s.meta {
-            println!("{k}: {}", v.display());
+            println!("{k}: {}", summary::display_value(k, v));
         }
     }
     Ok(())

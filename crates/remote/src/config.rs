@@ -8,7 +8,11 @@
 //! sign-verify=true
 //! sign-verify-summary=true
 //! verification-ed25519-file=/etc/keel/origin.pub
+//! summary-max-age-secs=604800
 //! ```
+//!
+//! `summary-max-age-secs` is Keel's (OSTree ignores it): a summary older than this is reported
+//! as stale (see [`crate::freshness`]); 0 turns the check off; default 7 days.
 //!
 //! Edits replace or remove one `[remote "NAME"]` section and keep every other line as it was;
 //! the file is replaced atomically.
@@ -74,6 +78,8 @@ pub struct Remote {
     pub ed25519_file: Option<PathBuf>,
     /// A trusted public key given inline (base64).
     pub ed25519_key: Option<String>,
+    /// `summary-max-age-secs` as written (checked by [`Remote::summary_max_age_secs`]).
+    pub summary_max_age: Option<String>,
 }
 
 impl Remote {
@@ -102,6 +108,22 @@ impl Remote {
         Ok(out)
     }
 
+    /// The age past which the remote's summary is reported stale (0: never); the default
+    /// when unset.
+    pub fn summary_max_age_secs(&self, config_path: &Path) -> Result<u64, ConfigError> {
+        let Some(v) = &self.summary_max_age else {
+            return Ok(crate::freshness::DEFAULT_MAX_AGE_SECS);
+        };
+        v.parse().map_err(|_| ConfigError::Invalid {
+            name: self.name.clone(),
+            path: config_path.to_path_buf(),
+            reason: format!(
+                "summary-max-age-secs={v} is not a number of seconds (e.g. 604800 for 7 days; 0 \
+                 turns the check off)"
+            ),
+        })
+    }
+
     fn section_lines(&self) -> Vec<String> {
         let mut l = vec![
             section_header(&self.name),
@@ -119,6 +141,9 @@ impl Remote {
         }
         if let Some(k) = &self.ed25519_key {
             l.push(format!("verification-ed25519-key={k}"));
+        }
+        if let Some(a) = &self.summary_max_age {
+            l.push(format!("summary-max-age-secs={a}"));
         }
         l
     }
@@ -183,6 +208,7 @@ pub fn parse_remotes(config: &str) -> Vec<Remote> {
                         sign_verify_summary: false,
                         ed25519_file: None,
                         ed25519_key: None,
+                        summary_max_age: None,
                     });
                     true
                 }
@@ -203,6 +229,7 @@ pub fn parse_remotes(config: &str) -> Vec<Remote> {
             "sign-verify-summary" => r.sign_verify_summary = truthy(v),
             "verification-ed25519-file" => r.ed25519_file = Some(PathBuf::from(v)),
             "verification-ed25519-key" => r.ed25519_key = Some(v.to_string()),
+            "summary-max-age-secs" => r.summary_max_age = Some(v.to_string()),
             _ => {}
         }
     }
@@ -288,6 +315,7 @@ pub fn add(repo: &Path, remote: &Remote) -> Result<(), ConfigError> {
         ));
     }
     remote.trusted_keys(&path)?;
+    remote.summary_max_age_secs(&path)?;
     let mut text = read(&path)?;
     if parse_remotes(&text).iter().any(|r| r.name == remote.name) {
         return Err(ConfigError::Exists {
@@ -329,6 +357,7 @@ mod tests {
             sign_verify_summary: false,
             ed25519_file: None,
             ed25519_key: None,
+            summary_max_age: None,
         }
     }
 
@@ -379,6 +408,23 @@ mod tests {
             std::fs::read_to_string(d.path().join("config")).unwrap(),
             base
         );
+    }
+
+    #[test]
+    fn summary_max_age_defaults_parses_and_names_a_bad_value() {
+        let cfg = "[remote \"a\"]\nurl=http://x/\n[remote \"b\"]\nurl=http://y/\nsummary-max-age-secs=60\n[remote \"c\"]\nurl=http://z/\nsummary-max-age-secs=7d\n";
+        let r = parse_remotes(cfg);
+        let p = Path::new("/r/config");
+        assert_eq!(r[0].summary_max_age_secs(p).unwrap(), 7 * 24 * 3600);
+        assert_eq!(r[1].summary_max_age_secs(p).unwrap(), 60);
+        let err = r[2].summary_max_age_secs(p).unwrap_err().to_string();
+        assert!(
+            err.contains("/r/config") && err.contains("summary-max-age-secs=7d"),
+            "{err}"
+        );
+        assert!(r[1]
+            .section_lines()
+            .contains(&"summary-max-age-secs=60".to_string()));
     }
 
     #[test]

@@ -55,6 +55,18 @@ pub enum PullError {
         /// Refs the commit allows.
         bindings: Vec<String>,
     },
+    /// The ref would move backwards (an older or unrelated commit), and that was not asked for.
+    #[error("refusing to move {name} from {current} to {candidate}: {why}; a mirror or a man-in-the-middle may be replaying an old (validly signed) summary; --allow-downgrade accepts it")]
+    Downgrade {
+        /// The ref (or what the commit would replace).
+        name: String,
+        /// The current commit, described.
+        current: String,
+        /// The offered commit, described.
+        candidate: String,
+        /// Why it is not newer.
+        why: crate::downgrade::Backwards,
+    },
     /// Something else about the remote is unusable.
     #[error("{0}")]
     Remote(String),

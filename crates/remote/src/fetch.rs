@@ -1,14 +1,21 @@
-//! Blocking HTTP fetches for pull: one shared connection pool, connect and read timeouts,
-//! bounded bodies, and retries with exponential backoff on 5xx answers and broken connections.
+//! Blocking HTTP fetches for pull: one shared connection pool, bounded bodies, and retries with
+//! exponential backoff on 5xx answers, broken connections and stuck transfers.
+//!
+//! No attempt can hang: each one, the first included, waits at most
+//! [`FetchOptions::read_timeout`] for the response headers and for any byte of the body, and
+//! fails when the body arrives slower than [`FetchOptions::low_speed_limit`] bytes/s over
+//! [`FetchOptions::low_speed_time`] (libcurl's low-speed rule, with ostree's defaults); see
+//! [`keel_utils::http::Guarded`].
 //!
 //! Bodies are never trusted to be the size the server claims: metadata is read into memory up
 //! to a cap (OSTree's 128 MiB by default) and content objects are streamed by the caller through
 //! [`CappedReader`], so a wrong, truncated or endless body ends in a clear error with bounded
 //! memory.
 
+use keel_utils::http::{self, Guarded, SpeedLimits, Stalled};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// OSTree's limit for one metadata object (`OSTREE_MAX_METADATA_SIZE`).
 pub const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
@@ -18,13 +25,13 @@ pub const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
 pub struct FetchOptions {
     /// Limit for establishing a TCP connection.
     pub connect_timeout: Duration,
-    /// Limit for any single read (response headers or a body chunk) to make progress.
+    /// Longest wait without progress, on every attempt: for the connection and the response
+    /// headers together, and for any byte of the body.
     pub read_timeout: Duration,
-    /// Limit for a whole first attempt over a pooled connection. ureq 2 does not apply
-    /// `read_timeout` to the response headers of a reused connection, so first attempts get
-    /// this overall deadline; retries use a fresh connection with per-read timeouts only (so a
-    /// large object on a slow link still completes).
-    pub first_attempt_budget: Duration,
+    /// Slowest acceptable average body speed in bytes/s over `low_speed_time` (0: no limit).
+    pub low_speed_limit: u64,
+    /// The window the average speed is measured over (zero: no limit).
+    pub low_speed_time: Duration,
     /// Attempts after the first for retryable failures.
     pub retries: u32,
     /// Wait before the first retry; doubles for each further one.
@@ -39,8 +46,9 @@ impl Default for FetchOptions {
     fn default() -> FetchOptions {
         FetchOptions {
             connect_timeout: Duration::from_secs(10),
-            read_timeout: Duration::from_secs(30),
-            first_attempt_budget: Duration::from_secs(300),
+            read_timeout: http::DEFAULT_NO_PROGRESS,
+            low_speed_limit: http::DEFAULT_LOW_SPEED_LIMIT,
+            low_speed_time: http::DEFAULT_LOW_SPEED_TIME,
             retries: 4,
             backoff: Duration::from_millis(250),
             max_metadata_size: MAX_METADATA_SIZE,
@@ -80,6 +88,14 @@ pub enum FetchError {
         /// Cause.
         message: String,
     },
+    /// A retryable failure that lasted through every attempt.
+    #[error("{last}; gave up after {attempts} attempt{}", if *.attempts == 1 { "" } else { "s" })]
+    GaveUp {
+        /// Attempts made.
+        attempts: u32,
+        /// The failure of the last one.
+        last: Box<FetchError>,
+    },
     /// The body is unacceptable (too large, or not what was asked for).
     #[error("{what}: GET {url}: {message}")]
     Body {
@@ -98,7 +114,17 @@ impl FetchError {
         match self {
             FetchError::Status { code, .. } => *code >= 500 || *code == 408 || *code == 429,
             FetchError::Transport { .. } => true,
-            FetchError::NotFound { .. } | FetchError::Body { .. } => false,
+            FetchError::NotFound { .. } | FetchError::Body { .. } | FetchError::GaveUp { .. } => {
+                false
+            }
+        }
+    }
+
+    /// This failure, as the last of `attempts` attempts.
+    pub fn gave_up(self, attempts: u32) -> FetchError {
+        FetchError::GaveUp {
+            attempts,
+            last: Box::new(self),
         }
     }
 }
@@ -121,16 +147,22 @@ pub struct Fetcher {
     opts: FetchOptions,
     requests: AtomicU64,
     bytes: AtomicU64,
+    /// Set once a reused connection left the headers unanswered: from then on every attempt
+    /// uses a fresh connection, whose reads all time out (a helper given up on a reused
+    /// connection waits for as long as the server keeps it open).
+    avoid_pool: AtomicBool,
 }
 
 impl Fetcher {
     /// A client for the repository at `base_url` (`http://` or `https://`).
     pub fn new(base_url: &str, opts: FetchOptions) -> Fetcher {
         let parallel = opts.parallel.clamp(1, 64);
+        // No ureq deadline (`timeout`): it would replace the per-read timeout of the body.
         let builder = || {
             ureq::AgentBuilder::new()
                 .timeout_connect(opts.connect_timeout)
                 .timeout_read(opts.read_timeout)
+                .timeout_write(opts.read_timeout)
                 .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
         };
         Fetcher {
@@ -143,6 +175,7 @@ impl Fetcher {
             opts,
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
+            avoid_pool: AtomicBool::new(false),
         }
     }
 
@@ -171,50 +204,63 @@ impl Fetcher {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Start one GET of `path` (no retries) and return its body stream. `attempt` 0 uses a
-    /// pooled connection under [`FetchOptions::first_attempt_budget`]; later attempts use a
-    /// fresh connection.
+    /// The limits every transfer is held to.
+    pub fn speed_limits(&self) -> SpeedLimits {
+        SpeedLimits {
+            no_progress: self.opts.read_timeout,
+            low_speed_limit: self.opts.low_speed_limit,
+            low_speed_time: self.opts.low_speed_time,
+        }
+    }
+
+    /// Start one GET of `path` (no retries) and return its body stream, guarded by
+    /// [`Fetcher::speed_limits`]. `attempt` 0 may reuse a pooled connection; later attempts,
+    /// and every attempt once a reused connection went silent, use a fresh one.
     pub fn open(&self, path: &str, what: &str, attempt: u32) -> Result<Body, FetchError> {
         let url = self.url(path);
         self.requests.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("GET {url} (attempt {attempt})");
-        let req = if attempt == 0 {
-            self.pooled
-                .get(&url)
-                .timeout(self.opts.first_attempt_budget)
+        tracing::debug!("GET {url} (attempt {})", attempt + 1);
+        let pooled = attempt == 0 && !self.avoid_pool.load(Ordering::Relaxed);
+        let req = if pooled {
+            self.pooled.get(&url)
         } else {
             self.fresh.get(&url)
         };
-        match req.call() {
+        let started = Instant::now();
+        let call = move || req.call().map_err(Box::new);
+        let answer = http::within(self.opts.read_timeout, call).map_err(|s| {
+            if pooled && matches!(s, Stalled::Headers(_)) {
+                self.avoid_pool.store(true, Ordering::Relaxed);
+                tracing::warn!(
+                    "{}: a reused connection went silent; using fresh connections from now on",
+                    self.base
+                );
+            }
+            FetchError::Transport {
+                what: what.to_string(),
+                url: url.clone(),
+                message: s.to_string(),
+            }
+        })?;
+        match answer {
             Ok(resp) => {
                 let length = resp
                     .header("Content-Length")
                     .and_then(|v| v.trim().parse().ok());
+                let limits = self.speed_limits();
                 Ok(Body {
-                    reader: Box::new(resp.into_reader()),
+                    reader: Box::new(Guarded::new(resp.into_reader(), limits, started, None)),
                     length,
                     url,
                 })
             }
-            Err(ureq::Error::Status(404, _)) => Err(FetchError::NotFound {
-                what: what.to_string(),
-                url,
-            }),
-            Err(ureq::Error::Status(code, _)) => Err(FetchError::Status {
-                what: what.to_string(),
-                url,
-                code,
-            }),
-            Err(ureq::Error::Transport(t)) => Err(FetchError::Transport {
-                what: what.to_string(),
-                url,
-                message: t.to_string(),
-            }),
+            Err(e) => Err(failure(*e, what, url)),
         }
     }
 
     /// Run `attempt` until it succeeds, fails for good, or the retries are used up; sleeps
-    /// with exponential backoff in between.
+    /// with exponential backoff in between. A retryable failure of the last attempt comes back
+    /// as [`FetchError::GaveUp`].
     pub fn retrying<T>(
         &self,
         mut attempt: impl FnMut(u32) -> Result<T, FetchError>,
@@ -224,10 +270,15 @@ impl Fetcher {
             match attempt(n) {
                 Err(e) if e.is_retryable() && n < self.opts.retries => {
                     let wait = self.backoff(n);
-                    tracing::warn!("{e}; retrying in {wait:?}");
+                    tracing::warn!(
+                        "{e} (attempt {} of {}); retrying in {wait:?}",
+                        n + 1,
+                        self.opts.retries + 1
+                    );
                     std::thread::sleep(wait);
                     n += 1;
                 }
+                Err(e) if e.is_retryable() => return Err(e.gave_up(n + 1)),
                 other => return other,
             }
         }
@@ -280,6 +331,20 @@ impl Fetcher {
         self.add_bytes(out.len() as u64);
         res.map_err(|e| reader.error(e))?;
         Ok(out)
+    }
+}
+
+/// The [`FetchError`] for a failed request.
+fn failure(e: ureq::Error, what: &str, url: String) -> FetchError {
+    let what = what.to_string();
+    match e {
+        ureq::Error::Status(404, _) => FetchError::NotFound { what, url },
+        ureq::Error::Status(code, _) => FetchError::Status { what, url, code },
+        ureq::Error::Transport(t) => FetchError::Transport {
+            what,
+            url,
+            message: t.to_string(),
+        },
     }
 }
 

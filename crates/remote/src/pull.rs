@@ -9,7 +9,13 @@
 //! after every object is durable and the commitpartial markers are removed; a failed pull
 //! leaves the markers and no ref changes. A commit without a marker is complete and is not
 //! walked again.
+//!
+//! Before any tree is walked, each ref's new commit is compared with the commit the ref points
+//! to now (and with [`PullOptions::baseline`]): a move backwards ([`crate::downgrade`]) is
+//! refused unless [`PullOptions::allow_downgrade`] is set, so a replayed old summary moves no
+//! ref and costs only the commit objects. The first pull of a ref has nothing to compare with.
 
+use crate::downgrade::{self, Verdict};
 use crate::error::PullError;
 use crate::sign;
 use crate::source::Source;
@@ -42,6 +48,11 @@ pub struct PullOptions {
     pub commit_keys: Option<Vec<VerifyingKey>>,
     /// Objects stored before they are made durable together (one syncfs).
     pub batch: usize,
+    /// Accept commits that are older than (or unrelated to) what the refs point to now.
+    pub allow_downgrade: bool,
+    /// A commit every pulled commit must also not go back from, with what it is for messages
+    /// (`keel upgrade`: the deployment it upgrades).
+    pub baseline: Option<(String, Checksum)>,
 }
 
 impl PullOptions {
@@ -52,6 +63,8 @@ impl PullOptions {
             ref_target: RefTarget::Remote(remote.to_string()),
             commit_keys: None,
             batch: 5000,
+            allow_downgrade: false,
+            baseline: None,
         }
     }
 }
@@ -86,9 +99,15 @@ pub fn pull(
         partial: Vec::new(),
         bytes: 0,
     };
+    let mut tips = Vec::new();
     for (name, c) in &targets {
         let binding = (!Checksum::is_hex(name)).then_some(name.as_str());
-        commits.fetch_chain(c, binding)?;
+        tips.push(commits.fetch_chain(c, binding)?);
+    }
+    if !opts.allow_downgrade {
+        for ((name, c), tip) in targets.iter().zip(&tips) {
+            refuse_backwards(repo, opts, name, c, tip)?;
+        }
     }
     progress.message(&format!(
         "{} commit(s) to fetch from {}",
@@ -105,10 +124,7 @@ pub fn pull(
         if Checksum::is_hex(name) {
             continue;
         }
-        match &opts.ref_target {
-            RefTarget::Remote(remote) => repo.set_ref(&format!("{remote}:{name}"), Some(c))?,
-            RefTarget::Local => repo.set_ref(name, Some(c))?,
-        }
+        repo.set_ref(&local_ref(&opts.ref_target, name), Some(c))?;
     }
     progress.finish();
     Ok(PullReport {
@@ -117,6 +133,45 @@ pub fn pull(
         objects: objects + commits.partial.len() as u64,
         bytes: bytes + commits.bytes,
     })
+}
+
+/// The local ref a pulled ref is written to.
+fn local_ref(target: &RefTarget, name: &str) -> String {
+    match target {
+        RefTarget::Remote(remote) => format!("{remote}:{name}"),
+        RefTarget::Local => name.to_string(),
+    }
+}
+
+/// Refuse `tip` (commit `c`, pulled as `name`: a ref, or a checksum that moves no ref) when
+/// it goes back from the commit the local ref points to now, or from `opts.baseline`; what a
+/// pull does before walking trees unless `opts.allow_downgrade`.
+pub fn refuse_backwards(
+    repo: &Repo,
+    opts: &PullOptions,
+    name: &str,
+    c: &Checksum,
+    tip: &Commit,
+) -> Result<(), PullError> {
+    let mut against = Vec::new();
+    if !Checksum::is_hex(name) {
+        let local = local_ref(&opts.ref_target, name);
+        if let Some(current) = repo.read_ref(&local)? {
+            against.push((format!("ref {local}"), current));
+        }
+    }
+    against.extend(opts.baseline.clone());
+    for (what, current) in against {
+        if let Verdict::Backwards(why) = downgrade::check(repo, &current, c, tip)? {
+            return Err(PullError::Downgrade {
+                name: what,
+                current: downgrade::describe(repo, &current),
+                candidate: downgrade::describe_commit(c, tip),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn partial_path(repo: &Repo, c: &Checksum) -> PathBuf {
@@ -151,15 +206,17 @@ struct Commits<'a> {
 }
 
 impl Commits<'_> {
-    fn fetch_chain(&mut self, tip: &Checksum, binding: Option<&str>) -> Result<(), PullError> {
-        let mut commit = self.fetch(tip, binding)?;
+    /// Fetch `tip` and its parents down to the depth asked for; returns the tip.
+    fn fetch_chain(&mut self, tip: &Checksum, binding: Option<&str>) -> Result<Commit, PullError> {
+        let first = self.fetch(tip, binding)?;
+        let mut next = first.parent;
         let mut depth = self.opts.depth;
         while depth != 0 {
-            let Some(parent) = commit.parent else { break };
-            commit = self.fetch(&parent, None)?;
+            let Some(parent) = next else { break };
+            next = self.fetch(&parent, None)?.parent;
             depth -= 1;
         }
-        Ok(())
+        Ok(first)
     }
 
     fn fetch(&mut self, c: &Checksum, binding: Option<&str>) -> Result<Commit, PullError> {

@@ -4,12 +4,14 @@
 
 use crate::error::PullError;
 use crate::fetch::{Body, CappedReader, FetchError, FetchOptions, Fetcher};
+use crate::freshness::SummaryRead;
 use crate::summary::{self, Summary};
 use ed25519_dalek::VerifyingKey;
 use flate2::bufread::DeflateDecoder;
 use keel_store::objects::FileHeader;
 use keel_store::{Checksum, ObjectType, Repo, StoreError, Transaction};
 use std::io::{self, BufRead, BufReader, Read};
+use std::sync::Mutex;
 
 use std::time::Duration;
 
@@ -33,6 +35,10 @@ pub trait Source: Sync {
     fn retry_policy(&self) -> (u32, Duration);
     /// Transfers to run in parallel.
     fn parallel(&self) -> usize;
+    /// The summary the last [`Source::resolve`] read, if this kind of source has one.
+    fn summary_read(&self) -> Option<SummaryRead> {
+        None
+    }
 }
 
 fn object_rel_path(t: ObjectType, c: &Checksum) -> String {
@@ -48,6 +54,7 @@ fn what(t: ObjectType, c: &Checksum) -> String {
 pub struct HttpSource {
     fetcher: Fetcher,
     summary_keys: Option<Vec<VerifyingKey>>,
+    summary_read: Mutex<Option<SummaryRead>>,
 }
 
 impl HttpSource {
@@ -61,6 +68,7 @@ impl HttpSource {
         HttpSource {
             fetcher: Fetcher::new(url, opts),
             summary_keys,
+            summary_read: Mutex::new(None),
         }
     }
 
@@ -260,6 +268,10 @@ impl Source for HttpSource {
         if summary.is_none() {
             self.check_config()?;
         }
+        *self.summary_read.lock().unwrap_or_else(|e| e.into_inner()) = Some(SummaryRead {
+            summary: summary.clone(),
+            verified: self.summary_keys.is_some(),
+        });
         let mut out = Vec::new();
         for name in refs {
             if let Ok(c) = name.parse::<Checksum>() {
@@ -314,10 +326,20 @@ impl Source for HttpSource {
 
     fn content(&self, c: &Checksum, tx: &Transaction<'_>, attempt: u32) -> Result<u64, PullError> {
         let path = object_rel_path(ObjectType::File, c);
-        let body = self
+        let received = self
             .fetcher
-            .open(&path, &what(ObjectType::File, c), attempt)?;
-        self.receive_file(c, tx, body)
+            .open(&path, &what(ObjectType::File, c), attempt)
+            .map_err(PullError::from)
+            .and_then(|body| self.receive_file(c, tx, body));
+        // The pull engine retries while attempts are left; say so when this was the last one.
+        match received {
+            Err(PullError::Fetch(e))
+                if e.is_retryable() && attempt >= self.fetcher.options().retries =>
+            {
+                Err(e.gave_up(attempt + 1).into())
+            }
+            other => other,
+        }
     }
 
     fn retry_policy(&self) -> (u32, Duration) {
@@ -327,6 +349,13 @@ impl Source for HttpSource {
 
     fn parallel(&self) -> usize {
         self.fetcher.options().parallel.clamp(1, 64)
+    }
+
+    fn summary_read(&self) -> Option<SummaryRead> {
+        self.summary_read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

@@ -44,6 +44,30 @@ pub struct Summary {
 pub const MODE_KEY: &str = "ostree.summary.mode";
 /// `ostree.summary.last-modified`.
 pub const LAST_MODIFIED_KEY: &str = "ostree.summary.last-modified";
+/// `ostree.summary.expires`.
+pub const EXPIRES_KEY: &str = "ostree.summary.expires";
+/// Per-ref `ostree.commit.timestamp`.
+pub const COMMIT_TIMESTAMP_KEY: &str = "ostree.commit.timestamp";
+
+/// Keys whose `t` value OSTree stores big-endian and means seconds since the epoch.
+const BE_TIME_KEYS: [&str; 3] = [LAST_MODIFIED_KEY, EXPIRES_KEY, COMMIT_TIMESTAMP_KEY];
+
+/// A big-endian `t` metadata value.
+fn be_u64(v: Option<&Variant>) -> Option<u64> {
+    match v {
+        Some(Variant::U64(x)) => Some(u64::from_be(*x)),
+        _ => None,
+    }
+}
+
+/// A metadata value for humans, as `ostree summary --view` shows it: times (stored big-endian)
+/// as RFC 3339 with the number of seconds, everything else in GVariant text style.
+pub fn display_value(key: &str, v: &Variant) -> String {
+    match (BE_TIME_KEYS.contains(&key), be_u64(Some(v))) {
+        (true, Some(t)) => format!("{} ({t})", crate::freshness::format_time(t)),
+        _ => v.display(),
+    }
+}
 
 impl Summary {
     /// Serialize.
@@ -101,6 +125,16 @@ impl Summary {
     pub fn meta(&self, key: &str) -> Option<&Variant> {
         self.meta.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
+
+    /// `ostree.summary.last-modified`: when it was generated, seconds since the epoch.
+    pub fn last_modified(&self) -> Option<u64> {
+        be_u64(self.meta(LAST_MODIFIED_KEY))
+    }
+
+    /// `ostree.summary.expires`: when it stops being valid, seconds since the epoch.
+    pub fn expires(&self) -> Option<u64> {
+        be_u64(self.meta(EXPIRES_KEY))
+    }
 }
 
 /// Build the summary of `repo`'s local refs (`refs/heads`), stamped `now` (Unix seconds).
@@ -118,7 +152,7 @@ pub fn build(repo: &Repo, now: u64) -> Result<Summary, StoreError> {
             meta.push(("ostree.commit.version".to_string(), Variant::Str(v.into())));
         }
         meta.push((
-            "ostree.commit.timestamp".to_string(),
+            COMMIT_TIMESTAMP_KEY.to_string(),
             Variant::U64(commit.timestamp.to_be()),
         ));
         refs.push(SummaryRef {
@@ -160,11 +194,7 @@ pub fn sign_summary(summary: &[u8], keys: &[SigningKey]) -> Vec<u8> {
 
 /// Regenerate `summary` (and `summary.sig` when `keys` is non-empty, otherwise remove it).
 pub fn update(repo: &Repo, keys: &[SigningKey]) -> Result<Summary, StoreError> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let summary = build(repo, now)?;
+    let summary = build(repo, crate::freshness::now())?;
     let bytes = summary.to_bytes();
     let path = repo.path().join("summary");
     let sig_path = repo.path().join("summary.sig");
@@ -232,6 +262,34 @@ mod tests {
             let bytes = s.to_bytes();
             assert_eq!(Summary::parse(&bytes).unwrap(), s);
         }
+    }
+
+    #[test]
+    fn update_writes_last_modified_and_view_shows_dates() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = Repo::init(&d.path().join("r"), keel_store::RepoMode::Archive).unwrap();
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        update(&repo, &[]).unwrap();
+        let s = Summary::parse(&std::fs::read(repo.path().join("summary")).unwrap()).unwrap();
+        let lm = s
+            .last_modified()
+            .expect("summary --update writes last-modified");
+        assert!(lm >= before && lm <= before + 60, "{lm} vs {before}");
+        assert_eq!(s.expires(), None);
+        let shown = display_value(LAST_MODIFIED_KEY, s.meta(LAST_MODIFIED_KEY).unwrap());
+        assert!(
+            shown.starts_with("20") && shown.ends_with(&format!("({lm})")),
+            "{shown}"
+        );
+        let ts = Variant::U64(1_577_836_800u64.to_be());
+        assert_eq!(
+            display_value(COMMIT_TIMESTAMP_KEY, &ts),
+            "2020-01-01T00:00:00Z (1577836800)"
+        );
+        assert_eq!(display_value("other", &Variant::U64(5)), "uint64 5");
     }
 
     #[test]

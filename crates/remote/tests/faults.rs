@@ -93,7 +93,6 @@ fn stalled_server_times_out_in_bounded_time() {
     let c = client(d.path());
     let opts = FetchOptions {
         read_timeout: Duration::from_millis(700),
-        first_attempt_budget: Duration::from_millis(1500),
         retries: 1,
         ..fast_options()
     };

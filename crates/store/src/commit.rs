@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{Read, Seek};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -138,17 +138,7 @@ impl Scan<'_, '_> {
             } else if ft.is_file() || ft.is_symlink() {
                 files.push((name, p, md));
             } else {
-                let what = if ft.is_fifo() {
-                    "a FIFO"
-                } else if ft.is_socket() {
-                    "a socket"
-                } else if ft.is_block_device() {
-                    "a block device"
-                } else if ft.is_char_device() {
-                    "a character device"
-                } else {
-                    "a special file"
-                };
+                let what = crate::fsck::file_type_name(ft);
                 return Err(StoreError::Unsupported {
                     path: p,
                     what: what.into(),

@@ -1,5 +1,9 @@
 //! Verifying a repository: every object hashes to its name and parses, and every object
 //! reachable from refs and commits exists. Staging leftovers under `tmp/` are not looked at.
+//!
+//! An object path is looked at (`lstat`) before it is opened: a FIFO, socket, device node or
+//! directory where an object should be is reported as corrupt with its path and never opened,
+//! so fsck cannot block on it (opening a FIFO for reading waits for a writer forever).
 
 use crate::checksum::Checksum;
 use crate::commit::pool;
@@ -10,6 +14,9 @@ use crate::repo::Repo;
 use keel_utils::progress::Progress;
 use rayon::prelude::*;
 use std::collections::HashSet;
+use std::fs::FileType;
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
 
 /// One problem found by fsck.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +46,68 @@ pub struct FsckReport {
     pub errors: Vec<FsckError>,
 }
 
+/// How to name a file type in messages ("a FIFO", "a socket", …).
+pub(crate) fn file_type_name(ft: FileType) -> &'static str {
+    if ft.is_file() {
+        "a regular file"
+    } else if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
+}
+
+/// What `ft` is, when an object cannot be stored as it: objects are regular files, and content
+/// objects of the bare modes may also be symlinks.
+fn special_kind(ft: FileType, symlink_allowed: bool) -> Option<&'static str> {
+    let fine = ft.is_file() || (symlink_allowed && ft.is_symlink());
+    (!fine).then(|| file_type_name(ft))
+}
+
+/// Refuses an object path that is not a regular file (or an allowed symlink) without opening it.
+fn check_file_type(repo: &Repo, t: ObjectType, c: &Checksum) -> Result<(), StoreError> {
+    let path = repo.object_path(t, c);
+    let md = match std::fs::symlink_metadata(&path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::MissingObject {
+                kind: t,
+                checksum: *c,
+            })
+        }
+        Err(source) => return Err(StoreError::Io { path, source }),
+    };
+    let symlink_allowed = t == ObjectType::File && !repo.mode().is_archive();
+    match special_kind(md.file_type(), symlink_allowed) {
+        None => Ok(()),
+        Some(kind) => Err(StoreError::Corrupt {
+            kind: t,
+            checksum: *c,
+            reason: special_file_reason(kind, &path),
+        }),
+    }
+}
+
+fn special_file_reason(kind: &str, path: &Path) -> String {
+    format!(
+        "{} is {kind}, not an object file; remove it (`rm {}`) and pull or commit the object again",
+        path.display(),
+        path.display()
+    )
+}
+
 fn verify(repo: &Repo, t: ObjectType, c: &Checksum) -> Result<(), StoreError> {
+    check_file_type(repo, t, c)?;
     if t == ObjectType::File {
         return repo.verify_content(c);
     }
@@ -89,7 +157,10 @@ impl Walk<'_> {
 
     fn tree(&mut self, tree: &Checksum, meta: &Checksum, from: &str) {
         self.need(ObjectType::DirMeta, meta, from);
-        if !self.seen_trees.insert(*tree) || !self.need(ObjectType::DirTree, tree, from) {
+        if !self.seen_trees.insert(*tree)
+            || !self.need(ObjectType::DirTree, tree, from)
+            || check_file_type(self.repo, ObjectType::DirTree, tree).is_err()
+        {
             return;
         }
         let Ok(t) = self.repo.read_dirtree(tree) else {
@@ -133,7 +204,10 @@ impl Repo {
         }
         let mut commits = 0;
         for (t, c) in &objects {
-            if *t != ObjectType::Commit || self.is_partial(c) {
+            if *t != ObjectType::Commit
+                || self.is_partial(c)
+                || check_file_type(self, *t, c).is_err()
+            {
                 continue;
             }
             if let Ok(commit) = self.read_commit(c) {

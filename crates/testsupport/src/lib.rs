@@ -2,6 +2,7 @@
 //! a deterministic generator of "tricky" file trees, a tree comparator that reports the first
 //! differences by path, and thin drivers for the `ostree` and `keel repo` command lines.
 
+pub mod attack;
 pub mod checkouts;
 pub mod compare;
 pub mod gen;

@@ -30,6 +30,18 @@ pub fn write_atomic(target: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_with(target, mode, |f| f.write_all(data))
 }
 
+/// Writes a command's output file (`-o PATH`): crash-safely like [`write_atomic`] when `target`
+/// is, or will be, a regular file; in place when it is a device, FIFO or socket (`-o /dev/null`,
+/// `-o /dev/stdout`), which a rename would replace with a regular file.
+pub fn write_output(target: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    match fs::metadata(target) {
+        Ok(m) if !m.file_type().is_file() && !m.is_dir() => {
+            OpenOptions::new().write(true).open(target)?.write_all(data)
+        }
+        _ => write_atomic(target, data, mode),
+    }
+}
+
 /// Creates a fresh temp sibling of `target`, lets `fill` write it, then sets permission bits
 /// `mode` (after `fill`, so `fill` may change the owner first: chown clears set-id bits).
 /// Returns the temp path and the open file; on failure the temp file is removed.

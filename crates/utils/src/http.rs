@@ -1,9 +1,19 @@
 //! A small blocking HTTP(S) client (ureq with rustls): system CAs plus extra PEM bundles,
-//! connect/response-header timeouts, custom headers, and errors that say whether a retry can help.
+//! custom headers, errors that say whether a retry can help, and transfers that cannot hang:
+//! a bounded wait for the connection and the response headers, a no-progress timeout and a
+//! low-speed limit on every body read, and an optional limit for the whole request ([`stall`]).
+
+mod stall;
+
+pub use stall::{
+    within, Guarded, SpeedLimits, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME,
+    DEFAULT_NO_PROGRESS, MAX_STUCK,
+};
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where Debian keeps the system's trusted CA bundle.
 pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
@@ -13,7 +23,8 @@ pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 pub struct HttpOptions {
     /// PEM bundles trusted in addition to the system's CAs.
     pub extra_ca_pem: Vec<Vec<u8>>,
-    /// How long to wait for the connection and the response headers (None: no limit).
+    /// How long to wait for the connection, the response headers, and any byte of the body
+    /// (None: [`DEFAULT_NO_PROGRESS`]).
     pub response_header_timeout: Option<Duration>,
     /// Limit for one whole request including the body (None: no limit).
     pub request_timeout: Option<Duration>,
@@ -54,7 +65,14 @@ impl HttpError {
 /// A reusable HTTP client.
 #[derive(Clone)]
 pub struct Client {
-    agent: ureq::Agent,
+    pooled: ureq::Agent,
+    fresh: ureq::Agent,
+    /// Set once a reused connection left the headers unanswered: from then on every request
+    /// uses a fresh connection, whose reads all time out (a helper given up on a reused
+    /// connection waits for as long as the server keeps it open).
+    avoid_pool: Arc<AtomicBool>,
+    limits: SpeedLimits,
+    total: Option<Duration>,
 }
 
 impl Client {
@@ -73,53 +91,137 @@ impl Client {
             .map_err(|e| HttpError::BadCa(e.to_string()))?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let mut builder = ureq::AgentBuilder::new()
-            .tls_config(Arc::new(tls))
-            .try_proxy_from_env(false);
-        if let Some(t) = opts.response_header_timeout {
-            builder = builder.timeout_connect(t).timeout_read(t);
-        }
-        if let Some(t) = opts.request_timeout {
-            builder = builder.timeout(t);
-        }
-        if let Some(p) = &opts.proxy {
-            let proxy =
-                ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?;
-            builder = builder.proxy(proxy);
-        }
-        if let Some(ua) = &opts.user_agent {
-            builder = builder.user_agent(ua);
-        }
+        let limits = SpeedLimits {
+            no_progress: opts.response_header_timeout.unwrap_or(DEFAULT_NO_PROGRESS),
+            ..SpeedLimits::default()
+        };
+        let tls = Arc::new(tls);
+        let proxy = match &opts.proxy {
+            Some(p) => {
+                Some(ureq::Proxy::new(p).map_err(|e| HttpError::BadProxy(format!("{p:?}: {e}")))?)
+            }
+            None => None,
+        };
+        // No ureq deadline (`timeout`): it would replace the per-read timeout of the body.
+        let agent = |pool: bool| {
+            let mut builder = ureq::AgentBuilder::new()
+                .tls_config(tls.clone())
+                .try_proxy_from_env(false)
+                .timeout_connect(limits.no_progress)
+                .timeout_read(limits.no_progress)
+                .timeout_write(limits.no_progress);
+            if !pool {
+                builder = builder.max_idle_connections(0);
+            }
+            if let Some(p) = &proxy {
+                builder = builder.proxy(p.clone());
+            }
+            if let Some(ua) = &opts.user_agent {
+                builder = builder.user_agent(ua);
+            }
+            builder.build()
+        };
         Ok(Client {
-            agent: builder.build(),
+            pooled: agent(true),
+            fresh: agent(false),
+            avoid_pool: Arc::new(AtomicBool::new(false)),
+            limits,
+            total: opts.request_timeout,
         })
+    }
+
+    /// The same client with other limits for stuck transfers (the wait for the headers and
+    /// for any byte of the body stays the one the client was built with).
+    pub fn with_speed_limits(mut self, low_speed_limit: u64, low_speed_time: Duration) -> Client {
+        self.limits.low_speed_limit = low_speed_limit;
+        self.limits.low_speed_time = low_speed_time;
+        self
+    }
+
+    /// Sends a request built by `send` and waits for the response headers within the limits;
+    /// returns the response (any status) and its guarded body.
+    fn exchange(
+        &self,
+        url: &str,
+        pooled: bool,
+        send: impl FnOnce() -> Result<ureq::Response, String> + Send + 'static,
+    ) -> Result<(u16, Guarded<impl Read>), HttpError> {
+        let transport = |message: String| HttpError::Transport {
+            url: url.to_string(),
+            message,
+        };
+        let started = Instant::now();
+        let wait = self
+            .total
+            .map_or(self.limits.no_progress, |t| t.min(self.limits.no_progress));
+        let resp = within(wait, send)
+            .map_err(|s| {
+                if pooled && matches!(s, Stalled::Headers(_)) {
+                    self.avoid_pool.store(true, Ordering::Relaxed);
+                }
+                transport(s.to_string())
+            })?
+            .map_err(transport)?;
+        let status = resp.status();
+        let body = Guarded::new(resp.into_reader(), self.limits, started, self.total);
+        Ok((status, body))
+    }
+
+    /// The agent for the next request, and whether it may reuse a pooled connection.
+    fn agent(&self) -> (&ureq::Agent, bool) {
+        if self.avoid_pool.load(Ordering::Relaxed) {
+            (&self.fresh, false)
+        } else {
+            (&self.pooled, true)
+        }
     }
 
     /// GETs `url` with extra `headers` and returns the body.
     pub fn get(&self, url: &str, headers: &[(String, String)]) -> Result<Vec<u8>, HttpError> {
-        let mut req = self.agent.get(url);
+        read_all(url, &mut self.open(url, headers)?)
+    }
+
+    /// GETs `url` with extra `headers` and returns the body as a stream, for callers that
+    /// must not hold it in memory (an error reading it is a transport error of `url`). The
+    /// stream keeps the client's stall and low-speed limits.
+    pub fn open(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
+        let (agent, pooled) = self.agent();
+        let mut req = agent.get(url);
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let resp = req.call().map_err(|e| match e {
-            ureq::Error::Status(code, _) => HttpError::Status {
+        let (code, reader) = self.exchange(url, pooled, move || any_status(req.call()))?;
+        if code >= 400 {
+            return Err(HttpError::Status {
                 url: url.to_string(),
                 code,
-            },
-            ureq::Error::Transport(t) => HttpError::Transport {
-                url: url.to_string(),
-                message: t.to_string(),
-            },
-        })?;
-        let mut body = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut body)
-            .map_err(|e| HttpError::Transport {
-                url: url.to_string(),
-                message: format!("reading the response body: {e}"),
-            })?;
-        Ok(body)
+            });
+        }
+        Ok(Box::new(reader))
     }
+}
+
+/// A response with any status is an answer; only transport failures are errors.
+fn any_status(r: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, String> {
+    match r {
+        Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
+        Err(ureq::Error::Transport(t)) => Err(t.to_string()),
+    }
+}
+
+fn read_all(url: &str, reader: &mut impl Read) -> Result<Vec<u8>, HttpError> {
+    let mut body = Vec::new();
+    reader
+        .read_to_end(&mut body)
+        .map_err(|e| HttpError::Transport {
+            url: url.to_string(),
+            message: format!("reading the response body: {e}"),
+        })?;
+    Ok(body)
 }
 
 impl Client {
@@ -131,24 +233,15 @@ impl Client {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), HttpError> {
-        let mut req = self.agent.post(url);
+        let (agent, pooled) = self.agent();
+        let mut req = agent.post(url);
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let transport = |message: String| HttpError::Transport {
-            url: url.to_string(),
-            message,
-        };
-        let resp = match req.send_bytes(body) {
-            Ok(resp) | Err(ureq::Error::Status(_, resp)) => resp,
-            Err(ureq::Error::Transport(t)) => return Err(transport(t.to_string())),
-        };
-        let status = resp.status();
-        let mut answer = Vec::new();
-        resp.into_reader()
-            .read_to_end(&mut answer)
-            .map_err(|e| transport(format!("reading the response body: {e}")))?;
-        Ok((status, answer))
+        let body = body.to_vec();
+        let (status, mut reader) =
+            self.exchange(url, pooled, move || any_status(req.send_bytes(&body)))?;
+        Ok((status, read_all(url, &mut reader)?))
     }
 }
 

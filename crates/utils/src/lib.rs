@@ -4,14 +4,12 @@
 //!   captured and put into the error, together with the command line.
 //! - [`fsutil`]: crash-safe file replacement (temp file, fsync, rename, fsync of the directory).
 //! - [`fatfile`]: the same for vfat (the EFI system partition), where `chmod` fails.
-//! - [`batch`]: crash-safe replacement of many files with two `syncfs` calls instead of an fsync each.
 //! - [`progress`]: progress reporting for long work: a bar on a terminal, plain lines otherwise,
 //!   JSON lines with `--json`.
 //! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
 //! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
 
-pub mod batch;
 pub mod cmd;
 pub mod fatfile;
 pub mod fsutil;

@@ -6,6 +6,7 @@ use crate::qemu::{Accel, QemuSpec, Serial, OVMF_CODE, OVMF_VARS};
 use crate::ssh::{free_port, SshTarget};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use keel_utils::cmd::CmdError;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -90,9 +91,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     eprintln!("Console follows; Ctrl-a x stops the VM.");
     // A signal stops QEMU first; returning then drops the state directory.
-    keel_utils::cmd::run_inherit_stoppable(&mut spec.command(), Duration::from_secs(10))
-        .context("QEMU ended with an error")?;
-    Ok(())
+    match keel_utils::cmd::run_inherit_stoppable(&mut spec.command(), Duration::from_secs(10)) {
+        Ok(()) => Ok(()),
+        Err(CmdError::Interrupted { signal, .. }) => bail!(
+            "the VM was stopped: keel received signal {signal}; QEMU was shut down and the VM's \
+             temporary files are removed"
+        ),
+        Err(e) => Err(e).context("QEMU ended with an error"),
+    }
 }
 
 /// The Ignition file to hand to the VM, translating Butane when given.

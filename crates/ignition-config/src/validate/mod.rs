@@ -1,12 +1,14 @@
 //! Semantic validation of a decoded config, with Ignition's messages. Every rule reports at the
 //! JSON path of the offending value and keeps going, so one run shows all problems.
 
+mod passwd;
 mod resource;
 mod storage;
 mod systemd;
 mod urlsyntax;
 
 pub use resource::{check_hash, check_url, decode_data_url};
+pub use systemd::{parse_install, Install};
 
 use crate::decode::Positions;
 use crate::report::{JsonPath, Report, Severity};
@@ -124,6 +126,7 @@ pub fn validate(cfg: &Config, version: Version, positions: &Positions) -> Vec<Re
             p.key("groups"),
             pw.groups.iter().map(|g| g.name.clone().unwrap_or_default()),
         );
+        passwd::check(&mut c, pw, &p);
         for (i, u) in pw.users.iter().enumerate() {
             c.duplicates(
                 p.key("users").index(i).key("sshAuthorizedKeys"),

@@ -299,6 +299,8 @@ fn check_filesystem(c: &mut Checker, f: &Filesystem, p: &JsonPath) {
 }
 
 fn check_owner(c: &mut Checker, user: Option<&NodeUser>, group: Option<&NodeGroup>, p: &JsonPath) {
+    super::passwd::check_owner_id(c, user.and_then(|u| u.id), &p.key("user").key("id"));
+    super::passwd::check_owner_id(c, group.and_then(|g| g.id), &p.key("group").key("id"));
     if user.is_some_and(|u| u.id.is_some() && u.name.as_deref().is_some_and(|n| !n.is_empty())) {
         c.error(&p.key("user"), "cannot set both id and name");
     }

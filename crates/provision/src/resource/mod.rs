@@ -1,12 +1,22 @@
 //! Fetching a config resource: `data:`, `http(s)://` (with the config's CA bundles, headers,
 //! timeouts and retries with backoff), `tftp://`; then gzip decompression and hash verification.
+//!
+//! Contents are streamed: [`Fetcher::fetch_to`] decompresses and hashes while it writes to its
+//! [`Sink`] (a file being written in the target root), so a small gzip source that inflates to
+//! gigabytes costs a fixed buffer of memory, and its size is bounded by the target filesystem.
+//! The hash covers the decompressed bytes (Ignition's rule); a mismatch is found at the end of
+//! the stream, before the file is renamed into place.
 
 use keel_ignition_config::types::{Config, Resource};
 use keel_ignition_config::validate::decode_data_url;
 use keel_utils::http::{Client, HttpError, HttpOptions};
-use sha2::Digest;
 use std::io::Read;
 use std::time::{Duration, Instant};
+use stream::{pump, Expected, Hasher, Source};
+
+mod stream;
+
+pub use stream::{FileSink, Sink};
 
 /// Default wait for response headers, like Ignition (`ignition.timeouts.httpResponseHeaders`).
 const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,6 +56,28 @@ pub enum FetchError {
         calculated: String,
         expected: String,
     },
+    /// Storing the fetched data failed (a full target filesystem is `StorageFull`).
+    #[error("{}", write_message(.0))]
+    Write(std::io::Error),
+}
+
+fn write_message(e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!("the target filesystem is full ({e}); the (decompressed) contents do not fit")
+    } else {
+        format!("writing the fetched data: {e}")
+    }
+}
+
+impl FetchError {
+    /// Whether trying the source again may help (network trouble; not bad data or a full disk).
+    fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Http(e) => e.is_retryable(),
+            FetchError::Tftp(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
 }
 
 /// Does fetching `url` need the network?
@@ -143,32 +175,85 @@ impl Fetcher {
         })
     }
 
-    /// Fetches, decompresses and verifies a resource. An absent or empty source gives no data.
+    /// Fetches, decompresses and verifies a resource into memory (configs, CA bundles, key
+    /// files). An absent or empty source gives no data.
     pub fn fetch(&self, r: &Resource) -> Result<Vec<u8>, FetchError> {
-        let raw = self.fetch_url(r.source.as_deref().unwrap_or(""), &headers(r))?;
-        let data = match r.compression.as_deref() {
-            None | Some("") => raw,
-            Some("gzip") => gunzip(&raw)?,
-            Some(other) => return Err(FetchError::Compression(other.to_string())),
-        };
-        if let Some(hash) = r.verification.as_ref().and_then(|v| v.hash.as_deref()) {
-            verify(&data, hash)?;
-        }
+        let mut data = Vec::new();
+        self.fetch_to(r, &mut data)?;
         Ok(data)
     }
 
-    /// Fetches the raw bytes behind a URL, retrying network errors and 5xx answers with
-    /// exponential backoff until `httpTotal` runs out (forever when it is unset, like Ignition).
+    /// Fetches a resource into `sink`, decompressing and hashing while it streams; returns
+    /// the number of bytes written. On a hash mismatch the sink holds the bad data: the caller
+    /// must not keep it.
+    pub fn fetch_to(&self, r: &Resource, sink: &mut dyn Sink) -> Result<u64, FetchError> {
+        let expected = r
+            .verification
+            .as_ref()
+            .and_then(|v| v.hash.as_deref())
+            .map(Expected::parse)
+            .transpose()?;
+        let gzip = match r.compression.as_deref() {
+            None | Some("") => false,
+            Some("gzip") => true,
+            Some(other) => return Err(FetchError::Compression(other.to_string())),
+        };
+        let mut hasher = Hasher::None;
+        let mut written = 0;
+        let url = r.source.as_deref().unwrap_or("");
+        self.stream_url(url, &headers(r), &mut |body| {
+            sink.restart().map_err(FetchError::Write)?;
+            hasher = expected.as_ref().map_or(Hasher::None, Expected::hasher);
+            let mut source = Source {
+                inner: body,
+                url,
+                failed: None,
+            };
+            written = pump(&mut source, gzip, sink, &mut hasher)?;
+            Ok(())
+        })?;
+        sink.flush().map_err(FetchError::Write)?;
+        if let Some(e) = expected {
+            e.check(hasher)?;
+        }
+        Ok(written)
+    }
+
+    /// Fetches the raw bytes behind a URL into memory (see [`Fetcher::stream_url`]).
     pub fn fetch_url(
         &self,
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Vec<u8>, FetchError> {
+        let mut data = Vec::new();
+        self.stream_url(url, headers, &mut |body| {
+            data.clear();
+            let mut source = Source {
+                inner: body,
+                url,
+                failed: None,
+            };
+            pump(&mut source, false, &mut data, &mut Hasher::None).map(drop)
+        })?;
+        Ok(data)
+    }
+
+    /// Opens the raw bytes behind a URL and hands them to `consume`, retrying network errors
+    /// and 5xx answers (from opening or from `consume` reading) with exponential backoff until
+    /// `httpTotal` runs out (forever when it is unset, like Ignition). An empty URL gives an
+    /// empty stream.
+    pub fn stream_url(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        consume: &mut dyn FnMut(&mut dyn Read) -> Result<(), FetchError>,
+    ) -> Result<(), FetchError> {
         if url.is_empty() {
-            return Ok(Vec::new());
+            return consume(&mut std::io::empty());
         }
         if url.starts_with("data:") {
-            return decode_data_url(url).map_err(FetchError::DataUrl);
+            let data = decode_data_url(url).map_err(FetchError::DataUrl)?;
+            return consume(&mut data.as_slice());
         }
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
         if !matches!(scheme, "http" | "https" | "tftp") {
@@ -193,32 +278,31 @@ impl Fetcher {
         loop {
             tries += 1;
             let attempt = match scheme {
-                "tftp" => crate::tftp::fetch(url, self.header_timeout)
-                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+                "tftp" => crate::tftp::Transfer::start(url, self.header_timeout)
+                    .map_err(FetchError::from)
+                    .and_then(|mut transfer| consume(&mut transfer)),
                 _ => client
-                    .get(url, headers)
-                    .map_err(|e| (e.is_retryable(), FetchError::from(e))),
+                    .open(url, headers)
+                    .map_err(FetchError::from)
+                    .and_then(|mut body| consume(&mut body)),
             };
-            match attempt {
-                Ok(data) => return Ok(data),
-                Err((false, e)) => return Err(e),
-                Err((true, e)) => {
-                    let elapsed = start.elapsed();
-                    if self.total.is_some_and(|t| elapsed + backoff > t) {
-                        return Err(FetchError::TimedOut {
-                            url: url.to_string(),
-                            tries,
-                            elapsed,
-                            last: e.to_string(),
-                        });
-                    }
-                    tracing::warn!(
-                        "fetching {url} failed (try {tries}): {e}; retrying in {backoff:?}"
-                    );
-                    std::thread::sleep(backoff);
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            let e = match attempt {
+                Ok(()) => return Ok(()),
+                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) => e,
+            };
+            let elapsed = start.elapsed();
+            if self.total.is_some_and(|t| elapsed + backoff > t) {
+                return Err(FetchError::TimedOut {
+                    url: url.to_string(),
+                    tries,
+                    elapsed,
+                    last: e.to_string(),
+                });
             }
+            tracing::warn!("fetching {url} failed (try {tries}): {e}; retrying in {backoff:?}");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 }
@@ -240,34 +324,6 @@ fn headers(r: &Resource) -> Vec<(String, String)> {
         out.push((name.clone(), value.clone()));
     }
     out
-}
-
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, FetchError> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(data)
-        .read_to_end(&mut out)
-        .map_err(FetchError::Gunzip)?;
-    Ok(out)
-}
-
-/// Checks `data` against `sha512-<hex>` / `sha256-<hex>` (hex compared case-insensitively).
-pub fn verify(data: &[u8], spec: &str) -> Result<(), FetchError> {
-    let (func, expected) = spec
-        .split_once('-')
-        .ok_or_else(|| FetchError::BadHash(spec.to_string()))?;
-    let calculated = match func {
-        "sha512" => hex::encode(sha2::Sha512::digest(data)),
-        "sha256" => hex::encode(sha2::Sha256::digest(data)),
-        _ => return Err(FetchError::BadHash(spec.to_string())),
-    };
-    if calculated.eq_ignore_ascii_case(expected) {
-        Ok(())
-    } else {
-        Err(FetchError::HashMismatch {
-            calculated,
-            expected: expected.to_string(),
-        })
-    }
 }
 
 #[cfg(test)]
