@@ -50,15 +50,11 @@ pub fn run(args: ButaneArgs) -> Result<()> {
         .map_or("<stdin>".to_string(), |p| p.display().to_string());
     match crate::translate(&input, &opts) {
         Err(e) => {
-            for r in &e.reports {
-                eprintln!("{r}");
-            }
+            print_reports(&e.reports)?;
             bail!("{name}: {}", e.reason);
         }
         Ok(out) => {
-            for r in &out.reports {
-                eprintln!("{r}");
-            }
+            print_reports(&out.reports)?;
             let mut json = out.json.into_bytes();
             json.push(b'\n');
             match &args.output {
@@ -71,4 +67,14 @@ pub fn run(args: ButaneArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Prints reports to standard error through one buffer (a config with 200 000 unknown keys
+/// has as many warnings; one write per line would take longer than the translation).
+fn print_reports(reports: &[keel_ignition_config::Report]) -> Result<()> {
+    let mut err = std::io::BufWriter::new(std::io::stderr().lock());
+    for r in reports {
+        writeln!(err, "{r}").context("writing to standard error")?;
+    }
+    err.flush().context("writing to standard error")
 }

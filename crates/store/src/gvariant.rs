@@ -232,22 +232,34 @@ pub fn read_str(data: &[u8]) -> Result<&str, GvError> {
     }
 }
 
+/// How deeply types and boxed values may nest, as in GLib (`G_VARIANT_MAX_RECURSION_DEPTH`).
+/// Untrusted input (a mirror's `summary.sig`, detached metadata) nested deeper would
+/// otherwise overflow the stack.
+const MAX_DEPTH: usize = 128;
+
 /// Length of the first complete GVariant type in `t`, if it starts with one.
 fn type_len(t: &[u8]) -> Option<usize> {
+    type_len_at(t, 0)
+}
+
+fn type_len_at(t: &[u8], depth: usize) -> Option<usize> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
     match *t.first()? {
         b'b' | b'y' | b'n' | b'q' | b'i' | b'u' | b'x' | b't' | b'h' | b'd' | b's' | b'o'
         | b'g' | b'v' => Some(1),
-        b'a' | b'm' => type_len(&t[1..]).map(|n| n + 1),
+        b'a' | b'm' => type_len_at(&t[1..], depth + 1).map(|n| n + 1),
         b'(' => {
             let mut i = 1;
             while *t.get(i)? != b')' {
-                i += type_len(&t[i..])?;
+                i += type_len_at(&t[i..], depth + 1)?;
             }
             Some(i + 1)
         }
         b'{' => {
-            let k = type_len(&t[1..])?;
-            let v = type_len(&t[1 + k..])?;
+            let k = type_len_at(&t[1..], depth + 1)?;
+            let v = type_len_at(&t[1 + k..], depth + 1)?;
             (*t.get(1 + k + v)? == b'}').then_some(k + v + 2)
         }
         _ => None,
@@ -338,6 +350,13 @@ impl Variant {
 
     /// Parse a value of type `type_str` from `data`.
     pub fn parse(type_str: &str, data: &[u8]) -> Result<Variant, GvError> {
+        Variant::parse_at(type_str, data, 0)
+    }
+
+    fn parse_at(type_str: &str, data: &[u8], depth: usize) -> Result<Variant, GvError> {
+        if depth > MAX_DEPTH {
+            return bad(format!("values nested deeper than {MAX_DEPTH} levels"));
+        }
         let fixed = |n: usize| -> Result<&[u8], GvError> {
             if data.len() == n {
                 Ok(data)
@@ -366,8 +385,8 @@ impl Variant {
                     .map(<[u8]>::to_vec)
                     .collect(),
             ),
-            "a{sv}" => Variant::Dict(parse_dict(data)?),
-            "v" => Variant::Boxed(Box::new(parse_boxed(data)?)),
+            "a{sv}" => Variant::Dict(parse_dict_at(data, depth + 1)?),
+            "v" => Variant::Boxed(Box::new(parse_boxed(data, depth + 1)?)),
             other => {
                 if type_len(other.as_bytes()) != Some(other.len()) {
                     return bad(format!("`{other}` is not a GVariant type"));
@@ -425,7 +444,7 @@ fn ser_boxed(inner: &Variant) -> Vec<u8> {
     b
 }
 
-fn parse_boxed(data: &[u8]) -> Result<Variant, GvError> {
+fn parse_boxed(data: &[u8], depth: usize) -> Result<Variant, GvError> {
     let nul = data
         .iter()
         .rposition(|b| *b == 0)
@@ -434,7 +453,7 @@ fn parse_boxed(data: &[u8]) -> Result<Variant, GvError> {
     if type_len(ty.as_bytes()) != Some(ty.len()) {
         return bad(format!("`{ty}` is not a GVariant type"));
     }
-    Variant::parse(ty, &data[..nul])
+    Variant::parse_at(ty, &data[..nul], depth)
 }
 
 /// Serialize an `a{sv}` in the given entry order (GVariant does not sort dictionaries).
@@ -451,12 +470,16 @@ pub fn ser_dict(entries: &[(String, Variant)]) -> Vec<u8> {
 
 /// Parse an `a{sv}`, keeping entry order.
 pub fn parse_dict(data: &[u8]) -> Result<Vec<(String, Variant)>, GvError> {
+    parse_dict_at(data, 0)
+}
+
+fn parse_dict_at(data: &[u8], depth: usize) -> Result<Vec<(String, Variant)>, GvError> {
     array_var(data, 8)?
         .into_iter()
         .map(|entry| {
             let mut r = StructReader::new(entry);
             let k = read_str(r.var(1, false)?)?.to_string();
-            let v = parse_boxed(r.var(8, true)?)?;
+            let v = parse_boxed(r.var(8, true)?, depth)?;
             Ok((k, v))
         })
         .collect()

@@ -1,0 +1,132 @@
+//! Bounded fuzzing of every parser of untrusted bytes: the seeds, then mutations of them from
+//! a fixed seed, until an iteration count or a time budget is reached. No input may panic,
+//! and no single input may take longer than `PER_INPUT` (a parser with unbounded cost shows
+//! up here as a slow input long before it shows up as a hang).
+
+use keel_fuzz_harness as harness;
+use keel_fuzz_harness::{bounded, seeds};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The most one input may take (debug build on a shared machine; inputs are a few kB).
+const PER_INPUT: Duration = Duration::from_secs(2);
+/// The same for Butane: a few hundred bytes of anchors and aliases may expand up to the
+/// 16 MiB alias limit, and `fuzz_yaml` translates each input twice (with and without
+/// `--strict`); about 1.6 s in a debug build.
+const YAML_PER_INPUT: Duration = Duration::from_secs(5);
+/// Time budget of one parser's run.
+const BUDGET: Duration = Duration::from_secs(8);
+/// A run that did fewer inputs than this did not fuzz anything worth the name.
+const AT_LEAST: usize = 300;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Every file with extension `ext` in the directories `dirs` (relative to the workspace).
+fn files(dirs: &[&str], ext: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let dir = workspace().join(dir);
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.extension().is_some_and(|x| x == ext) {
+                out.push(std::fs::read(p).unwrap());
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no .{ext} seeds in {dirs:?}");
+    out
+}
+
+/// Runs `target` on the seeds and their mutations and checks the run.
+fn fuzz(
+    name: &str,
+    seeds: Vec<Vec<u8>>,
+    rng_seed: u64,
+    per_input: Duration,
+    target: impl FnMut(&[u8]),
+) {
+    let stats = bounded::run(seeds, rng_seed, 20_000, BUDGET, target);
+    eprintln!(
+        "{name}: {} inputs, slowest {:?} ({} bytes)",
+        stats.inputs, stats.slowest, stats.slowest_len
+    );
+    assert!(
+        stats.inputs >= AT_LEAST,
+        "{name}: only {} inputs ran",
+        stats.inputs
+    );
+    assert!(
+        stats.slowest < per_input,
+        "{name}: one input of {} bytes took {:?}",
+        stats.slowest_len,
+        stats.slowest
+    );
+}
+
+#[test]
+fn butane_yaml() {
+    let mut seeds = files(&["crates/butane/tests/snapshots"], "bu");
+    seeds.extend(seeds::hostile_yaml());
+    fuzz(
+        "butane yaml",
+        seeds,
+        0x0b07_a9e1,
+        YAML_PER_INPUT,
+        harness::fuzz_yaml,
+    );
+}
+
+#[test]
+fn ignition_json() {
+    let dirs = [
+        "crates/ignition-config/tests/corpus",
+        "crates/ignition-config/tests/edge",
+    ];
+    let seeds = files(&dirs, "json");
+    fuzz(
+        "ignition json",
+        seeds,
+        0x5eed_0014,
+        PER_INPUT,
+        harness::fuzz_json,
+    );
+}
+
+#[test]
+fn ostree_summary() {
+    let seeds = seeds::summaries();
+    fuzz(
+        "ostree summary",
+        seeds,
+        0x5_0000_1414,
+        PER_INPUT,
+        harness::fuzz_summary,
+    );
+}
+
+#[test]
+fn ostree_signatures() {
+    let seeds = seeds::signatures();
+    fuzz(
+        "ostree signatures",
+        seeds,
+        0x51_6e_a7,
+        PER_INPUT,
+        harness::fuzz_signatures,
+    );
+}
+
+#[test]
+fn graph_metadata() {
+    let mut seeds = seeds::graph_metadata();
+    seeds.extend(files(&["crates/graph/tests/data"], "json"));
+    fuzz(
+        "graph metadata",
+        seeds,
+        0x00c1_4c14,
+        PER_INPUT,
+        harness::fuzz_graph_metadata,
+    );
+}
