@@ -6,6 +6,7 @@ use crate::objects::ObjectType;
 use crate::repo::Repo;
 use std::fs;
 use std::io;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Is `name` a valid ref: `/`-separated components of `[A-Za-z0-9_][-._A-Za-z0-9_]*`?
@@ -21,19 +22,34 @@ pub fn valid_ref_name(name: &str) -> bool {
 }
 
 fn read_ref_file(p: &Path) -> Result<Option<Checksum>, StoreError> {
-    match fs::read_to_string(p) {
-        Ok(s) => s
-            .trim_end()
-            .parse()
-            .map(Some)
-            .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display()))),
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound || e.kind() == io::ErrorKind::IsADirectory =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e).at(p),
+    // O_NONBLOCK: a FIFO (or device) where a ref should be must not block the reader; the
+    // handle's own type is checked, so nothing can be swapped in between.
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(p);
+    let mut f = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).at(p),
+    };
+    let ft = f.metadata().at(p)?.file_type();
+    if ft.is_dir() {
+        return Ok(None);
     }
+    if !ft.is_file() {
+        return Err(StoreError::Invalid(format!(
+            "{} is {}, not a ref file; remove it",
+            p.display(),
+            crate::fsck::file_type_name(ft)
+        )));
+    }
+    let mut s = String::new();
+    io::Read::read_to_string(&mut f, &mut s).at(p)?;
+    s.trim_end()
+        .parse()
+        .map(Some)
+        .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display())))
 }
 
 fn walk_refs(

@@ -151,3 +151,32 @@ fn fifo_commit_object_does_not_block_the_walk() {
     assert!(e.message.contains("a FIFO"), "{}", e.message);
     assert_eq!(report.commits, 0, "an unreadable commit is not walked");
 }
+
+/// A FIFO where a ref should be: fsck (and anything listing refs) stops promptly with an error
+/// naming it, instead of blocking on the open.
+#[test]
+fn fifo_ref_is_an_error_not_a_hang() {
+    let d = tempfile::tempdir().unwrap();
+    let (repo, _) = commit_tree(d.path(), RepoMode::Archive);
+    let fifo = repo.path().join("refs/heads/stuck");
+    std::fs::write(&fifo, b"").unwrap();
+    make_fifo(&fifo);
+    let (tx, rx) = mpsc::channel();
+    let path = repo.path().to_path_buf();
+    std::thread::spawn(move || {
+        let repo = Repo::open(&path).unwrap();
+        let _ = tx.send(repo.fsck(&Progress::quiet("fsck")).map(|_| ()));
+    });
+    let result = rx
+        .recv_timeout(BOUND)
+        .unwrap_or_else(|_| panic!("fsck blocked on the FIFO ref for {BOUND:?}"));
+    let err = result.unwrap_err().to_string();
+    assert!(
+        err.contains("a FIFO") && err.contains(&fifo.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        repo.read_ref("hostile/fsck").unwrap().is_some(),
+        "other refs still read"
+    );
+}
