@@ -16,7 +16,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/timing.sh
-[ -n "${KEEL_TIME_TABLE_OWNER:-}" ] || { export KEEL_TIME_TABLE_OWNER=vmtest; trap time_table EXIT; }
+source scripts/skips.sh
+[ -n "${KEEL_TIME_TABLE_OWNER:-}" ] || { export KEEL_TIME_TABLE_OWNER=vmtest; trap 'time_table; skip_table' EXIT; }
 work=${KEEL_VMTEST_DIR:-/var/tmp/keel-vmtest}
 target=${CARGO_TARGET_DIR:-$PWD/target}
 mkdir -p "$work"

@@ -105,11 +105,11 @@ mod tests {
     fn matches_systemd_id128() {
         let machine = match std::fs::read_to_string("/etc/machine-id") {
             Ok(m) if m.trim().len() == 32 => m,
-            _ => return eprintln!("SKIP: matches_systemd_id128: no /etc/machine-id"),
+            _ => return keel_testsupport::skip("matches_systemd_id128: no /etc/machine-id"),
         };
         if !keel_utils::cmd::have("systemd-id128") {
-            return eprintln!(
-                "SKIP: matches_systemd_id128: systemd-id128 missing (apt-get install systemd)"
+            return keel_testsupport::skip(
+                "matches_systemd_id128: systemd-id128 missing (apt-get install systemd)",
             );
         }
         let mut c = std::process::Command::new("systemd-id128");

@@ -239,27 +239,6 @@ pub fn translate(input: &[u8], opts: &Options) -> Result<Output, TranslateError>
     })
 }
 
-/// Fuzz entry point: translating any input must not panic, and any output must be a valid
-/// Ignition config.
-pub fn fuzz_yaml(data: &[u8]) {
-    for strict in [false, true] {
-        if let Ok(out) = translate(
-            data,
-            &Options {
-                files_dir: None,
-                strict,
-                pretty: strict,
-            },
-        ) {
-            assert!(
-                keel_ignition_config::parse(out.json.as_bytes()).is_ok(),
-                "translation produced an invalid config: {}",
-                out.json
-            );
-        }
-    }
-}
-
 /// The node of the converted tree at a (snake_case) report path, for positions of reports that
 /// are made after decoding.
 fn node_at<'t>(tree: &'t Node, path: &JsonPath) -> Option<&'t Node> {

@@ -52,7 +52,9 @@ systemd:
 #[test]
 fn ignition_writes_exactly_what_butane_asked_for() {
     if !Path::new(IGNITION).exists() {
-        eprintln!("SKIP: {IGNITION} not installed (Debian package `ignition`)");
+        keel_testsupport::skip(&format!(
+            "ignition_writes_exactly_what_butane_asked_for: {IGNITION} not installed (apt-get install ignition)"
+        ));
         return;
     }
     let work = tempfile::tempdir().unwrap();

@@ -10,7 +10,6 @@
 
 pub mod cli;
 mod decode;
-pub mod fuzz;
 pub mod json;
 pub mod merge;
 pub mod report;

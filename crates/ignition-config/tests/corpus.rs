@@ -39,7 +39,7 @@ fn rows() -> Vec<Row> {
 fn corpus_verdicts_match_ignition() {
     let have_oracle = Path::new("/usr/bin/ignition-validate").exists();
     if !have_oracle {
-        eprintln!("SKIP: ignition-validate not installed (Debian package `ignition`); checking recorded verdicts only");
+        keel_testsupport::skip("corpus_verdicts_match_ignition (part): ignition-validate not installed (apt-get install ignition); checking recorded verdicts only");
     }
     let known = known_differences(&corpus_dir());
     let mut mismatches = Vec::new();

@@ -69,7 +69,9 @@ fn with_version(json: &str) -> String {
 #[test]
 fn merge_matches_ignition_rendering() {
     if !Path::new(IGNITION).exists() {
-        eprintln!("SKIP: {IGNITION} not installed (Debian package `ignition`)");
+        keel_testsupport::skip(&format!(
+            "merge_matches_ignition_rendering: {IGNITION} not installed (apt-get install ignition)"
+        ));
         return;
     }
     for (name, parent, child) in CASES {

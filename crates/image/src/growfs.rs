@@ -221,7 +221,9 @@ Partition name: 'root'
     #[test]
     fn grows_the_table_of_an_enlarged_disk_file() {
         if !cmd::have("sgdisk") {
-            eprintln!("SKIP: grows_the_table_of_an_enlarged_disk_file: sgdisk missing (apt-get install gdisk)");
+            keel_testsupport::skip(
+                "grows_the_table_of_an_enlarged_disk_file: sgdisk missing (apt-get install gdisk)",
+            );
             return;
         }
         let t = tempfile::tempdir().unwrap();

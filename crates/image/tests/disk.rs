@@ -22,18 +22,20 @@ const TOOLS: &[&str] = &[
 
 fn skip_unless_ready(test: &str) -> bool {
     if !rustix::process::geteuid().is_root() {
-        eprintln!("SKIP: {test}: needs root (loop devices, mount)");
+        keel_testsupport::skip(&format!("{test}: needs root (loop devices, mount)"));
         return false;
     }
     if let Some(t) = TOOLS.iter().find(|t| !cmd::have(t)) {
-        eprintln!(
-            "SKIP: {test}: `{t}` missing (apt-get install {})",
+        keel_testsupport::skip(&format!(
+            "{test}: `{t}` missing (apt-get install {})",
             cmd::package_for(t)
-        );
+        ));
         return false;
     }
     if !Path::new(SYSTEMD_BOOT).is_file() {
-        eprintln!("SKIP: {test}: {SYSTEMD_BOOT} missing (apt-get install systemd-boot-efi)");
+        keel_testsupport::skip(&format!(
+            "{test}: {SYSTEMD_BOOT} missing (apt-get install systemd-boot-efi)"
+        ));
         return false;
     }
     true

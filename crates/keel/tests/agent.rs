@@ -250,8 +250,8 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
         return;
     }
     if !Path::new("/usr/bin/etcd").exists() {
-        return eprintln!(
-            "SKIP: agent_end_to_end: /usr/bin/etcd missing (apt-get install etcd-server)"
+        return keel_testsupport::skip(
+            "agent_end_to_end: /usr/bin/etcd missing (apt-get install etcd-server)",
         );
     }
     let dir = keel_testsupport::scratch_dir("agent");

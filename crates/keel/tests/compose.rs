@@ -48,9 +48,9 @@ fn keel_on_path(tool: &str) -> bool {
 }
 
 macro_rules! skip_unless_able {
-    () => {
+    ($test:literal) => {
         if let Some(reason) = skip_reason() {
-            eprintln!("SKIP: {reason}");
+            keel_testsupport::skip(&format!("{}: {reason}", $test));
             return;
         }
     };
@@ -144,7 +144,7 @@ fn assert_image_layout(tree: &Path) {
 /// Small manifest: cache, offline reproducibility, layout, respin, diff, and bad manifests.
 #[test]
 fn small_manifest_end_to_end() {
-    skip_unless_able!();
+    skip_unless_able!("small_manifest_end_to_end");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let work = tempfile::tempdir_in("/var/tmp").unwrap();
     let w = work.path();
@@ -251,8 +251,8 @@ fn small_manifest_end_to_end() {
         assert!(meta("keel.packages").contains("\"hello\":"));
         assert_eq!(meta("keel.manifest-sha256").len(), 66);
     } else {
-        eprintln!(
-            "SKIP (part): ostree is not installed; commit metadata checked through keel only"
+        keel_testsupport::skip(
+            "small_manifest_end_to_end (part): ostree is not installed (apt-get install ostree); commit metadata checked through keel only",
         );
     }
 
@@ -428,7 +428,7 @@ fn default_os() -> (tempfile::TempDir, PathBuf, String, String) {
 /// The default Keel OS: kernel and initramfs in place, keel's initramfs pieces, size budget.
 #[test]
 fn default_os_compose() {
-    skip_unless_able!();
+    skip_unless_able!("default_os_compose");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (_work, tree, out, err) = default_os();
     let version = field(&out, "version");

@@ -16,13 +16,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Prints a visible SKIP line (past the harness's capture) and returns true when not root.
+/// Records a skip and returns true when not root.
 fn skip_unless_root(test: &str) -> bool {
     if is_root() {
         return false;
     }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "SKIP: {test}: needs root (chown)");
+    keel_testsupport::skip(&format!("{test}: needs root (chown)"));
     true
 }
 

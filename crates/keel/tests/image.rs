@@ -17,8 +17,8 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn image_build_names_a_missing_ref() {
     if !keel_testsupport::is_root() {
-        eprintln!(
-            "SKIP: image_build_names_a_missing_ref: needs root (the build checks for root first)"
+        keel_testsupport::skip(
+            "image_build_names_a_missing_ref: needs root (the build checks for root first)",
         );
         return;
     }

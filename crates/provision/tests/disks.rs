@@ -74,7 +74,7 @@ fn skip(test: &str, tools: &[&str]) -> bool {
     };
     match reason {
         Some(r) => {
-            skip_line!("SKIP: {test}: {r}");
+            keel_testsupport::skip(&format!("{test}: {r}"));
             true
         }
         None => false,
@@ -274,7 +274,7 @@ fn raid1_on_two_loop_devices() {
         return;
     }
     if !Path::new("/proc/mdstat").exists() {
-        skip_line!("SKIP: raid1_on_two_loop_devices: this kernel has no md (software RAID) driver (/proc/mdstat missing)");
+        keel_testsupport::skip("raid1_on_two_loop_devices: this kernel has no md (software RAID) driver (/proc/mdstat missing)");
         return;
     }
     let (a, b) = (Loop::new(64), Loop::new(64));
@@ -299,7 +299,7 @@ fn luks2_volume_with_key_file() {
         return;
     }
     if !Path::new("/dev/mapper/control").exists() {
-        skip_line!("SKIP: luks2_volume_with_key_file: this kernel has no device-mapper (/dev/mapper/control missing)");
+        keel_testsupport::skip("luks2_volume_with_key_file: this kernel has no device-mapper (/dev/mapper/control missing)");
         return;
     }
     let disk = Loop::new(64);

@@ -359,7 +359,7 @@ fn tftp_config_url_against_tftpd_hpa() {
     std::fs::write(srv.join("user.ign"), config(user)).unwrap();
     std::fs::write(srv.join("exact"), vec![b'y'; 1024]).unwrap();
     let Some(server) = tftpd(&srv) else {
-        skip_line!("SKIP: tftp_config_url_against_tftpd_hpa: /usr/sbin/in.tftpd missing (apt-get install tftpd-hpa)");
+        keel_testsupport::skip("tftp_config_url_against_tftpd_hpa: /usr/sbin/in.tftpd missing (apt-get install tftpd-hpa)");
         return;
     };
     let exact = keel_provision::tftp::fetch(

@@ -14,7 +14,9 @@ fn ostree(args: &[&str]) {
 #[test]
 fn summary_matches_ostree_byte_for_byte() {
     if !keel_utils::cmd::have("ostree") {
-        eprintln!("SKIP: summary oracle: `ostree` is not installed (apt-get install ostree)");
+        keel_testsupport::skip(
+            "summary_matches_ostree_byte_for_byte: `ostree` is not installed (apt-get install ostree)",
+        );
         return;
     }
     let d = tempfile::tempdir().unwrap();

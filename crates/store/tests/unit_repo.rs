@@ -52,7 +52,9 @@ fn modes() -> Vec<RepoMode> {
     if fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
         m.push(RepoMode::Bare);
     } else {
-        eprintln!("SKIP: bare mode needs root");
+        keel_testsupport::skip(
+            "unit_repo (part): bare mode needs root; archive and bare-user only",
+        );
     }
     m
 }

@@ -9,36 +9,15 @@ pub mod gen;
 pub mod http;
 pub mod process;
 pub mod rng;
+pub mod skip;
 pub mod tools;
 pub mod xattr;
+
+pub use skip::{require, skip};
 
 /// True when the process runs as root (the store tests need it for ownership and device nodes).
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
-}
-
-/// Print a visible `SKIP: <reason>` line to stderr (tests then return early).
-pub fn skip(reason: &str) {
-    eprintln!("SKIP: {reason}");
-}
-
-/// True when running as root and every program in `tools` is on PATH; otherwise prints
-/// `SKIP: <test>: <reason>` and returns false.
-pub fn require(test: &str, tools: &[&str]) -> bool {
-    if !is_root() {
-        skip(&format!(
-            "{test}: needs root (ownership, set-id bits, device nodes)"
-        ));
-        return false;
-    }
-    if let Some(missing) = tools.iter().find(|t| !keel_utils::cmd::have(t)) {
-        skip(&format!(
-            "{test}: `{missing}` is not installed (apt-get install {})",
-            keel_utils::cmd::package_for(missing)
-        ));
-        return false;
-    }
-    true
 }
 
 /// Scratch directory for generated trees and repos: under `/var/tmp` (a real disk filesystem

@@ -9,6 +9,7 @@
 //! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
 //! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
+//! - [`skip_log`]: skipped tests, recorded where `scripts/test.sh` counts them.
 
 pub mod cmd;
 pub mod fatfile;
@@ -16,4 +17,5 @@ pub mod fsutil;
 pub mod http;
 pub mod logging;
 pub mod progress;
+pub mod skip_log;
 pub mod snapshot;

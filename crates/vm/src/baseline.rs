@@ -610,7 +610,10 @@ mod tests {
             "systemd-machine-id-setup",
         ];
         if let Some(t) = tools.iter().find(|t| !cmd::have(t)) {
-            eprintln!("SKIP: disk_from_a_small_tree: {t} missing");
+            keel_testsupport::skip(&format!(
+                "disk_from_a_small_tree: {t} missing (apt-get install {})",
+                cmd::package_for(t)
+            ));
             return;
         }
         if std::fs::metadata("/proc/self")
@@ -618,7 +621,7 @@ mod tests {
             .ok()
             != Some(0)
         {
-            eprintln!("SKIP: disk_from_a_small_tree: needs root (owners in the filesystem)");
+            keel_testsupport::skip("disk_from_a_small_tree: needs root (owners in the filesystem)");
             return;
         }
         let d = tempfile::tempdir().unwrap();

@@ -123,7 +123,9 @@ mod tests {
     #[test]
     fn overlay_keeps_image_pristine() {
         if !cmd::have("qemu-img") || !Path::new(crate::qemu::OVMF_VARS).is_file() {
-            eprintln!("SKIP: overlay_keeps_image_pristine: needs qemu-img (qemu-utils) and ovmf");
+            keel_testsupport::skip(
+                "overlay_keeps_image_pristine: needs qemu-img (qemu-utils) and ovmf",
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();

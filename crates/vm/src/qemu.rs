@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn accel_probe_answers_in_time() {
         if !keel_utils::cmd::have(QEMU) || !Path::new(OVMF_VARS).is_file() {
-            eprintln!("SKIP: accel probe: needs qemu-system-x86 and ovmf");
+            keel_testsupport::skip("accel_probe_answers_in_time: needs qemu-system-x86 and ovmf");
             return;
         }
         let start = Instant::now();

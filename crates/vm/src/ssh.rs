@@ -231,7 +231,9 @@ mod tests {
     #[test]
     fn keygen_and_port() {
         if !cmd::have("ssh-keygen") {
-            eprintln!("SKIP: keygen_and_port: ssh-keygen missing (apt-get install openssh-client)");
+            keel_testsupport::skip(
+                "keygen_and_port: ssh-keygen missing (apt-get install openssh-client)",
+            );
             return;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -154,8 +154,7 @@ fn main(
     body: impl FnOnce(&Harness, &Path, &[&str], &mut Report),
 ) {
     let Some(image) = std::env::var_os("KEEL_VMTEST_IMAGE").map(PathBuf::from) else {
-        eprintln!("SKIP: vm_{file}: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)");
-        return;
+        return skip(&format!("vm_{file}: KEEL_VMTEST_IMAGE is not set (scripts/vmtest.sh builds the image and runs the VM tests)"));
     };
     let only = std::env::var("KEEL_VMTEST_ONLY").unwrap_or_default();
     let chosen: Vec<&str> = names
@@ -165,8 +164,12 @@ fn main(
         .collect();
     if chosen.is_empty() {
         match names {
-            [name] => eprintln!("SKIP: vm_{file}: KEEL_VMTEST_ONLY={only} does not name `{name}`"),
-            _ => eprintln!("SKIP: vm_{file}: KEEL_VMTEST_ONLY={only} names none of {names:?}"),
+            [name] => skip(&format!(
+                "vm_{file}: KEEL_VMTEST_ONLY={only} does not name `{name}`"
+            )),
+            _ => skip(&format!(
+                "vm_{file}: KEEL_VMTEST_ONLY={only} names none of {names:?}"
+            )),
         }
         return;
     }
@@ -192,6 +195,14 @@ fn main(
         eprintln!("keeping {}", work.keep().display());
     }
     assert!(report.passed(), "VM tests failed:\n{}", report.summary());
+}
+
+/// Records a skipped VM test file in the skip log ([`keel_utils::skip_log`]); panics when the
+/// log cannot be written, so a skip never goes unrecorded.
+fn skip(what: &str) {
+    if let Err(e) = keel_utils::skip_log::record(what) {
+        panic!("cannot record the skip `{what}` in the skip log: {e}");
+    }
 }
 
 #[cfg(test)]

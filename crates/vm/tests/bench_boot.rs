@@ -411,11 +411,15 @@ fn bench(image: &Path) -> Result<()> {
 #[test]
 fn bench_boot() {
     if std::env::var("KEEL_BENCH_BOOT").as_deref() != Ok("1") {
-        eprintln!("SKIP: bench_boot: set KEEL_BENCH_BOOT=1 to run the boot benchmark (scripts/bench-boot.sh)");
+        keel_testsupport::skip(
+            "bench_boot: set KEEL_BENCH_BOOT=1 to run the boot benchmark (scripts/bench-boot.sh)",
+        );
         return;
     }
     let Some(image) = env_path("KEEL_VMTEST_IMAGE") else {
-        eprintln!("SKIP: bench_boot: KEEL_VMTEST_IMAGE is not set (scripts/bench-boot.sh builds the image)");
+        keel_testsupport::skip(
+            "bench_boot: KEEL_VMTEST_IMAGE is not set (scripts/bench-boot.sh builds the image)",
+        );
         return;
     };
     if let Err(e) = bench(&image) {

@@ -1,8 +1,8 @@
 //! Bounded fuzzing for the test suite: a seeded mutation loop (the deterministic
-//! [`Mutator`] of `keel-ignition-config`) that stops at an iteration count or a time budget,
+//! [`Mutator`]) that stops at an iteration count or a time budget,
 //! and records the slowest single input so that a test can bound the cost of each one.
 
-use keel_ignition_config::fuzz::Mutator;
+use super::mutator::Mutator;
 use std::time::{Duration, Instant};
 
 /// What a bounded run did.

@@ -1,14 +1,18 @@
-//! Fuzz entry points for every parser of untrusted bytes that issue 14 ("hostile input")
-//! names: Butane YAML, Ignition JSON, the OSTree summary and its signatures, and the graph
-//! server's Fedora CoreOS metadata. Each entry point must return on any input without a
-//! panic, and checks what the parser's callers rely on (a parsed summary serializes back to
-//! itself, an added signature verifies, a built graph is valid JSON).
+//! Fuzz entry points for every parser of untrusted bytes: Butane YAML, Ignition JSON, the
+//! OSTree summary and its signatures, the objects a pull fetches (GVariant values, commits,
+//! dirtrees, dirmeta, archive file objects), and the graph server's Fedora CoreOS metadata.
+//! Each entry point must return on any input without a panic, and checks what the parser's
+//! callers rely on (what parses serializes back to itself, an added signature verifies, a
+//! built graph is valid JSON). The production crates export parsers, not fuzz entry points.
 //!
 //! The cargo-fuzz targets in `fuzz/fuzz_targets` call these functions; the test suite runs
 //! them under [`bounded::run`], a deterministic mutation loop with a time and iteration bound
 //! that also bounds the cost of every single input.
 
 pub mod bounded;
+pub mod config;
+pub mod mutator;
+pub mod objects;
 pub mod seeds;
 
 use ed25519_dalek::SigningKey;
@@ -17,8 +21,8 @@ use keel_graph::metadata::{ReleaseIndex, Updates};
 use keel_remote::sign;
 use keel_remote::summary::Summary;
 
-pub use keel_butane::fuzz_yaml;
-pub use keel_ignition_config::fuzz::fuzz_json;
+pub use config::{fuzz_json, fuzz_yaml};
+pub use objects::{fuzz_commit, fuzz_dirmeta, fuzz_dirtree, fuzz_file_object, fuzz_gvariant};
 
 /// The fixed key that signature inputs are checked against.
 pub fn test_key() -> SigningKey {

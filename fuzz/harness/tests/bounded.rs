@@ -1,10 +1,14 @@
 //! Bounded fuzzing of every parser of untrusted bytes: the seeds, then mutations of them from
-//! a fixed seed, until an iteration count or a time budget is reached. No input may panic,
+//! a fixed seed, until an iteration count or a time budget is reached. (The object parsers'
+//! runs replace the store's own mutation test, `crates/store/tests/unit_fuzz.rs`, and the
+//! Butane and Ignition runs the two crates' `tests/fuzz.rs`.) No input may panic,
 //! and no single input may take longer than `PER_INPUT` (a parser with unbounded cost shows
 //! up here as a slow input long before it shows up as a hang).
 
 use keel_fuzz_harness as harness;
 use keel_fuzz_harness::{bounded, seeds};
+use keel_store::gvariant::parse_dict;
+use keel_store::{split_archive_object, Commit, DirMeta, DirTree, FileHeader, Variant};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -129,4 +133,92 @@ fn graph_metadata() {
         PER_INPUT,
         harness::fuzz_graph_metadata,
     );
+}
+
+/// Objects of every kind plus noise, so each object parser also sees the others' layouts.
+fn object_seeds() -> Vec<Vec<u8>> {
+    let mut seeds = seeds::objects().all();
+    seeds.extend(seeds::noise(64));
+    seeds
+}
+
+#[test]
+fn gvariant_values() {
+    let mut seeds = seeds::gvariants();
+    seeds.extend(object_seeds());
+    fuzz(
+        "gvariant",
+        seeds,
+        0x9e37_79b9,
+        PER_INPUT,
+        harness::fuzz_gvariant,
+    );
+}
+
+#[test]
+fn ostree_commit() {
+    fuzz(
+        "commit",
+        object_seeds(),
+        0xc0_3317,
+        PER_INPUT,
+        harness::fuzz_commit,
+    );
+}
+
+#[test]
+fn ostree_dirtree() {
+    fuzz(
+        "dirtree",
+        object_seeds(),
+        0xd1_7733,
+        PER_INPUT,
+        harness::fuzz_dirtree,
+    );
+}
+
+#[test]
+fn ostree_dirmeta() {
+    fuzz(
+        "dirmeta",
+        object_seeds(),
+        0xd1_4e7a,
+        PER_INPUT,
+        harness::fuzz_dirmeta,
+    );
+}
+
+#[test]
+fn ostree_file_object() {
+    fuzz(
+        "file object",
+        object_seeds(),
+        0xf1_1e02,
+        PER_INPUT,
+        harness::fuzz_file_object,
+    );
+}
+
+/// The object seeds are what they claim: each parses as its kind (a harness whose seeds all
+/// failed to parse would only fuzz the error paths).
+#[test]
+fn object_seeds_parse() {
+    let s = seeds::objects();
+    assert!(Commit::parse(&s.commit).is_ok());
+    assert!(DirTree::parse(&s.dirtree).is_ok());
+    assert!(DirMeta::parse(&s.dirmeta).is_ok());
+    assert!(FileHeader::parse(&s.header).is_ok());
+    assert_eq!(FileHeader::parse_archive(&s.archive_header).unwrap().0, 9);
+    assert_eq!(
+        split_archive_object(&s.archive_object).unwrap().2,
+        &[1, 2, 3]
+    );
+    for input in seeds::gvariants() {
+        let typed = harness::objects::typed_value(&input);
+        assert!(
+            parse_dict(&input).is_ok()
+                || typed.is_some_and(|(ty, value)| Variant::parse(ty, value).is_ok()),
+            "seed {input:?} parses neither as a{{sv}} nor as {typed:?}"
+        );
+    }
 }

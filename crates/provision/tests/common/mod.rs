@@ -11,16 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Prints a line straight to the process's stderr, past the test harness's output capture, so
-/// that a skipped test is visible in a normal `cargo test` run.
-#[macro_export]
-macro_rules! skip_line {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
-    }};
-}
-
 pub const ORACLE_BIN: &str = "/usr/lib/dracut/modules.d/30ignition/ignition";
 
 /// Why a test cannot run here, or `None` when it can.
@@ -41,11 +31,11 @@ pub fn skip_reason(needs_oracle: bool) -> Option<String> {
     None
 }
 
-/// Prints a visible SKIP line and returns true when the test cannot run.
+/// Records a skip (keel_testsupport::skip) and returns true when the test cannot run.
 pub fn skip(test: &str, needs_oracle: bool) -> bool {
     match skip_reason(needs_oracle) {
         Some(r) => {
-            skip_line!("SKIP: {test}: {r}");
+            keel_testsupport::skip(&format!("{test}: {r}"));
             true
         }
         None => false,

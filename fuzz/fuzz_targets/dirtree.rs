@@ -1,0 +1,10 @@
+#![no_main]
+//! libFuzzer target: a `.dirtree` object from a mirror must parse or be refused, and hold only
+//! plain entry names.
+
+// Each target uses one of the harness's entry points.
+#[allow(dead_code, unused_imports)]
+#[path = "../harness/src/lib.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::fuzz_dirtree(data));
