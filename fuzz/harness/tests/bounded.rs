@@ -19,9 +19,9 @@ const PER_INPUT: Duration = Duration::from_secs(2);
 /// `--strict`); about 1.6 s in a debug build.
 const YAML_PER_INPUT: Duration = Duration::from_secs(5);
 /// Time budget of one parser's run.
-const BUDGET: Duration = Duration::from_secs(8);
+const BUDGET: Duration = Duration::from_secs(15);
 /// A run that did fewer inputs than this did not fuzz anything worth the name.
-const AT_LEAST: usize = 300;
+const AT_LEAST: usize = 500;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
