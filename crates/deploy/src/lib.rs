@@ -20,7 +20,6 @@
 //! sysroot.set_kargs(&[KargEdit]) / kargs()
 //! sysroot.set_pinned(index, bool)
 //! sysroot.cleanup()                      undeploy unlisted, prune the repo (refs only)
-//! sysroot.check_upgrade(&dyn Fetcher)    -> UpgradeCheck; LocalRef resolves the origin locally
 //! sysroot.classify_upgrade(commit, version) -> UpgradeCheck (deployed/staged, failed, available)
 //! sysroot.origin_refspec()               what the merge deployment follows (`keel:<ref>`)
 //! sysroot.find_remote(name)              [remote "NAME"] from ostree/repo/config, then
@@ -87,4 +86,4 @@ pub use status::{
     BootCounting, DeploymentStatus, FailedCommit, Role, RollbackNotice, Status, AGENT_STATE_FILE,
 };
 pub use sysroot::{Deployment, Sysroot, BOOT_TRIES, DEFAULT_STATEROOT};
-pub use upgrade::{Fetcher, LocalRef, UpgradeCheck};
+pub use upgrade::UpgradeCheck;

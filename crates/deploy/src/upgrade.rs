@@ -1,29 +1,13 @@
-//! Finding the commit an upgrade goes to. The origin refspec of the merge deployment names
-//! what to follow; a [`Fetcher`] turns it into a commit in the sysroot repository. Today
-//! [`LocalRef`] resolves it in `/ostree/repo`, where
-//! [`crate::fetch::pull_origin`] has pulled it from the origin's remote.
+//! Whether the commit an origin points to is an upgrade of the merge deployment
+//! ([`Sysroot::classify_upgrade`]); [`crate::fetch::pull_origin`] brings the commit into
+//! `/ostree/repo` first.
 
 use crate::bootconfig;
 use crate::error::DeployError;
 use crate::sysroot::Sysroot;
-use keel_store::{Checksum, Repo};
+use keel_store::Checksum;
 
-/// Brings the commit a refspec names into the repository and returns it.
-pub trait Fetcher {
-    /// Fetch `refspec` (`remote:ref` or `ref`) into `repo`.
-    fn fetch(&self, repo: &Repo, refspec: &str) -> Result<Checksum, DeployError>;
-}
-
-/// Resolves the refspec in the local repository, fetching nothing.
-pub struct LocalRef;
-
-impl Fetcher for LocalRef {
-    fn fetch(&self, repo: &Repo, refspec: &str) -> Result<Checksum, DeployError> {
-        Ok(repo.resolve_rev(refspec)?)
-    }
-}
-
-/// The result of [`Sysroot::check_upgrade`].
+/// The result of [`Sysroot::classify_upgrade`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpgradeCheck {
     /// The default (or staged) deployment already has this commit.
@@ -45,18 +29,6 @@ pub enum UpgradeCheck {
 }
 
 impl Sysroot {
-    /// Where the origin of the merge deployment (booted, else default) points now.
-    ///
-    /// A commit whose boot tries ran out is recorded first (as `status` does), so it is never
-    /// offered again.
-    pub fn check_upgrade(&self, fetcher: &dyn Fetcher) -> Result<UpgradeCheck, DeployError> {
-        let refspec = self.origin_refspec()?;
-        let repo = self.repo()?;
-        let commit = fetcher.fetch(&repo, &refspec)?;
-        let version = repo.read_commit(&commit)?.version().map(str::to_string);
-        self.classify_upgrade(commit, version)
-    }
-
     /// The merge deployment: booted, else the default.
     pub(crate) fn merge_name(&self) -> Result<String, DeployError> {
         let state = bootconfig::load(self)?;
