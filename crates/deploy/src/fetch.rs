@@ -19,7 +19,7 @@
 use crate::error::{DeployError, PullFailure};
 use crate::sysroot::Sysroot;
 use keel_remote::config::{self, Remote};
-use keel_remote::fetch::FetchOptions;
+use keel_remote::fetch::{FetchError, FetchOptions};
 use keel_remote::freshness::{self, SummarySeen};
 use keel_remote::pull::{self, PullOptions};
 use keel_remote::sign;
@@ -266,6 +266,10 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
         )
     } else if matches!(source, PullError::Downgrade { .. }) {
         "nothing was changed (`keel deploy VERSION` deploys an older release you choose)"
+            .to_string()
+    } else if matches!(source, PullError::Fetch(FetchError::Certificate { .. })) {
+        "nothing was changed; make the node trust the server's certificate as said above, \
+         then retry"
             .to_string()
     } else if matches!(source, PullError::Signature { .. }) {
         "the remote requires commits signed by a trusted key; ask the publisher for a \

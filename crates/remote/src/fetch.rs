@@ -101,6 +101,16 @@ pub enum FetchError {
         /// The failure of the last one.
         last: Box<FetchError>,
     },
+    /// The server's TLS certificate was refused: trying again cannot help.
+    #[error("{what}: GET {url}: {message}")]
+    Certificate {
+        /// What was fetched.
+        what: String,
+        /// Full URL.
+        url: String,
+        /// Why, and which CAs are trusted.
+        message: String,
+    },
     /// The HTTP client could not be set up (an unusable CA bundle).
     #[error("{url}: {source}")]
     Client {
@@ -130,6 +140,7 @@ impl FetchError {
             FetchError::NotFound { .. }
             | FetchError::Body { .. }
             | FetchError::GaveUp { .. }
+            | FetchError::Certificate { .. }
             | FetchError::Client { .. } => false,
         }
     }
@@ -315,6 +326,7 @@ fn failure(e: HttpError, what: &str, url: String) -> FetchError {
         HttpError::Status { code: 404, .. } => FetchError::NotFound { what, url },
         HttpError::Status { code, .. } => FetchError::Status { what, url, code },
         HttpError::Transport { message, .. } => FetchError::Transport { what, url, message },
+        HttpError::Certificate { message, .. } => FetchError::Certificate { what, url, message },
         e @ (HttpError::BadCa(_) | HttpError::BadProxy(_)) => FetchError::Client { url, source: e },
     }
 }
@@ -494,5 +506,14 @@ mod tests {
             url: "u".into(),
         };
         assert!(!nf.is_retryable());
+        let refused = FetchError::Certificate {
+            what: "w".into(),
+            url: "u".into(),
+            message: "TLS certificate refused".into(),
+        };
+        assert!(
+            !refused.is_retryable(),
+            "a refused certificate is not retried"
+        );
     }
 }

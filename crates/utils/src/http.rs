@@ -61,6 +61,9 @@ pub enum HttpError {
     /// Connecting, TLS, or reading the response failed.
     #[error("HTTP request to {url}: {message}")]
     Transport { url: String, message: String },
+    /// The server's TLS certificate does not chain to a trusted CA (or is otherwise invalid).
+    #[error("HTTPS request to {url}: {message}")]
+    Certificate { url: String, message: String },
     /// A CA bundle could not be used.
     #[error("invalid CA certificate bundle: {0}")]
     BadCa(String),
@@ -74,7 +77,9 @@ impl HttpError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HttpError::Status { code, .. } => *code >= 500,
-            HttpError::Transport { .. } => true,
+            // As a transport failure: callers that wait for a network (Ignition, the agent's
+            // polls) keep waiting while an administrator fixes the trust store.
+            HttpError::Transport { .. } | HttpError::Certificate { .. } => true,
             HttpError::BadCa(_) | HttpError::BadProxy(_) => false,
         }
     }
@@ -198,7 +203,7 @@ impl Client {
                 }
                 transport(s.to_string())
             })?
-            .map_err(|t| transport(self.explain(&t)))?;
+            .map_err(|t| self.transport_error(url, t))?;
         Ok(Response {
             status: resp.status(),
             length: resp
@@ -213,19 +218,25 @@ impl Client {
         })
     }
 
-    /// A transport failure, with the trusted CAs named when the server's certificate was
-    /// refused.
-    fn explain(&self, t: &ureq::Transport) -> String {
-        if trust::is_certificate_error(t) {
-            format!(
-                "{t}; the server's TLS certificate is not signed by a CA this client trusts \
-                 (trusted: {}); add the CA to the node's trust store \
-                 (/usr/local/share/ca-certificates/NAME.crt, then update-ca-certificates) or \
-                 name its bundle with tls-ca-path",
-                self.trust
-            )
-        } else {
-            t.to_string()
+    /// A transport failure; a refused server certificate is [`HttpError::Certificate`], naming
+    /// the CAs trusted and how to add one.
+    fn transport_error(&self, url: &str, t: ureq::Transport) -> HttpError {
+        let url = url.to_string();
+        match trust::certificate_refused(&t) {
+            Some(why) => HttpError::Certificate {
+                url,
+                message: format!(
+                    "TLS certificate refused ({why}): it is not signed by a CA this client \
+                     trusts (trusted: {}); add the CA to the node's trust store \
+                     (/usr/local/share/ca-certificates/NAME.crt, then update-ca-certificates) \
+                     or name its bundle with tls-ca-path",
+                    self.trust
+                ),
+            },
+            None => HttpError::Transport {
+                url,
+                message: t.to_string(),
+            },
         }
     }
 
@@ -340,6 +351,13 @@ mod tests {
             (status(403), false),
             (
                 HttpError::Transport {
+                    url: "u".into(),
+                    message: "refused".into(),
+                },
+                true,
+            ),
+            (
+                HttpError::Certificate {
                     url: "u".into(),
                     message: "refused".into(),
                 },

@@ -58,11 +58,16 @@ fn trusts_the_store_it_is_given_and_names_it_when_the_certificate_is_refused() {
         let err = client(roots.clone(), vec![]).get(&url, &[]).unwrap_err();
         let msg = err.to_string();
         assert!(
-            matches!(err, HttpError::Transport { .. }),
+            matches!(err, HttpError::Certificate { .. }),
             "{roots:?}: {msg}"
+        );
+        assert!(
+            err.is_retryable(),
+            "callers waiting for a network keep waiting: {msg}"
         );
         for want in [
             url.as_str(),
+            "TLS certificate refused (invalid peer certificate: UnknownIssuer)",
             "not signed by a CA this client trusts",
             names,
             "update-ca-certificates",
@@ -78,7 +83,7 @@ fn trusts_the_store_it_is_given_and_names_it_when_the_certificate_is_refused() {
 }
 
 #[test]
-fn a_plain_http_error_is_not_a_certificate_error() {
+fn a_refused_connection_is_not_a_certificate_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}/x", listener.local_addr().unwrap());
     drop(listener);

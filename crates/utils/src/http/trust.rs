@@ -100,8 +100,9 @@ fn add_pem(store: &mut RootCertStore, pem: &[u8], strict: bool) -> Result<usize,
     Ok(added)
 }
 
-/// Whether `e` (a transport failure) is a server certificate this client does not accept.
-pub(super) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> bool {
+/// The reason a server's certificate was refused, if that is what `e` (a transport failure)
+/// is.
+pub(super) fn certificate_refused(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur = Some(e);
     while let Some(err) = cur {
         let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
@@ -109,12 +110,12 @@ pub(super) fn is_certificate_error(e: &(dyn std::error::Error + 'static)) -> boo
                 .and_then(|io| io.get_ref())
                 .and_then(|inner| inner.downcast_ref::<rustls::Error>())
         });
-        if matches!(tls, Some(rustls::Error::InvalidCertificate(_))) {
-            return true;
+        if let Some(e @ rustls::Error::InvalidCertificate(_)) = tls {
+            return Some(e.to_string());
         }
         cur = err.source();
     }
-    false
+    None
 }
 
 #[cfg(test)]
