@@ -7,6 +7,9 @@
 //! a low-speed limit on every body read, and an optional limit for the whole request
 //! ([`stall`]).
 
+// The HTTP client module itself: the one place allowed to build ureq agents and requests.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod stall;
 mod trust;
 
@@ -181,7 +184,7 @@ impl Client {
         &self,
         url: &str,
         pooled: bool,
-        send: impl FnOnce() -> Result<ureq::Response, ureq::Transport> + Send + 'static,
+        send: impl FnOnce() -> Result<ureq::Response, Box<ureq::Transport>> + Send + 'static,
     ) -> Result<Response, HttpError> {
         let transport = |message: String| HttpError::Transport {
             url: url.to_string(),
@@ -220,9 +223,9 @@ impl Client {
 
     /// A transport failure; a refused server certificate is [`HttpError::Certificate`], naming
     /// the CAs trusted and how to add one.
-    fn transport_error(&self, url: &str, t: ureq::Transport) -> HttpError {
+    fn transport_error(&self, url: &str, t: Box<ureq::Transport>) -> HttpError {
         let url = url.to_string();
-        match trust::certificate_refused(&t) {
+        match trust::certificate_refused(t.as_ref()) {
             Some(why) => HttpError::Certificate {
                 url,
                 message: format!(
@@ -309,10 +312,12 @@ impl Client {
 }
 
 /// A response with any status is an answer; only transport failures are errors.
-fn any_status(r: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, ureq::Transport> {
+fn any_status(
+    r: Result<ureq::Response, ureq::Error>,
+) -> Result<ureq::Response, Box<ureq::Transport>> {
     match r {
         Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
-        Err(ureq::Error::Transport(t)) => Err(t),
+        Err(ureq::Error::Transport(t)) => Err(Box::new(t)),
     }
 }
 
