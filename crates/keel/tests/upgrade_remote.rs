@@ -4,6 +4,10 @@
 //! from `/etc/ostree/remotes.d`, a pull that fills the disk, and HTTPS remotes whose CA is in
 //! the node's trust store or named by `tls-ca-path`.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_testsupport::http::PyServer;
 use keel_testsupport::tls::{Pki, TlsServer};
 use keel_testsupport::tools::{CommitOpts, Tool};
