@@ -450,6 +450,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_ca_path_replaces_the_node_store_and_round_trips() {
+        let cfg = "[remote \"a\"]\nurl=https://x/\ntls-ca-path = /etc/keel/ca.pem\n[remote \"b\"]\nurl=https://y/\n";
+        let r = parse_remotes(cfg);
+        let node = CaRoots::SystemAt(PathBuf::from("/d/etc/ssl/certs/ca-certificates.crt"));
+        assert_eq!(
+            r[0].ca_roots(node.clone()),
+            CaRoots::Only(PathBuf::from("/etc/keel/ca.pem"))
+        );
+        assert_eq!(r[1].ca_roots(node.clone()), node);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("config"), "[core]\nrepo_version=1\n").unwrap();
+        add(d.path(), &r[0]).unwrap();
+        assert_eq!(get(d.path(), "a").unwrap(), r[0]);
+    }
+
+    #[test]
     fn sign_verify_needs_a_key() {
         let mut r = remote("s", "http://x/");
         r.sign_verify = true;

@@ -14,9 +14,10 @@ mod stall;
 mod trust;
 
 pub use stall::{
-    within, Guarded, SpeedLimits, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME,
-    DEFAULT_NO_PROGRESS, MAX_STUCK,
+    within, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME, DEFAULT_NO_PROGRESS,
+    MAX_STUCK,
 };
+use stall::{Guarded, SpeedLimits};
 
 pub use trust::{node_ca_bundle, CaRoots, SYSTEM_CA_BUNDLE};
 
