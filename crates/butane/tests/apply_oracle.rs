@@ -4,6 +4,10 @@
 //! must be exactly what the Butane config asked for. Checks that the data URLs (percent,
 //! base64 and gzip+base64) decode in Ignition's fetcher to the original bytes.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_butane::{translate, Options};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;

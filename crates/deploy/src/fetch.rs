@@ -19,13 +19,14 @@
 use crate::error::{DeployError, PullFailure};
 use crate::sysroot::Sysroot;
 use keel_remote::config::{self, Remote};
-use keel_remote::fetch::FetchOptions;
+use keel_remote::fetch::{FetchError, FetchOptions};
 use keel_remote::freshness::{self, SummarySeen};
 use keel_remote::pull::{self, PullOptions};
 use keel_remote::sign;
 use keel_remote::source::{HttpSource, LocalSource, Source};
 use keel_remote::PullError;
 use keel_store::{Checksum, Commit, ObjectType};
+use keel_utils::http::{self, CaRoots};
 use keel_utils::progress::Progress;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -119,6 +120,15 @@ impl Sysroot {
     /// The `/etc` of the merge deployment (on a booted node, the running `/etc`).
     fn merge_etc(&self) -> Result<PathBuf, DeployError> {
         Ok(self.deploy_path(&self.merge_name()?).join("etc"))
+    }
+
+    /// The node's CA trust store: `ssl/certs/ca-certificates.crt` in the `/etc` that
+    /// [`Sysroot::find_remote`] reads remotes from (on a booted node, the running `/etc`);
+    /// before the first deployment, the running system's.
+    fn trust_store(&self) -> CaRoots {
+        self.merge_etc().map_or(CaRoots::System, |etc| {
+            CaRoots::SystemAt(http::node_ca_bundle(&etc))
+        })
     }
 
     /// The definition of remote `name`: the repository config first, then
@@ -216,11 +226,14 @@ fn open_remote(s: &Sysroot, name: &str, policy: &Policy) -> Result<Opened, Deplo
     }
     let src: Box<dyn Source> = match remote.url.strip_prefix("file://") {
         Some(path) => Box::new(LocalSource::open(Path::new(path)).map_err(fail)?),
-        None => Box::new(HttpSource::new(
-            &remote.url,
-            FetchOptions::default(),
-            remote.sign_verify_summary.then_some(keys),
-        )),
+        None => {
+            let fetch = FetchOptions {
+                roots: remote.ca_roots(s.trust_store()),
+                ..FetchOptions::default()
+            };
+            let summary_keys = remote.sign_verify_summary.then_some(keys);
+            Box::new(HttpSource::new(&remote.url, fetch, summary_keys).map_err(fail)?)
+        }
     };
     Ok(Opened {
         src,
@@ -253,6 +266,10 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
         )
     } else if matches!(source, PullError::Downgrade { .. }) {
         "nothing was changed (`keel deploy VERSION` deploys an older release you choose)"
+            .to_string()
+    } else if matches!(source, PullError::Fetch(FetchError::Certificate { .. })) {
+        "nothing was changed; make the node trust the server's certificate as said above, \
+         then retry"
             .to_string()
     } else if matches!(source, PullError::Signature { .. }) {
         "the remote requires commits signed by a trusted key; ask the publisher for a \

@@ -109,6 +109,7 @@ fn remote(url: Option<String>, keys: Option<&Path>) -> Result<Option<Remote>> {
         ed25519_file: None,
         ed25519_key: key,
         summary_max_age: None,
+        tls_ca_path: None,
     }))
 }
 

@@ -5,6 +5,10 @@
 //! -> boot into the new release -> steady state releases the slot; plus the dead-end login
 //! message appearing and going away, `keel update check`, `keel agent status|metrics`.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -1,6 +1,10 @@
 //! `keel graph serve` and `keel fleetlock serve` as processes: help text, configuration errors,
 //! a served graph, and a FleetLock server whose etcd is unreachable.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,10 @@
 //! `keel image build` and `keel run` errors a person can act on: a missing ref is named, a
 //! format that cannot be guessed is asked for, a missing image points at `keel image build`.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use std::process::{Command, Output};
 
 fn keel(args: &[&str]) -> Output {

@@ -3,6 +3,10 @@
 //! refusal with the wrong key; JSON progress; `pull-local --depth`; `pull --mirror --depth -1`;
 //! `summary --view`; the dev server; and `--help` examples.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_testsupport::http::PyServer;
 use keel_testsupport::tools::{CommitOpts, Tool};
 use std::path::Path;

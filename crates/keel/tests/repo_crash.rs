@@ -2,6 +2,10 @@
 //! every kill both `ostree fsck` and `keel repo fsck` pass, the ref is the old or the new
 //! commit, and the repository still takes new commits.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_testsupport::gen::bulk_tree;
 use keel_testsupport::tools::{assert_success, CommitOpts, Tool};
 use keel_testsupport::{require, scratch_dir};

@@ -5,6 +5,10 @@
 //! 65534 (`setpriv --reuid=65534 --regid=65534 --clear-groups`) into a bare-user repository it
 //! owns, and the tree holds a root-owned mode-0600 file: `open()` fails with EACCES for real.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_testsupport::gen::{special_file, Special};
 use keel_testsupport::tools::{assert_success, CommitOpts, Tool};
 use keel_testsupport::{require, scratch_dir};

@@ -2,6 +2,10 @@
 //! (SIGTERM, SIGINT, SIGHUP), instead of leaving QEMU running and `/tmp/keel-run-*` behind.
 //! Boots a blank disk: OVMF finds nothing to boot and QEMU keeps running until stopped.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_testsupport::process::KillOnDrop;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,9 +1,15 @@
 //! `keel deploy REMOTE:REF` and `keel upgrade` on a directory sysroot, pulling from an archive
 //! repository served by a real HTTP server on 127.0.0.1: a missing remote, signed commits, the
 //! commit-only `--check`, refusal of unsigned and tampered commits (nothing changes), remotes
-//! from `/etc/ostree/remotes.d`, and a pull that fills the disk.
+//! from `/etc/ostree/remotes.d`, a pull that fills the disk, and HTTPS remotes whose CA is in
+//! the node's trust store or named by `tls-ca-path`.
+
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
 
 use keel_testsupport::http::PyServer;
+use keel_testsupport::tls::{Pki, TlsServer};
 use keel_testsupport::tools::{CommitOpts, Tool};
 use serde_json::Value;
 use std::fs;
@@ -329,4 +335,111 @@ fn a_pull_that_fills_the_disk_names_the_repository_and_changes_nothing() {
         assert!(msg.contains(want), "want {want:?} in: {msg}");
     }
     assert_eq!(s.snapshot(), before, "a failed pull changed the sysroot");
+}
+
+/// Writes remote `keel` at `url` (signed commits), with `extra` lines, into the repository
+/// config, replacing any earlier definition.
+fn set_remote(s: &Setup, url: &str, extra: &str) {
+    let _ = keel().output(&s.repo(), "remote", &["delete", "keel"]);
+    s.add_remote(url);
+    if !extra.is_empty() {
+        let config = s.repo().join("config");
+        let mut text = fs::read_to_string(&config).unwrap();
+        text.push_str(extra);
+        fs::write(config, text).unwrap();
+    }
+}
+
+#[test]
+fn upgrade_over_https_trusts_the_nodes_ca_store_and_tls_ca_path() {
+    if !keel_testsupport::require("upgrade_over_https", &["openssl"]) {
+        return;
+    }
+    let Some(s) = Setup::new("upgrade_over_https", None) else {
+        return;
+    };
+    let pki = Pki::new(&s.base.join("pki"), "Keel updates CA");
+    let other = Pki::new(&s.base.join("other"), "Unrelated CA");
+    let ca = fs::read(&pki.ca).unwrap();
+    // The image ships the node's store with the in-house CA in it (as update-ca-certificates
+    // writes /etc/ssl/certs/ca-certificates.crt).
+    let store = "usr/etc/ssl/certs/ca-certificates.crt";
+    s.publish("1", &[(store, ca.clone())], true);
+    let server = TlsServer::start(&s.publish, &pki);
+
+    // Before the first deployment the node's store is the running system's, without the CA.
+    set_remote(&s, &server.url, "");
+    let refused = s.node(&["deploy", "keel:keel/test"]);
+    let msg = text(&refused);
+    assert!(!refused.status.success(), "{msg}");
+    for want in [
+        server.url.as_str(),
+        "TLS certificate refused",
+        "not signed by a CA this client trusts",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "tls-ca-path",
+        "nothing was changed",
+    ] {
+        assert!(msg.contains(want), "want {want:?} in: {msg}");
+    }
+    assert!(
+        !msg.contains("gave up after"),
+        "a refused certificate is retried: {msg}"
+    );
+    assert!(s.remote_ref().is_none() && s.deployments().is_empty());
+
+    // OSTree's tls-ca-path: only that bundle is trusted; a missing one is named.
+    let gone = s.base.join("gone.pem");
+    set_remote(
+        &s,
+        &server.url,
+        &format!("tls-ca-path={}\n", gone.display()),
+    );
+    let missing = s.node(&["deploy", "keel:keel/test"]);
+    let msg = text(&missing);
+    assert!(
+        !missing.status.success() && msg.contains("gone.pem"),
+        "{msg}"
+    );
+    set_remote(
+        &s,
+        &server.url,
+        &format!("tls-ca-path={}\n", pki.ca.display()),
+    );
+    let first = s.node_json(&["deploy", "keel:keel/test", "--json"]);
+    assert_eq!(first["result"], "deployed", "{first}");
+    let d1 = s.deployments()[0].clone();
+    let etc_store = s
+        .sysroot
+        .join("ostree/deploy/keel/deploy")
+        .join(&d1)
+        .join("etc/ssl/certs/ca-certificates.crt");
+    assert_eq!(fs::read(&etc_store).unwrap(), ca);
+
+    // From now on the node's store is the deployment's /etc: without the CA, refused...
+    set_remote(&s, &server.url, "");
+    let c2 = s.publish("2", &[(store, ca.clone())], true);
+    fs::copy(&other.ca, &etc_store).unwrap();
+    let booted = ["--booted", d1.as_str()];
+    let before = s.snapshot();
+    let untrusted = s.node(&[&["upgrade"][..], &booted[..]].concat());
+    let msg = text(&untrusted);
+    assert!(!untrusted.status.success(), "{msg}");
+    let named = etc_store.display().to_string();
+    for want in ["not signed by a CA this client trusts", named.as_str()] {
+        assert!(msg.contains(want), "want {want:?} in: {msg}");
+    }
+    assert_eq!(
+        s.snapshot(),
+        before,
+        "a refused certificate changed the sysroot"
+    );
+
+    // ...and with the CA added to it, `keel upgrade` pulls over HTTPS.
+    fs::write(&etc_store, [fs::read(&other.ca).unwrap(), ca].concat()).unwrap();
+    let up = s.node_json(&[&["upgrade", "--json"][..], &booted[..]].concat());
+    assert_eq!(up["result"], "staged", "{up}");
+    assert_eq!(up["commit"], c2.as_str(), "{up}");
+    assert_eq!(s.remote_ref().as_deref(), Some(c2.as_str()));
+    assert!(server.get_paths().iter().any(|p| p.ends_with(".filez")));
 }

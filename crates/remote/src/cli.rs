@@ -11,6 +11,7 @@ use crate::{keys, sign, summary};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keel_store::Repo;
+use keel_utils::http::CaRoots;
 use keel_utils::progress::{human_bytes, Mode, Progress};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -58,7 +59,7 @@ pub enum RemoteCommand {
 pub enum RemoteAction {
     /// Add a remote.
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo remote add --sign-verify=ed25519=/etc/keel/release.pub origin https://updates.example.com/repo\n  keel repo --repo /var/repo remote add --no-sign-verify dev http://127.0.0.1:8080/"
+        after_help = "Examples:\n  keel repo --repo /var/repo remote add \\\n      --sign-verify=ed25519=/etc/keel/release.pub \\\n      origin https://updates.example.com/repo\n  keel repo --repo /var/repo remote add --no-sign-verify dev \\\n      http://127.0.0.1:8080/\n  keel repo --repo /var/repo remote add --tls-ca-path /etc/keel/ca.pem \\\n      --no-sign-verify origin https://updates.example.com/repo"
     )]
     Add(RemoteAddArgs),
     /// List remotes (`--show-urls` for their URLs).
@@ -97,6 +98,10 @@ pub struct RemoteAddArgs {
     /// [default: 604800, 7 days].
     #[arg(long, value_name = "SECS")]
     summary_max_age_secs: Option<u64>,
+    /// Trust only the CAs in this PEM bundle for an https:// remote, instead of the node's
+    /// trust store (/etc/ssl/certs/ca-certificates.crt); OSTree's tls-ca-path.
+    #[arg(long, value_name = "PEMFILE")]
+    tls_ca_path: Option<PathBuf>,
     /// Remote name.
     name: String,
     /// Base URL of an archive repository (http://, https:// or file://).
@@ -240,6 +245,7 @@ fn remote(repo: &Path, action: RemoteAction) -> anyhow::Result<()> {
                 ed25519_file: None,
                 ed25519_key: None,
                 summary_max_age: a.summary_max_age_secs.map(|s| s.to_string()),
+                tls_ca_path: a.tls_ca_path,
             };
             if let Some(spec) = &a.sign_verify {
                 let Some(value) = spec.strip_prefix("ed25519=") else {
@@ -312,10 +318,11 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
                 read_timeout: Duration::from_secs(a.timeout.max(1)),
                 low_speed_limit: a.low_speed_limit_bytes,
                 low_speed_time: Duration::from_secs(a.low_speed_time_seconds),
+                roots: r.ca_roots(CaRoots::System),
                 ..FetchOptions::default()
             };
             let summary_keys = r.sign_verify_summary.then_some(keys);
-            Box::new(HttpSource::new(&r.url, fetch, summary_keys))
+            Box::new(HttpSource::new(&r.url, fetch, summary_keys)?)
         }
     };
     let rep = pull::pull(&repo, src.as_ref(), &a.refs, &opts, &progress).with_context(|| {

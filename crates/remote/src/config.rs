@@ -9,7 +9,11 @@
 //! sign-verify-summary=true
 //! verification-ed25519-file=/etc/keel/origin.pub
 //! summary-max-age-secs=604800
+//! tls-ca-path=/etc/keel/updates-ca.pem
 //! ```
+//!
+//! `tls-ca-path` is OSTree's: the PEM bundle an `https://` remote's certificate must chain to,
+//! in place of the node's trust store (which is used when it is unset).
 //!
 //! `summary-max-age-secs` is Keel's (OSTree ignores it): a summary older than this is reported
 //! as stale (see [`crate::freshness`]); 0 turns the check off; default 7 days.
@@ -19,6 +23,7 @@
 
 use crate::keys::{self, KeyError};
 use ed25519_dalek::VerifyingKey;
+use keel_utils::http::CaRoots;
 use std::path::{Path, PathBuf};
 
 /// Problems with remote definitions.
@@ -80,6 +85,8 @@ pub struct Remote {
     pub ed25519_key: Option<String>,
     /// `summary-max-age-secs` as written (checked by [`Remote::summary_max_age_secs`]).
     pub summary_max_age: Option<String>,
+    /// `tls-ca-path`: the only CAs trusted for this remote (unset: the node's trust store).
+    pub tls_ca_path: Option<PathBuf>,
 }
 
 impl Remote {
@@ -124,6 +131,15 @@ impl Remote {
         })
     }
 
+    /// The CAs this remote's certificate must chain to: `tls-ca-path` when set, else
+    /// `node_store` (the trust store of the node the pull is for).
+    pub fn ca_roots(&self, node_store: CaRoots) -> CaRoots {
+        match &self.tls_ca_path {
+            Some(p) => CaRoots::Only(p.clone()),
+            None => node_store,
+        }
+    }
+
     fn section_lines(&self) -> Vec<String> {
         let mut l = vec![
             section_header(&self.name),
@@ -144,6 +160,9 @@ impl Remote {
         }
         if let Some(a) = &self.summary_max_age {
             l.push(format!("summary-max-age-secs={a}"));
+        }
+        if let Some(p) = &self.tls_ca_path {
+            l.push(format!("tls-ca-path={}", p.display()));
         }
         l
     }
@@ -209,6 +228,7 @@ pub fn parse_remotes(config: &str) -> Vec<Remote> {
                         ed25519_file: None,
                         ed25519_key: None,
                         summary_max_age: None,
+                        tls_ca_path: None,
                     });
                     true
                 }
@@ -230,6 +250,7 @@ pub fn parse_remotes(config: &str) -> Vec<Remote> {
             "verification-ed25519-file" => r.ed25519_file = Some(PathBuf::from(v)),
             "verification-ed25519-key" => r.ed25519_key = Some(v.to_string()),
             "summary-max-age-secs" => r.summary_max_age = Some(v.to_string()),
+            "tls-ca-path" => r.tls_ca_path = Some(PathBuf::from(v)),
             _ => {}
         }
     }
@@ -358,6 +379,7 @@ mod tests {
             ed25519_file: None,
             ed25519_key: None,
             summary_max_age: None,
+            tls_ca_path: None,
         }
     }
 
@@ -425,6 +447,22 @@ mod tests {
         assert!(r[1]
             .section_lines()
             .contains(&"summary-max-age-secs=60".to_string()));
+    }
+
+    #[test]
+    fn tls_ca_path_replaces_the_node_store_and_round_trips() {
+        let cfg = "[remote \"a\"]\nurl=https://x/\ntls-ca-path = /etc/keel/ca.pem\n[remote \"b\"]\nurl=https://y/\n";
+        let r = parse_remotes(cfg);
+        let node = CaRoots::SystemAt(PathBuf::from("/d/etc/ssl/certs/ca-certificates.crt"));
+        assert_eq!(
+            r[0].ca_roots(node.clone()),
+            CaRoots::Only(PathBuf::from("/etc/keel/ca.pem"))
+        );
+        assert_eq!(r[1].ca_roots(node.clone()), node);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("config"), "[core]\nrepo_version=1\n").unwrap();
+        add(d.path(), &r[0]).unwrap();
+        assert_eq!(get(d.path(), "a").unwrap(), r[0]);
     }
 
     #[test]

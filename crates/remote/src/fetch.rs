@@ -1,21 +1,23 @@
-//! Blocking HTTP fetches for pull: one shared connection pool, bounded bodies, and retries with
-//! exponential backoff on 5xx answers, broken connections and stuck transfers.
+//! Blocking HTTP fetches for pull, over the shared [`keel_utils::http::Client`] (so a pull
+//! trusts the same CAs as every other request of the node: its trust store, or the remote's
+//! `tls-ca-path`): one shared connection pool, bounded bodies, and retries with exponential
+//! backoff on 5xx answers, broken connections and stuck transfers.
 //!
 //! No attempt can hang: each one, the first included, waits at most
 //! [`FetchOptions::read_timeout`] for the response headers and for any byte of the body, and
 //! fails when the body arrives slower than [`FetchOptions::low_speed_limit`] bytes/s over
 //! [`FetchOptions::low_speed_time`] (libcurl's low-speed rule, with ostree's defaults); see
-//! [`keel_utils::http::Guarded`].
+//! `keel_utils::http::stall`.
 //!
 //! Bodies are never trusted to be the size the server claims: metadata is read into memory up
 //! to a cap (OSTree's 128 MiB by default) and content objects are streamed by the caller through
 //! [`CappedReader`], so a wrong, truncated or endless body ends in a clear error with bounded
 //! memory.
 
-use keel_utils::http::{self, Guarded, SpeedLimits, Stalled};
+use keel_utils::http::{self, CaRoots, Client, HttpError, HttpOptions};
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// OSTree's limit for one metadata object (`OSTREE_MAX_METADATA_SIZE`).
 pub const MAX_METADATA_SIZE: u64 = 128 * 1024 * 1024;
@@ -40,6 +42,8 @@ pub struct FetchOptions {
     pub max_metadata_size: u64,
     /// Requests in flight at once (and pooled connections).
     pub parallel: usize,
+    /// The CAs an `https://` remote's certificate must chain to.
+    pub roots: CaRoots,
 }
 
 impl Default for FetchOptions {
@@ -53,6 +57,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(250),
             max_metadata_size: MAX_METADATA_SIZE,
             parallel: 12,
+            roots: CaRoots::System,
         }
     }
 }
@@ -96,6 +101,24 @@ pub enum FetchError {
         /// The failure of the last one.
         last: Box<FetchError>,
     },
+    /// The server's TLS certificate was refused: trying again cannot help.
+    #[error("{what}: GET {url}: {message}")]
+    Certificate {
+        /// What was fetched.
+        what: String,
+        /// Full URL.
+        url: String,
+        /// Why, and which CAs are trusted.
+        message: String,
+    },
+    /// The HTTP client could not be set up (an unusable CA bundle).
+    #[error("{url}: {source}")]
+    Client {
+        /// The remote's base URL.
+        url: String,
+        /// Cause.
+        source: HttpError,
+    },
     /// The body is unacceptable (too large, or not what was asked for).
     #[error("{what}: GET {url}: {message}")]
     Body {
@@ -114,9 +137,11 @@ impl FetchError {
         match self {
             FetchError::Status { code, .. } => *code >= 500 || *code == 408 || *code == 429,
             FetchError::Transport { .. } => true,
-            FetchError::NotFound { .. } | FetchError::Body { .. } | FetchError::GaveUp { .. } => {
-                false
-            }
+            FetchError::NotFound { .. }
+            | FetchError::Body { .. }
+            | FetchError::GaveUp { .. }
+            | FetchError::Certificate { .. }
+            | FetchError::Client { .. } => false,
         }
     }
 
@@ -141,42 +166,38 @@ pub struct Body {
 
 /// An HTTP client bound to one remote base URL.
 pub struct Fetcher {
-    pooled: ureq::Agent,
-    fresh: ureq::Agent,
+    client: Client,
     base: String,
     opts: FetchOptions,
     requests: AtomicU64,
     bytes: AtomicU64,
-    /// Set once a reused connection left the headers unanswered: from then on every attempt
-    /// uses a fresh connection, whose reads all time out (a helper given up on a reused
-    /// connection waits for as long as the server keeps it open).
-    avoid_pool: AtomicBool,
 }
 
 impl Fetcher {
-    /// A client for the repository at `base_url` (`http://` or `https://`).
-    pub fn new(base_url: &str, opts: FetchOptions) -> Fetcher {
-        let parallel = opts.parallel.clamp(1, 64);
-        // No ureq deadline (`timeout`): it would replace the per-read timeout of the body.
-        let builder = || {
-            ureq::AgentBuilder::new()
-                .timeout_connect(opts.connect_timeout)
-                .timeout_read(opts.read_timeout)
-                .timeout_write(opts.read_timeout)
-                .user_agent(concat!("keel/", env!("CARGO_PKG_VERSION")))
-        };
-        Fetcher {
-            pooled: builder()
-                .max_idle_connections(parallel * 2)
-                .max_idle_connections_per_host(parallel)
-                .build(),
-            fresh: builder().max_idle_connections(0).build(),
-            base: base_url.trim_end_matches('/').to_string(),
+    /// A client for the repository at `base_url` (`http://` or `https://`); fails when the CAs
+    /// of `opts.roots` cannot be used.
+    pub fn new(base_url: &str, opts: FetchOptions) -> Result<Fetcher, FetchError> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let client = Client::new(&HttpOptions {
+            roots: opts.roots.clone(),
+            response_header_timeout: Some(opts.read_timeout),
+            connect_timeout: Some(opts.connect_timeout),
+            pool_per_host: Some(opts.parallel.clamp(1, 64)),
+            user_agent: Some(concat!("keel/", env!("CARGO_PKG_VERSION")).to_string()),
+            ..HttpOptions::default()
+        })
+        .map_err(|source| FetchError::Client {
+            url: base.clone(),
+            source,
+        })?
+        .with_speed_limits(opts.low_speed_limit, opts.low_speed_time);
+        Ok(Fetcher {
+            client,
+            base,
             opts,
             requests: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
-            avoid_pool: AtomicBool::new(false),
-        }
+        })
     }
 
     /// The options in force.
@@ -204,57 +225,21 @@ impl Fetcher {
         self.bytes.fetch_add(n, Ordering::Relaxed);
     }
 
-    /// The limits every transfer is held to.
-    pub fn speed_limits(&self) -> SpeedLimits {
-        SpeedLimits {
-            no_progress: self.opts.read_timeout,
-            low_speed_limit: self.opts.low_speed_limit,
-            low_speed_time: self.opts.low_speed_time,
-        }
-    }
-
-    /// Start one GET of `path` (no retries) and return its body stream, guarded by
-    /// [`Fetcher::speed_limits`]. `attempt` 0 may reuse a pooled connection; later attempts,
-    /// and every attempt once a reused connection went silent, use a fresh one.
+    /// Start one GET of `path` (no retries) and return its body stream, held to the
+    /// no-progress and low-speed limits of the options. `attempt` 0 may reuse a pooled
+    /// connection; later attempts, and every attempt once a reused connection went silent, use
+    /// a fresh one.
     pub fn open(&self, path: &str, what: &str, attempt: u32) -> Result<Body, FetchError> {
         let url = self.url(path);
         self.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!("GET {url} (attempt {})", attempt + 1);
-        let pooled = attempt == 0 && !self.avoid_pool.load(Ordering::Relaxed);
-        let req = if pooled {
-            self.pooled.get(&url)
-        } else {
-            self.fresh.get(&url)
-        };
-        let started = Instant::now();
-        let call = move || req.call().map_err(Box::new);
-        let answer = http::within(self.opts.read_timeout, call).map_err(|s| {
-            if pooled && matches!(s, Stalled::Headers(_)) {
-                self.avoid_pool.store(true, Ordering::Relaxed);
-                tracing::warn!(
-                    "{}: a reused connection went silent; using fresh connections from now on",
-                    self.base
-                );
-            }
-            FetchError::Transport {
-                what: what.to_string(),
-                url: url.clone(),
-                message: s.to_string(),
-            }
-        })?;
-        match answer {
-            Ok(resp) => {
-                let length = resp
-                    .header("Content-Length")
-                    .and_then(|v| v.trim().parse().ok());
-                let limits = self.speed_limits();
-                Ok(Body {
-                    reader: Box::new(Guarded::new(resp.into_reader(), limits, started, None)),
-                    length,
-                    url,
-                })
-            }
-            Err(e) => Err(failure(*e, what, url)),
+        match self.client.fetch(&url, &[], attempt > 0) {
+            Ok(resp) => Ok(Body {
+                reader: resp.body,
+                length: resp.length,
+                url,
+            }),
+            Err(e) => Err(failure(e, what, url)),
         }
     }
 
@@ -335,16 +320,14 @@ impl Fetcher {
 }
 
 /// The [`FetchError`] for a failed request.
-fn failure(e: ureq::Error, what: &str, url: String) -> FetchError {
+fn failure(e: HttpError, what: &str, url: String) -> FetchError {
     let what = what.to_string();
     match e {
-        ureq::Error::Status(404, _) => FetchError::NotFound { what, url },
-        ureq::Error::Status(code, _) => FetchError::Status { what, url, code },
-        ureq::Error::Transport(t) => FetchError::Transport {
-            what,
-            url,
-            message: t.to_string(),
-        },
+        HttpError::Status { code: 404, .. } => FetchError::NotFound { what, url },
+        HttpError::Status { code, .. } => FetchError::Status { what, url, code },
+        HttpError::Transport { message, .. } => FetchError::Transport { what, url, message },
+        HttpError::Certificate { message, .. } => FetchError::Certificate { what, url, message },
+        e @ (HttpError::BadCa(_) | HttpError::BadProxy(_)) => FetchError::Client { url, source: e },
     }
 }
 
@@ -501,7 +484,7 @@ mod tests {
 
     #[test]
     fn retry_classification_and_backoff() {
-        let f = Fetcher::new("http://127.0.0.1:9/", FetchOptions::default());
+        let f = Fetcher::new("http://127.0.0.1:9/", FetchOptions::default()).unwrap();
         assert_eq!(f.url("summary"), "http://127.0.0.1:9/summary");
         assert_eq!(f.backoff(0), Duration::from_millis(250));
         assert_eq!(f.backoff(2), Duration::from_millis(1000));
@@ -523,5 +506,14 @@ mod tests {
             url: "u".into(),
         };
         assert!(!nf.is_retryable());
+        let refused = FetchError::Certificate {
+            what: "w".into(),
+            url: "u".into(),
+            message: "TLS certificate refused".into(),
+        };
+        assert!(
+            !refused.is_retryable(),
+            "a refused certificate is not retried"
+        );
     }
 }

@@ -59,17 +59,18 @@ pub struct HttpSource {
 
 impl HttpSource {
     /// A source at `url`. With `summary_keys`, the server must offer a `summary` signed by one
-    /// of them, and refs are resolved only through it.
+    /// of them, and refs are resolved only through it. Fails when the CAs of `opts.roots`
+    /// cannot be used.
     pub fn new(
         url: &str,
         opts: FetchOptions,
         summary_keys: Option<Vec<VerifyingKey>>,
-    ) -> HttpSource {
-        HttpSource {
-            fetcher: Fetcher::new(url, opts),
+    ) -> Result<HttpSource, PullError> {
+        Ok(HttpSource {
+            fetcher: Fetcher::new(url, opts)?,
             summary_keys,
             summary_read: Mutex::new(None),
-        }
+        })
     }
 
     /// The HTTP client (for request and byte counters).

@@ -93,7 +93,7 @@ fn pull_signed(
     allow_downgrade: bool,
 ) -> (Result<PullReport, PullError>, HttpSource) {
     let trusted = vec![p.key.verifying_key()];
-    let src = HttpSource::new(url, fast_options(), Some(trusted.clone()));
+    let src = HttpSource::new(url, fast_options(), Some(trusted.clone())).unwrap();
     let mut opts = PullOptions::for_remote("origin");
     opts.commit_keys = Some(trusted);
     opts.depth = depth;
@@ -202,7 +202,7 @@ fn first_pull_and_forward_moves_are_not_refused() {
 
 /// Read the summary the way a pull does and judge its age now.
 fn assess(url: &str, p: &Publisher) -> keel_remote::freshness::Freshness {
-    let src = HttpSource::new(url, fast_options(), Some(vec![p.key.verifying_key()]));
+    let src = HttpSource::new(url, fast_options(), Some(vec![p.key.verifying_key()])).unwrap();
     src.resolve(&[REF.to_string()]).unwrap();
     let read = src.summary_read().unwrap();
     SummarySeen::new("origin", url, &read, DEFAULT_MAX_AGE_SECS, now()).assess(now())

@@ -33,7 +33,8 @@ fn pull_verified(
     )
     .unwrap();
     let server = FaultServer::start(server_repo, None, |_, _, _| Action::Serve);
-    let src = HttpSource::new(&server.url, fast_options(), summary_keys.map(<[_]>::to_vec));
+    let src =
+        HttpSource::new(&server.url, fast_options(), summary_keys.map(<[_]>::to_vec)).unwrap();
     let mut opts = PullOptions::for_remote("origin");
     opts.commit_keys = Some(commit_keys.to_vec());
     let r = pull::pull(

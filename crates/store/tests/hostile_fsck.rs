@@ -2,6 +2,10 @@
 //! finish promptly, report each one as a corrupt object with its path, and go on checking the
 //! rest. Before fsck looked at the file type first, opening the FIFO blocked forever.
 
+// Tests run tools, servers and keel itself and assert on their raw exit status and
+// output (failures included), which the command helper would turn into errors.
+#![allow(clippy::disallowed_methods)]
+
 use keel_store::{Checksum, CommitOptions, ObjectType, Repo, RepoMode};
 use keel_utils::progress::Progress;
 use std::os::unix::net::UnixListener;

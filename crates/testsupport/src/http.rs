@@ -209,21 +209,28 @@ pub struct PyServer {
 impl PyServer {
     /// Start serving `dir` on a free port (reads the port from the server's banner).
     pub fn start(dir: &Path) -> PyServer {
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                "0",
-                "--directory",
-            ])
-            .arg(dir)
+        let mut cmd = Command::new("python3");
+        cmd.args([
+            "-u",
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            "0",
+            "--directory",
+        ])
+        .arg(dir);
+        PyServer::spawn(cmd)
+    }
+
+    /// Starts a Python server that prints `http.server`'s banner (`… port N …`) on stdout
+    /// and logs requests on stderr.
+    pub(crate) fn spawn(mut cmd: Command) -> PyServer {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start python3 -m http.server (apt-get install python3)");
+            .expect("start python3 (apt-get install python3)");
         let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
         let mut banner = String::new();
         stdout.read_line(&mut banner).expect("server banner");

@@ -2,6 +2,11 @@
 //! a deterministic generator of "tricky" file trees, a tree comparator that reports the first
 //! differences by path, and thin drivers for the `ostree` and `keel repo` command lines.
 
+// Test support drives tools and servers as child processes and asserts on their raw exit
+// status and output (a failure is the expected result in many tests), which the command
+// helper turns into errors.
+#![allow(clippy::disallowed_methods)]
+
 pub mod attack;
 pub mod checkouts;
 pub mod compare;
@@ -10,6 +15,7 @@ pub mod http;
 pub mod process;
 pub mod rng;
 pub mod skip;
+pub mod tls;
 pub mod tools;
 pub mod xattr;
 

@@ -2,6 +2,9 @@
 //! recorded by `keel_testsupport::skip` are listed, and any skip that scripts/ci-allowed-skips
 //! does not allow fails the run, unless KEEL_ALLOW_SKIPS=1.
 
+// The test runs scripts/skips.sh and asserts on its raw exit status and output.
+#![allow(clippy::disallowed_methods)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -1,31 +1,46 @@
-//! A small blocking HTTP(S) client (ureq with rustls): system CAs plus extra PEM bundles,
-//! custom headers, errors that say whether a retry can help, and transfers that cannot hang:
-//! a bounded wait for the connection and the response headers, a no-progress timeout and a
-//! low-speed limit on every body read, and an optional limit for the whole request ([`stall`]).
+//! The one HTTP(S) client of Keel (ureq 2 with rustls): pulls, graph polls, Ignition and
+//! metadata fetches, lock and etcd requests all build their agents here, so they trust the same
+//! CAs ([`trust`]: the node's store plus extra PEM bundles, or OSTree's `tls-ca-path` in its
+//! place) and follow the same rules: custom headers, a connection pool (sized for parallel
+//! transfers when asked), errors that say whether a retry can help, and transfers that cannot
+//! hang: a bounded wait for the connection and the response headers, a no-progress timeout and
+//! a low-speed limit on every body read, and an optional limit for the whole request
+//! ([`stall`]).
+
+// The HTTP client module itself: the one place allowed to build ureq agents and requests.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod stall;
+mod trust;
 
 pub use stall::{
-    within, Guarded, SpeedLimits, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME,
-    DEFAULT_NO_PROGRESS, MAX_STUCK,
+    within, Stalled, DEFAULT_LOW_SPEED_LIMIT, DEFAULT_LOW_SPEED_TIME, DEFAULT_NO_PROGRESS,
+    MAX_STUCK,
 };
+use stall::{Guarded, SpeedLimits};
+
+pub use trust::{node_ca_bundle, CaRoots, SYSTEM_CA_BUNDLE};
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Where Debian keeps the system's trusted CA bundle.
-pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
-
 /// Settings for a [`Client`].
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
-    /// PEM bundles trusted in addition to the system's CAs.
+    /// The CAs trusted besides `extra_ca_pem` (default: the node's store).
+    pub roots: CaRoots,
+    /// PEM bundles trusted in addition to `roots`.
     pub extra_ca_pem: Vec<Vec<u8>>,
     /// How long to wait for the connection, the response headers, and any byte of the body
     /// (None: [`DEFAULT_NO_PROGRESS`]).
     pub response_header_timeout: Option<Duration>,
+    /// Limit for establishing a connection (None: `response_header_timeout`).
+    pub connect_timeout: Option<Duration>,
+    /// Idle connections kept per host, for callers that run transfers in parallel (None:
+    /// one).
+    pub pool_per_host: Option<usize>,
     /// Limit for one whole request including the body (None: no limit).
     pub request_timeout: Option<Duration>,
     /// `User-Agent` sent with every request.
@@ -50,6 +65,9 @@ pub enum HttpError {
     /// Connecting, TLS, or reading the response failed.
     #[error("HTTP request to {url}: {message}")]
     Transport { url: String, message: String },
+    /// The server's TLS certificate does not chain to a trusted CA (or is otherwise invalid).
+    #[error("HTTPS request to {url}: {message}")]
+    Certificate { url: String, message: String },
     /// A CA bundle could not be used.
     #[error("invalid CA certificate bundle: {0}")]
     BadCa(String),
@@ -63,10 +81,22 @@ impl HttpError {
     pub fn is_retryable(&self) -> bool {
         match self {
             HttpError::Status { code, .. } => *code >= 500,
-            HttpError::Transport { .. } => true,
+            // As a transport failure: callers that wait for a network (Ignition, the agent's
+            // polls) keep waiting while an administrator fixes the trust store.
+            HttpError::Transport { .. } | HttpError::Certificate { .. } => true,
             HttpError::BadCa(_) | HttpError::BadProxy(_) => false,
         }
     }
+}
+
+/// A response whose body is streamed.
+pub struct Response {
+    /// The HTTP status (below 400).
+    pub status: u16,
+    /// `Content-Length`, when the server sent one.
+    pub length: Option<u64>,
+    /// The body, held to the client's stall and low-speed limits.
+    pub body: Box<dyn Read + Send + Sync + 'static>,
 }
 
 /// A reusable HTTP client.
@@ -81,18 +111,15 @@ pub struct Client {
     limits: SpeedLimits,
     total: Option<Duration>,
     max_body: u64,
+    /// Where the trusted CAs came from, for certificate errors.
+    trust: Arc<str>,
 }
 
 impl Client {
-    /// Builds a client trusting the system CAs (when the bundle exists) and `opts.extra_ca_pem`.
+    /// Builds a client trusting `opts.roots` and `opts.extra_ca_pem`.
     pub fn new(opts: &HttpOptions) -> Result<Client, HttpError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Ok(system) = std::fs::read(SYSTEM_CA_BUNDLE) {
-            add_pem(&mut roots, &system, false)?;
-        }
-        for pem in &opts.extra_ca_pem {
-            add_pem(&mut roots, pem, true)?;
-        }
+        let trust = trust::Trust::load(&opts.roots, &opts.extra_ca_pem)?;
+        let roots = trust.store;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -115,12 +142,16 @@ impl Client {
             let mut builder = ureq::AgentBuilder::new()
                 .tls_config(tls.clone())
                 .try_proxy_from_env(false)
-                .timeout_connect(limits.no_progress)
+                .timeout_connect(opts.connect_timeout.unwrap_or(limits.no_progress))
                 .timeout_read(limits.no_progress)
                 .timeout_write(limits.no_progress);
-            if !pool {
-                builder = builder.max_idle_connections(0);
-            }
+            builder = match (pool, opts.pool_per_host) {
+                (false, _) => builder.max_idle_connections(0),
+                (true, Some(n)) => builder
+                    .max_idle_connections(n.saturating_mul(2))
+                    .max_idle_connections_per_host(n),
+                (true, None) => builder,
+            };
             if let Some(p) = &proxy {
                 builder = builder.proxy(p.clone());
             }
@@ -136,6 +167,7 @@ impl Client {
             limits,
             total: opts.request_timeout,
             max_body: opts.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+            trust: trust.from.into(),
         })
     }
 
@@ -148,13 +180,13 @@ impl Client {
     }
 
     /// Sends a request built by `send` and waits for the response headers within the limits;
-    /// returns the response (any status) and its guarded body.
+    /// returns the response with any status, its body guarded.
     fn exchange(
         &self,
         url: &str,
         pooled: bool,
-        send: impl FnOnce() -> Result<ureq::Response, String> + Send + 'static,
-    ) -> Result<(u16, Guarded<impl Read>), HttpError> {
+        send: impl FnOnce() -> Result<ureq::Response, Box<ureq::Transport>> + Send + 'static,
+    ) -> Result<Response, HttpError> {
         let transport = |message: String| HttpError::Transport {
             url: url.to_string(),
             message,
@@ -165,20 +197,56 @@ impl Client {
             .map_or(self.limits.no_progress, |t| t.min(self.limits.no_progress));
         let resp = within(wait, send)
             .map_err(|s| {
-                if pooled && matches!(s, Stalled::Headers(_)) {
-                    self.avoid_pool.store(true, Ordering::Relaxed);
+                if pooled
+                    && matches!(s, Stalled::Headers(_))
+                    && !self.avoid_pool.swap(true, Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        "{url}: a reused connection went silent; using fresh connections from now on"
+                    );
                 }
                 transport(s.to_string())
             })?
-            .map_err(transport)?;
-        let status = resp.status();
-        let body = Guarded::new(resp.into_reader(), self.limits, started, self.total);
-        Ok((status, body))
+            .map_err(|t| self.transport_error(url, t))?;
+        Ok(Response {
+            status: resp.status(),
+            length: resp
+                .header("Content-Length")
+                .and_then(|v| v.trim().parse().ok()),
+            body: Box::new(Guarded::new(
+                resp.into_reader(),
+                self.limits,
+                started,
+                self.total,
+            )),
+        })
+    }
+
+    /// A transport failure; a refused server certificate is [`HttpError::Certificate`], naming
+    /// the CAs trusted and how to add one.
+    fn transport_error(&self, url: &str, t: Box<ureq::Transport>) -> HttpError {
+        let url = url.to_string();
+        match trust::certificate_refused(t.as_ref()) {
+            Some(why) => HttpError::Certificate {
+                url,
+                message: format!(
+                    "TLS certificate refused ({why}): it is not signed by a CA this client \
+                     trusts (trusted: {}); add the CA to the node's trust store \
+                     (/usr/local/share/ca-certificates/NAME.crt, then update-ca-certificates) \
+                     or name its bundle with tls-ca-path",
+                    self.trust
+                ),
+            },
+            None => HttpError::Transport {
+                url,
+                message: t.to_string(),
+            },
+        }
     }
 
     /// The agent for the next request, and whether it may reuse a pooled connection.
-    fn agent(&self) -> (&ureq::Agent, bool) {
-        if self.avoid_pool.load(Ordering::Relaxed) {
+    fn agent(&self, fresh: bool) -> (&ureq::Agent, bool) {
+        if fresh || self.avoid_pool.load(Ordering::Relaxed) {
             (&self.fresh, false)
         } else {
             (&self.pooled, true)
@@ -198,27 +266,59 @@ impl Client {
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Box<dyn Read + Send + Sync + 'static>, HttpError> {
-        let (agent, pooled) = self.agent();
+        Ok(self.fetch(url, headers, false)?.body)
+    }
+
+    /// GETs `url` with extra `headers`; a status of 400 or more is [`HttpError::Status`].
+    /// With `fresh`, or once a reused connection went silent, the request opens a new
+    /// connection (a retry should not wait on a connection that failed it).
+    pub fn fetch(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        fresh: bool,
+    ) -> Result<Response, HttpError> {
+        let (agent, pooled) = self.agent(fresh);
         let mut req = agent.get(url);
         for (name, value) in headers {
             req = req.set(name, value);
         }
-        let (code, reader) = self.exchange(url, pooled, move || any_status(req.call()))?;
-        if code >= 400 {
+        let resp = self.exchange(url, pooled, move || any_status(req.call()))?;
+        if resp.status >= 400 {
             return Err(HttpError::Status {
                 url: url.to_string(),
-                code,
+                code: resp.status,
             });
         }
-        Ok(Box::new(reader))
+        Ok(resp)
+    }
+
+    /// POSTs `body` to `url` with extra `headers`. Any HTTP status is an answer (returned with
+    /// the body, so callers can read error documents); only transport failures are errors.
+    pub fn post(
+        &self,
+        url: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(u16, Vec<u8>), HttpError> {
+        let (agent, pooled) = self.agent(false);
+        let mut req = agent.post(url);
+        for (name, value) in headers {
+            req = req.set(name, value);
+        }
+        let body = body.to_vec();
+        let mut resp = self.exchange(url, pooled, move || any_status(req.send_bytes(&body)))?;
+        Ok((resp.status, read_all(url, &mut resp.body, self.max_body)?))
     }
 }
 
 /// A response with any status is an answer; only transport failures are errors.
-fn any_status(r: Result<ureq::Response, ureq::Error>) -> Result<ureq::Response, String> {
+fn any_status(
+    r: Result<ureq::Response, ureq::Error>,
+) -> Result<ureq::Response, Box<ureq::Transport>> {
     match r {
         Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
-        Err(ureq::Error::Transport(t)) => Err(t.to_string()),
+        Err(ureq::Error::Transport(t)) => Err(Box::new(t)),
     }
 }
 
@@ -240,49 +340,6 @@ fn read_all(url: &str, reader: &mut impl Read, max: u64) -> Result<Vec<u8>, Http
     Ok(body)
 }
 
-impl Client {
-    /// POSTs `body` to `url` with extra `headers`. Any HTTP status is an answer (returned with
-    /// the body, so callers can read error documents); only transport failures are errors.
-    pub fn post(
-        &self,
-        url: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<(u16, Vec<u8>), HttpError> {
-        let (agent, pooled) = self.agent();
-        let mut req = agent.post(url);
-        for (name, value) in headers {
-            req = req.set(name, value);
-        }
-        let body = body.to_vec();
-        let (status, mut reader) =
-            self.exchange(url, pooled, move || any_status(req.send_bytes(&body)))?;
-        Ok((status, read_all(url, &mut reader, self.max_body)?))
-    }
-}
-
-/// Adds every certificate of a PEM bundle. A bundle the user gave must hold at least one valid
-/// certificate; broken entries in the system bundle are skipped.
-fn add_pem(roots: &mut rustls::RootCertStore, pem: &[u8], strict: bool) -> Result<(), HttpError> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
-    let mut added = 0;
-    for cert in CertificateDer::pem_slice_iter(pem) {
-        match cert {
-            Ok(c) => match roots.add(c) {
-                Ok(()) => added += 1,
-                Err(e) if strict => return Err(HttpError::BadCa(e.to_string())),
-                Err(_) => {}
-            },
-            Err(e) if strict => return Err(HttpError::BadCa(e.to_string())),
-            Err(_) => {}
-        }
-    }
-    if strict && added == 0 {
-        return Err(HttpError::BadCa("no PEM certificate found".into()));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -300,6 +357,13 @@ mod tests {
             (status(403), false),
             (
                 HttpError::Transport {
+                    url: "u".into(),
+                    message: "refused".into(),
+                },
+                true,
+            ),
+            (
+                HttpError::Certificate {
                     url: "u".into(),
                     message: "refused".into(),
                 },

@@ -133,6 +133,9 @@ pub struct Served {
 
 impl Served {
     /// Serve `repo` with the `keel` binary; returns once the port accepts connections.
+    // A server child kept running while the VM test needs it and killed on drop; the
+    // command helper runs tools to completion.
+    #[allow(clippy::disallowed_methods)]
     pub fn start(keel: &Path, repo: &Path) -> Result<Served> {
         let port = free_port()?;
         let child = Command::new(keel)

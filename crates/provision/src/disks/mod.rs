@@ -11,9 +11,11 @@ pub use partitions::{read_table, Table, TablePartition};
 
 use crate::error::{AtPath, OpError};
 use crate::resource::Fetcher;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use keel_ignition_config::types::Storage;
+use keel_utils::cmd;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long to wait for a device node to appear (udev may still be creating it).
@@ -78,21 +80,13 @@ pub struct Probe {
 
 /// Probes a device for a filesystem or container signature (low-level, no cache).
 pub fn probe(dev: &Path) -> Result<Probe> {
-    let out = std::process::Command::new("blkid")
-        .args(["-p", "-o", "export"])
-        .arg(dev)
-        .output()
-        .with_context(|| format!("running blkid on {} (install util-linux)", dev.display()))?;
+    let out = cmd::run_accepting(
+        Command::new("blkid").args(["-p", "-o", "export"]).arg(dev),
+        &[2],
+    )?;
     // Exit status 2: nothing found.
     if out.status.code() == Some(2) {
         return Ok(Probe::default());
-    }
-    if !out.status.success() {
-        anyhow::bail!(
-            "blkid -p {} failed: {}",
-            dev.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
     }
     Ok(parse_probe(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -113,6 +107,28 @@ fn parse_probe(text: &str) -> Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `blkid -p` through the command helper on real image files: exit status 2 (nothing
+    /// found) is an empty probe, a filesystem is named.
+    #[test]
+    fn probe_image_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("fs.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        assert_eq!(probe(&img).unwrap(), Probe::default());
+        cmd::run(
+            Command::new("mkfs.ext4")
+                .args(["-q", "-L", "data"])
+                .arg(&img),
+        )
+        .unwrap();
+        let p = probe(&img).unwrap();
+        assert_eq!((p.fs_type.as_str(), p.label.as_str()), ("ext4", "data"));
+        assert!(!p.uuid.is_empty(), "{p:?}");
+    }
 
     #[test]
     fn probe_output_table() {

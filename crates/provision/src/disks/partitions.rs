@@ -15,9 +15,9 @@
 //! The table is read with `sfdisk --json` and changed with one `sgdisk` call.
 
 use crate::error::{AtPath, OpError};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use keel_ignition_config::types::{Disk, Partition};
-use keel_utils::cmd;
+use keel_utils::cmd::{self, CmdError};
 use serde::Deserialize;
 use std::process::Command;
 
@@ -70,17 +70,15 @@ impl TablePartition {
 
 /// Reads the partition table of `dev` (an empty table when the disk has none).
 pub fn read_table(dev: &str) -> Result<Table> {
-    let out = Command::new("sfdisk")
-        .args(["--json", dev])
-        .output()
-        .with_context(|| format!("running sfdisk --json {dev} (install fdisk)"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("does not contain a recognized partition table") {
-            return Ok(Table::default());
+    let out = match cmd::run(Command::new("sfdisk").args(["--json", dev])) {
+        Ok(out) => out,
+        Err(CmdError::Failed { stderr, .. })
+            if stderr.contains("does not contain a recognized partition table") =>
+        {
+            return Ok(Table::default())
         }
-        bail!("sfdisk --json {dev} failed: {}", err.trim());
-    }
+        Err(e) => return Err(e.into()),
+    };
     let parsed: SfdiskJson = serde_json::from_slice(&out.stdout)
         .with_context(|| format!("parsing sfdisk --json {dev}"))?;
     Ok(parsed.partitiontable)
@@ -285,6 +283,34 @@ mod tests {
             uuid: format!("00000000-0000-0000-0000-00000000000{n}"),
             name: name.into(),
         }
+    }
+
+    /// `sfdisk --json` through the command helper on real image files: no table is an empty
+    /// table (sfdisk's refusal is an answer), a GPT is read, a missing file names sfdisk.
+    #[test]
+    fn read_table_of_image_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("disk.img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(8 << 20)
+            .unwrap();
+        let path = img.to_str().unwrap();
+        assert!(read_table(path).unwrap().partitions.is_empty());
+        cmd::run(Command::new("sgdisk").args(["-n", "1:2048:+1M", "-c", "1:data", path])).unwrap();
+        let table = read_table(path).unwrap();
+        assert_eq!(table.partitions.len(), 1, "{table:?}");
+        assert_eq!(
+            (table.partitions[0].start, table.partitions[0].name.as_str()),
+            (2048, "data")
+        );
+        let gone = dir.path().join("gone.img");
+        let err = read_table(gone.to_str().unwrap()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("sfdisk --json") && msg.contains("gone.img"),
+            "{msg}"
+        );
     }
 
     #[test]

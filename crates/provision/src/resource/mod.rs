@@ -163,6 +163,7 @@ impl Fetcher {
             user_agent: Some(format!("keel-ignition/{}", env!("CARGO_PKG_VERSION"))),
             proxy: None,
             max_body_bytes: Some(MAX_IN_MEMORY as u64),
+            ..HttpOptions::default()
         };
         let proxy = cfg.ignition.proxy.clone().unwrap_or_default();
         let via = |p: &Option<String>| -> Result<Option<Client>, FetchError> {

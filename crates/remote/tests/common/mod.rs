@@ -68,7 +68,7 @@ pub fn fast_options() -> FetchOptions {
 
 /// Pull [`REF`] from `url` into `client` as remote `origin`.
 pub fn pull_from(client: &Repo, url: &str, fetch: FetchOptions) -> Result<PullReport, PullError> {
-    let src = HttpSource::new(url, fetch, None);
+    let src = HttpSource::new(url, fetch, None)?;
     pull::pull(
         client,
         &src,

@@ -209,11 +209,6 @@ impl<R: Read> Guarded<R> {
         }
     }
 
-    /// The rule that ended the transfer, if one did.
-    pub fn stalled(&self) -> Option<&Stalled> {
-        self.stalled.as_ref()
-    }
-
     fn stop(&mut self, why: Stalled) -> io::Error {
         let e = io::Error::new(io::ErrorKind::TimedOut, why.to_string());
         self.stalled = Some(why);
@@ -309,7 +304,7 @@ mod tests {
         while let Ok(n @ 1..) = g.read(&mut buf) {
             got += n;
         }
-        (g.stalled().cloned(), got)
+        (g.stalled.clone(), got)
     }
 
     #[test]
