@@ -207,7 +207,15 @@ impl Client {
                 }
                 transport(s.to_string())
             })?
-            .map_err(|t| self.transport_error(url, t))?;
+            .map_err(|t| {
+                // ureq's own read timeout (equal to the wait on a fresh connection) may fire
+                // first: the same rule, named the same way.
+                if timed_out(t.as_ref()) {
+                    transport(Stalled::Headers(wait).to_string())
+                } else {
+                    self.transport_error(url, t)
+                }
+            })?;
         Ok(Response {
             status: resp.status(),
             length: resp
@@ -312,6 +320,23 @@ impl Client {
     }
 }
 
+/// Whether a transport failure is a socket timeout (ureq's per-read or connect timeout).
+fn timed_out(t: &ureq::Transport) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+            ) {
+                return true;
+            }
+        }
+        source = e.source();
+    }
+    false
+}
+
 /// A response with any status is an answer; only transport failures are errors.
 fn any_status(
     r: Result<ureq::Response, ureq::Error>,
@@ -343,6 +368,26 @@ fn read_all(url: &str, reader: &mut impl Read, max: u64) -> Result<Vec<u8>, Http
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// ureq's own read timeout (which may fire before the header wait on a fresh connection)
+    /// is recognised, so it is reported as the header rule, not as a network error.
+    #[test]
+    fn ureq_read_timeouts_are_recognised() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let agent = ureq::AgentBuilder::new()
+            .timeout_read(Duration::from_millis(200))
+            .build();
+        let Err(ureq::Error::Transport(t)) = agent.get(&url).call() else {
+            panic!("a silent server must time out");
+        };
+        assert!(timed_out(&t), "{t}");
+        drop(listener);
+        let Err(ureq::Error::Transport(t)) = agent.get(&url).call() else {
+            panic!("a closed port must fail");
+        };
+        assert!(!timed_out(&t), "{t}");
+    }
 
     #[test]
     fn retry_classification_table() {
