@@ -13,6 +13,7 @@
 //! `retry_interval_secs`.
 
 use crate::config::{self, Loaded};
+use crate::fleetlock::FleetLockClient;
 use crate::graph::{self, Evaluation, Query, Release};
 use crate::identity;
 use crate::metrics::Metrics;
@@ -22,7 +23,6 @@ use crate::state::{AgentState, Phase};
 use crate::strategy::{Decision, Lock, Strategy};
 use anyhow::{anyhow, bail, Context, Result};
 use keel_deploy::{DeployOptions, Deployment, Sysroot};
-use keel_fleetlock::client::FleetLockClient;
 use keel_store::Checksum;
 use keel_utils::http::{Client, HttpOptions};
 use keel_utils::progress::{Mode as ProgressMode, Progress};

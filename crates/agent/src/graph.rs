@@ -9,16 +9,12 @@
 
 use keel_utils::http::{Client, HttpError};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
-/// Node metadata keys (Fedora CoreOS's, which `keel graph serve` emits).
-pub const AGE_INDEX: &str = "org.fedoraproject.coreos.releases.age_index";
-/// `"checksum"`: the payload is an OSTree commit.
-pub const SCHEME: &str = "org.fedoraproject.coreos.scheme";
-/// `"true"` on a dead-end release.
-pub const DEADEND: &str = "org.fedoraproject.coreos.updates.deadend";
-/// Why it is a dead-end (a URL or text).
-pub const DEADEND_REASON: &str = "org.fedoraproject.coreos.updates.deadend_reason";
+pub use keel_proto::cincinnati::{Node, AGE_INDEX, DEADEND, DEADEND_REASON, SCHEME};
+
+/// A Cincinnati graph as the agent holds it (owning its nodes).
+pub type Graph = keel_proto::cincinnati::Graph<'static>;
 
 /// Why the graph could not be used. `kind()` is a bounded label for metrics.
 #[derive(Debug, thiserror::Error)]
@@ -44,27 +40,6 @@ impl GraphError {
             GraphError::Node { .. } => "client_failed_node_parsing".into(),
         }
     }
-}
-
-/// A node of the graph.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Node {
-    /// Release version.
-    pub version: String,
-    /// The OSTree commit (scheme `checksum`).
-    pub payload: String,
-    /// String metadata.
-    #[serde(default)]
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// A Cincinnati graph.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Graph {
-    /// Releases.
-    pub nodes: Vec<Node>,
-    /// `[from, to]` indexes into `nodes`.
-    pub edges: Vec<[usize; 2]>,
 }
 
 /// A release the agent may go to.
@@ -241,6 +216,7 @@ pub fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn node(version: &str, age: u64, extra: &[(&str, &str)]) -> Node {
         let mut metadata = BTreeMap::from([
@@ -301,7 +277,7 @@ mod tests {
         ];
         for (edges, booted, failed, target, deadend, skipped) in cases {
             let g = Graph {
-                nodes: nodes.clone(),
+                nodes: nodes.clone().into(),
                 edges: edges.to_vec(),
             };
             let failed: HashSet<String> = failed.iter().map(|s| s.to_string()).collect();
@@ -323,7 +299,7 @@ mod tests {
         let mut bad = node("2", 1, &[]);
         bad.metadata.remove(AGE_INDEX);
         let g = Graph {
-            nodes: vec![node("1", 0, &[]), bad],
+            nodes: vec![node("1", 0, &[]), bad].into(),
             edges: vec![[0, 1]],
         };
         let e = evaluate(&g, "c1", &HashSet::new()).unwrap_err();

@@ -6,12 +6,14 @@
 //!
 //! - [`config`]: TOML drop-ins; [`window`]: maintenance windows; [`identity`]: node id;
 //! - [`graph`]: graph request and target choice; [`strategy`]: finalization decisions;
+//! - [`fleetlock`]: the FleetLock client (protocol in `keel_proto::fleetlock`);
 //! - [`agent`]: the cycle; [`sessions`], [`motd`], [`state`], [`metrics`]: what it reads and
 //!   publishes; [`cli`]: the commands. Documentation: `docs/agent.md`.
 
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod fleetlock;
 pub mod graph;
 pub mod identity;
 pub mod metrics;

@@ -5,9 +5,9 @@
 //! `POST /v1/steady-state` (all FleetLock strategies).
 
 use crate::config::StrategyKind;
+use crate::fleetlock::{FleetLockClient, FleetLockError};
 use crate::metrics::Metrics;
 use crate::window::Schedule;
-use keel_fleetlock::client::{FleetLockClient, FleetLockError};
 
 /// The reboot lock (FleetLock's two calls).
 pub trait Lock: Send {

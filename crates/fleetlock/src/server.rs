@@ -15,7 +15,7 @@ use axum::Router;
 use keel_httpd::{error_response, HttpArgs, Limits, Stats};
 
 use crate::limits::{valid_group, LimitsFile};
-use crate::protocol::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_STATE};
+use keel_proto::fleetlock::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_STATE};
 
 /// Largest request body accepted (a FleetLock body is well under 1 KiB; 413 above).
 const MAX_BODY_BYTES: u64 = 64 * 1024;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use keel_fleetlock::client::{FleetLockClient, FleetLockError};
+use keel_agent::fleetlock::{FleetLockClient, FleetLockError};
 use keel_fleetlock::etcd::Etcd;
 use keel_fleetlock::limits::{Limits, LimitsFile};
 use keel_fleetlock::semaphore::{self, Document};

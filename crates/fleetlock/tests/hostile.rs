@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Cluster;
-use keel_fleetlock::client::FleetLockClient;
+use keel_agent::fleetlock::FleetLockClient;
 use keel_fleetlock::etcd::Etcd;
 use keel_fleetlock::semaphore;
 use keel_testsupport::attack::{

@@ -11,22 +11,13 @@
 //! - edges into a rollout are hidden from a client whose wariness is above the rollout's current
 //!   level ([`crate::metadata::Rollout::level`]), and from everyone before the rollout starts.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-use serde::Serialize;
 
 use crate::metadata::{ReleaseIndex, Rollout, Updates};
 
-/// Metadata key prefix shared with Fedora CoreOS so Zincati-like clients understand the nodes.
-const PREFIX: &str = "org.fedoraproject.coreos";
-
-/// One release in the Cincinnati graph.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Node {
-    pub version: String,
-    pub payload: String,
-    pub metadata: BTreeMap<String, String>,
-}
+pub use keel_proto::cincinnati::Node;
+use keel_proto::cincinnati::{self as wire, AGE_INDEX, SCHEME};
 
 /// An edge and, for edges into a rollout, which rollout (index into [`Graph::rollouts`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,12 +43,6 @@ pub struct Graph {
     edges: Vec<Edge>,
     /// Target node and ramp of every rollout, in node order.
     rollouts: Vec<(usize, Rollout)>,
-}
-
-#[derive(Serialize)]
-struct Wire<'a> {
-    nodes: &'a [Node],
-    edges: Vec<[usize; 2]>,
 }
 
 impl Graph {
@@ -87,33 +72,36 @@ impl Graph {
             }
             let mut metadata = BTreeMap::new();
             let mut put = |key: &str, value: String| {
-                metadata.insert(format!("{PREFIX}.{key}"), value);
+                metadata.insert(key.to_string(), value);
             };
-            put("releases.age_index", age.to_string());
-            put("scheme", "checksum".into());
+            put(AGE_INDEX, age.to_string());
+            put(SCHEME, "checksum".into());
             let meta = policy.get(release.version.as_str());
             let barrier = meta.and_then(|m| m.barrier.as_ref());
             let deadend = meta.and_then(|m| m.deadend.as_ref());
             let rollout = meta.and_then(|m| m.rollout);
             if let Some(b) = barrier {
-                put("updates.barrier", "true".into());
+                put(wire::BARRIER, "true".into());
                 if let Some(reason) = &b.reason {
-                    put("updates.barrier_reason", reason.clone());
+                    put(wire::BARRIER_REASON, reason.clone());
                 }
             }
             if let Some(d) = deadend {
-                put("updates.deadend", "true".into());
+                put(wire::DEADEND, "true".into());
                 put(
-                    "updates.deadend_reason",
+                    wire::DEADEND_REASON,
                     d.reason.clone().unwrap_or_else(|| "generic".into()),
                 );
             }
             if let Some(r) = rollout {
-                put("updates.rollout", "true".into());
-                put("updates.start_epoch", r.start_epoch.to_string());
-                put("updates.start_value", r.start_percentage.to_string());
+                put(wire::ROLLOUT, "true".into());
+                put(wire::ROLLOUT_START_EPOCH, r.start_epoch.to_string());
+                put(wire::ROLLOUT_START_VALUE, r.start_percentage.to_string());
                 if r.duration_minutes > 0 {
-                    put("updates.duration_minutes", r.duration_minutes.to_string());
+                    put(
+                        wire::ROLLOUT_DURATION_MINUTES,
+                        r.duration_minutes.to_string(),
+                    );
                 }
             }
             nodes.push(Node {
@@ -180,8 +168,8 @@ impl Graph {
 
     /// The Cincinnati JSON document for the given visible rollouts.
     pub fn to_json(&self, visible: &[bool]) -> Vec<u8> {
-        let wire = Wire {
-            nodes: &self.nodes,
+        let wire = wire::Graph {
+            nodes: Cow::Borrowed(&self.nodes),
             edges: self.edges(visible),
         };
         serde_json::to_vec(&wire).expect("graph nodes and edges always serialize")
@@ -374,7 +362,7 @@ mod tests {
         let ages: Vec<_> = g
             .nodes()
             .iter()
-            .map(|n| n.metadata[&format!("{PREFIX}.releases.age_index")].clone())
+            .map(|n| n.metadata[AGE_INDEX].clone())
             .collect();
         assert_eq!(ages, ["0", "2"]);
         assert_eq!(g.nodes()[1].payload, "4");

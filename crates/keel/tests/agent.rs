@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use keel_fleetlock::client::{FleetLockClient, FleetLockError};
+use keel_agent::fleetlock::{FleetLockClient, FleetLockError};
 use keel_testsupport::process::{free_port, KillOnDrop};
 use keel_utils::http::{Client, HttpOptions};
 use serde_json::Value;

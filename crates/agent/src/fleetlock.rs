@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use keel_utils::http::{Client, HttpError, HttpOptions};
 
-use crate::protocol::{ClientParams, ErrorBody, Request, HEADER, PRE_REBOOT, STEADY_STATE};
+use keel_proto::fleetlock::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_STATE};
+use keel_proto::ErrorBody;
 
 /// Why a FleetLock request did not succeed.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,16 @@
+//! Keel's contracts: what crosses a process or crate boundary is declared once, here, and
+//! every side uses these types and names instead of its own copy.
+//!
+//! - [`error`]: the `{kind, value}` error body of every Keel server.
+//! - [`fleetlock`]: the FleetLock protocol (paths, header, request body).
+//! - [`cincinnati`]: the update graph on the wire (nodes, edges, metadata keys), as Fedora
+//!   CoreOS's graph server and Zincati speak it.
+//!
+//! This crate is the ground floor: it depends on serde only, so a node-side client can use a
+//! protocol without linking the server that speaks it.
+
+pub mod cincinnati;
+pub mod error;
+pub mod fleetlock;
+
+pub use error::ErrorBody;
