@@ -48,7 +48,11 @@ impl Platform {
 /// platform (and serial console on qemu) and the first-boot marker.
 pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
     let mut k: Vec<String> = vec!["root=LABEL=root".into(), "rw".into()];
-    k.extend(tree_defaults.split_whitespace().map(str::to_string));
+    k.extend(
+        keel_utils::cmdline::words(tree_defaults)
+            .into_iter()
+            .map(str::to_string),
+    );
     if platform == Platform::Qemu && !k.iter().any(|a| a.starts_with("console=ttyS0")) {
         k.push("console=ttyS0,115200n8".into());
     }

@@ -69,6 +69,23 @@ pub fn key(word: &str) -> &str {
     param(word).0
 }
 
+/// The kernel's parameters in `text` (those before a bare `--`), as key and value with quotes
+/// removed, borrowed from `text`.
+pub fn kernel_params(text: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
+    words(text)
+        .into_iter()
+        .map(param)
+        .take_while(|p| *p != ("--", None))
+}
+
+/// The value of the last `key=value` kernel parameter of `text`.
+pub fn last_value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    kernel_params(text)
+        .filter(|(k, _)| *k == key)
+        .filter_map(|(_, v)| v)
+        .last()
+}
+
 /// A parsed kernel command line: the kernel's parameters and init's arguments, quotes removed
 /// (`key=value` or `key`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,25 +97,19 @@ pub struct Cmdline {
 impl Cmdline {
     /// Splits a command line.
     pub fn parse(text: &str) -> Cmdline {
-        let mut c = Cmdline::default();
-        let mut after_dashes = false;
-        for w in words(text) {
-            let (k, v) = param(w);
-            if !after_dashes && k == "--" && v.is_none() {
-                after_dashes = true;
-                continue;
-            }
-            let arg = match v {
-                Some(v) => format!("{k}={v}"),
-                None => k.to_string(),
-            };
-            if after_dashes {
-                c.init.push(arg);
-            } else {
-                c.params.push(arg);
-            }
-        }
-        c
+        let arg = |(k, v): (&str, Option<&str>)| match v {
+            Some(v) => format!("{k}={v}"),
+            None => k.to_string(),
+        };
+        let params: Vec<String> = kernel_params(text).map(arg).collect();
+        let init = words(text)
+            .into_iter()
+            .map(param)
+            .skip_while(|p| *p != ("--", None))
+            .skip(1)
+            .map(arg)
+            .collect();
+        Cmdline { params, init }
     }
 
     /// Reads and splits a command-line file (normally `/proc/cmdline`).
@@ -185,5 +196,9 @@ mod tests {
         assert!(c.contains("ro"));
         assert!(!c.contains("quiet"));
         assert_eq!(c.value("nope"), None);
+        let text = "ostree=/a ro ostree=\"/b\" -- ostree=/c quiet";
+        assert_eq!(last_value(text, "ostree"), Some("/b"));
+        assert_eq!(last_value("ro", "ro"), None);
+        assert_eq!(kernel_params(text).count(), 3);
     }
 }
