@@ -10,7 +10,7 @@ use keel_deploy::{DeployOptions, Sysroot};
 use keel_remote::config::{self, Remote};
 use keel_remote::pull::{pull, PullOptions, RefTarget};
 use keel_remote::source::LocalSource;
-use keel_store::{Checksum, Repo};
+use keel_store::{Checksum, Repo, TreeNode};
 use keel_utils::cmd;
 use keel_utils::progress::Progress;
 use std::io::Read;
@@ -61,29 +61,17 @@ pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
     k
 }
 
-/// Read the regular file at `path` (relative, `/`-separated) from `commit`, if it exists.
+/// Read the regular file at `path` (`/`-separated) from `commit`, if it exists.
 pub fn read_tree_file(repo: &Repo, commit: &Checksum, path: &str) -> Result<Option<Vec<u8>>> {
-    let c = repo.read_commit(commit)?;
-    let mut tree = repo.read_dirtree(&c.root_tree)?;
-    let mut parts = path.split('/').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            let Some((_, file)) = tree.files.iter().find(|(n, _)| n == part) else {
-                return Ok(None);
-            };
-            let mut r = repo.open_content(file)?;
-            let mut data = Vec::new();
-            r.content
-                .read_to_end(&mut data)
-                .with_context(|| format!("reading {path} from commit {commit}"))?;
-            return Ok(Some(data));
-        }
-        let Some((_, sub, _)) = tree.dirs.iter().find(|(n, _, _)| n == part) else {
-            return Ok(None);
-        };
-        tree = repo.read_dirtree(sub)?;
-    }
-    Ok(None)
+    let Some(TreeNode::File(file)) = repo.resolve_path(commit, path)? else {
+        return Ok(None);
+    };
+    let mut r = repo.open_content(&file)?;
+    let mut data = Vec::new();
+    r.content
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {path} from commit {commit}"))?;
+    Ok(Some(data))
 }
 
 /// Do now what the booted system would do at its first start and what first-boot provisioning
