@@ -1,23 +1,10 @@
 //! Fuzz-style robustness: every parser of untrusted bytes must return Ok or Err, never panic,
-//! on random and mutated input. Deterministic (xorshift with a fixed seed) and bounded.
+//! on random and mutated input. Deterministic (`keel_testsupport::rng` with a fixed seed) and bounded.
 
 use keel_store::gvariant::{parse_dict, Variant};
 use keel_store::objects::{split_length_prefixed, Commit, DirMeta, DirTree, FileHeader};
 use keel_store::{split_archive_object, Checksum};
-
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+use keel_testsupport::rng::Rng;
 
 fn seeds() -> Vec<Vec<u8>> {
     let c = Checksum::of(b"x");
@@ -90,28 +77,28 @@ fn parse_all(data: &[u8]) {
 
 #[test]
 fn parsers_survive_mutations_and_noise() {
-    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let seeds = seeds();
     for seed in &seeds {
         parse_all(seed);
     }
     for _ in 0..20_000 {
-        let mut data = seeds[rng.below(seeds.len())].clone();
-        match rng.below(4) {
+        let mut data = seeds[rng.index(seeds.len())].clone();
+        match rng.index(4) {
             0 => {
-                for _ in 0..=rng.below(4) {
+                for _ in 0..=rng.index(4) {
                     if !data.is_empty() {
-                        let i = rng.below(data.len());
-                        data[i] = rng.next() as u8;
+                        let i = rng.index(data.len());
+                        data[i] = rng.next_u64() as u8;
                     }
                 }
             }
-            1 => data.truncate(rng.below(data.len() + 1)),
+            1 => data.truncate(rng.index(data.len() + 1)),
             2 => {
-                let extra = rng.below(16);
-                data.extend((0..extra).map(|_| rng.next() as u8));
+                let extra = rng.index(16);
+                data.extend((0..extra).map(|_| rng.next_u64() as u8));
             }
-            _ => data = (0..rng.below(300)).map(|_| rng.next() as u8).collect(),
+            _ => data = (0..rng.index(300)).map(|_| rng.next_u64() as u8).collect(),
         }
         parse_all(&data);
     }
