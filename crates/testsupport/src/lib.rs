@@ -9,6 +9,7 @@ pub mod gen;
 pub mod http;
 pub mod process;
 pub mod rng;
+pub mod snapshot;
 pub mod tools;
 pub mod xattr;
 

@@ -12,7 +12,6 @@
 //! - [`cmdline`]: kernel command lines split as the kernel does (quotes, `--`).
 //! - [`partitions`]: partition tables, read with `sfdisk --json`.
 //! - [`prometheus`]: the Prometheus text exposition with escaped label values.
-//! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
 
 pub mod cmd;
 pub mod cmdline;
@@ -24,4 +23,3 @@ pub mod logging;
 pub mod partitions;
 pub mod progress;
 pub mod prometheus;
-pub mod snapshot;
