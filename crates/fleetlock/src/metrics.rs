@@ -1,6 +1,6 @@
 //! Prometheus metrics of the FleetLock server (text exposition format).
 
-use keel_utils::prometheus::{Exposition, Kind};
+use keel_utils::prometheus::{Exposition, KeyedFamily, Kind};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -14,9 +14,6 @@ struct GroupStats {
     acquired: u64,
     expired: u64,
 }
-
-/// Name, type, help text and value of a per-group metric family.
-type Family = (&'static str, Kind, &'static str, fn(&GroupStats) -> u64);
 
 /// Counters and gauges.
 #[derive(Default)]
@@ -111,7 +108,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let families: [Family; 4] = [
+        let families: [KeyedFamily<GroupStats, u64>; 4] = [
             (
                 "keel_fleetlock_slots",
                 Kind::Gauge,
@@ -137,12 +134,7 @@ impl Metrics {
                 |g| g.expired,
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.family(name, kind, help);
-            for (group, g) in &groups {
-                out.sample(name, &[("group", group)], value(g));
-            }
-        }
+        out.keyed("group", groups.iter(), &families);
         out.into_string()
     }
 }

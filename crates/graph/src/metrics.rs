@@ -1,6 +1,6 @@
 //! Prometheus counters and gauges of the graph server, rendered in the text exposition format.
 
-use keel_utils::prometheus::{Exposition, Kind};
+use keel_utils::prometheus::{Exposition, KeyedFamily, Kind};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -18,9 +18,6 @@ struct StreamStats {
     /// (arch, nodes, edges)
     sizes: Vec<(String, usize, usize)>,
 }
-
-/// Name, type, help text and value of a per-stream metric family.
-type Family = (&'static str, Kind, &'static str, fn(&StreamStats) -> f64);
 
 /// All metrics of one server.
 #[derive(Default)]
@@ -70,7 +67,7 @@ impl Metrics {
             );
         }
         let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let families: [Family; 3] = [
+        let families: [KeyedFamily<StreamStats, f64>; 3] = [
             (
                 "keel_graph_loads_total",
                 Kind::Counter,
@@ -90,12 +87,7 @@ impl Metrics {
                 |s| s.last_build_seconds,
             ),
         ];
-        for (name, kind, help, value) in families {
-            out.family(name, kind, help);
-            for (stream, s) in streams.iter() {
-                out.sample(name, &[("stream", stream)], value(s));
-            }
-        }
+        out.keyed("stream", streams.iter(), &families);
         for (name, help, pick) in [
             (
                 "keel_graph_nodes",

@@ -25,6 +25,9 @@ impl Kind {
     }
 }
 
+/// A family of per-key values: name, type, help text and the value of one item.
+pub type KeyedFamily<T, V> = (&'static str, Kind, &'static str, fn(&T) -> V);
+
 /// A text exposition being written: families (`# HELP`, `# TYPE`) each followed by samples.
 #[derive(Debug, Default)]
 pub struct Exposition {
@@ -73,6 +76,28 @@ impl Exposition {
     /// A family with one unlabelled sample.
     pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) -> &mut Self {
         self.family(name, kind, help).sample(name, &[], value)
+    }
+
+    /// For each of `families`, the family and one sample per item of `items`, labelled `label`
+    /// with the item's key.
+    pub fn keyed<'a, K, T, V>(
+        &mut self,
+        label: &str,
+        items: impl Iterator<Item = (&'a K, &'a T)> + Clone,
+        families: &[KeyedFamily<T, V>],
+    ) -> &mut Self
+    where
+        K: AsRef<str> + 'a,
+        T: 'a,
+        V: Display,
+    {
+        for (name, kind, help, value) in families {
+            self.family(name, *kind, help);
+            for (key, item) in items.clone() {
+                self.sample(name, &[(label, key.as_ref())], value(item));
+            }
+        }
+        self
     }
 
     /// The text written so far.
@@ -134,6 +159,14 @@ mod tests {
             3,
         )
         .single("keel_y", Kind::Gauge, "Seconds.", 0.005);
+        let items = std::collections::BTreeMap::from([("b".to_string(), 2u8), ("a".into(), 1)]);
+        e.keyed(
+            "k",
+            items.iter(),
+            &[("keel_z", Kind::Gauge, "Per key.", |v: &u8| {
+                u32::from(*v) * 10
+            })],
+        );
         assert_eq!(
             e.into_string(),
             "# HELP keel_x_total Requests \"seen\", by a\\\\b\\nand c.\n\
@@ -141,7 +174,11 @@ mod tests {
              keel_x_total{api=\"pre-reboot\",status=\"200\"} 3\n\
              # HELP keel_y Seconds.\n\
              # TYPE keel_y gauge\n\
-             keel_y 0.005\n"
+             keel_y 0.005\n\
+             # HELP keel_z Per key.\n\
+             # TYPE keel_z gauge\n\
+             keel_z{k=\"a\"} 10\n\
+             keel_z{k=\"b\"} 20\n"
         );
     }
 }
