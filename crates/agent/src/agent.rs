@@ -391,9 +391,7 @@ impl Agent {
         let platform = std::fs::read_to_string(self.root().join("proc/cmdline"))
             .ok()
             .and_then(|c| {
-                c.split_whitespace()
-                    .find_map(|a| a.strip_prefix("ignition.platform.id="))
-                    .map(str::to_string)
+                keel_utils::cmdline::last_value(&c, "ignition.platform.id").map(str::to_string)
             });
         Ok(Query {
             basearch: std::env::consts::ARCH.into(),

@@ -3,8 +3,8 @@
 //! Read it with `socat - UNIX-CONNECT:/run/keel/agent/metrics.sock` or `keel agent metrics`.
 
 use crate::state::Phase;
+use keel_utils::prometheus::{Exposition, Kind};
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -51,159 +51,125 @@ pub struct Metrics {
     pub finalizations_total: u64,
 }
 
-fn line(out: &mut String, name: &str, help: &str, kind: &str, samples: &[(String, String)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
-    }
-}
-
-fn one(v: impl ToString) -> Vec<(String, String)> {
-    vec![(String::new(), v.to_string())]
-}
-
 impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        let mut o = String::new();
+        use Kind::{Counter, Gauge};
+        let mut o = Exposition::new();
         let b = |x: bool| u8::from(x);
-        line(
-            &mut o,
+        o.single(
             "keel_agent_updates_enabled",
+            Gauge,
             "Whether automatic updates are enabled.",
-            "gauge",
-            &one(b(self.updates_enabled)),
+            b(self.updates_enabled),
         );
-        line(
-            &mut o,
+        o.family(
             "keel_agent_strategy",
+            Gauge,
             "The finalization strategy (label).",
-            "gauge",
-            &[(format!("{{strategy=\"{}\"}}", self.strategy), "1".into())],
-        );
-        let states: Vec<(String, String)> = Phase::ALL
-            .iter()
-            .map(|p| {
-                (
-                    format!("{{state=\"{}\"}}", p.name()),
-                    b(self.phase == Some(*p)).to_string(),
-                )
-            })
-            .collect();
-        line(
-            &mut o,
+        )
+        .sample("keel_agent_strategy", &[("strategy", &self.strategy)], 1);
+        o.family(
             "keel_agent_state",
+            Gauge,
             "1 for the agent's current state.",
-            "gauge",
-            &states,
         );
-        line(
-            &mut o,
+        for p in Phase::ALL {
+            o.sample(
+                "keel_agent_state",
+                &[("state", p.name())],
+                b(self.phase == Some(p)),
+            );
+        }
+        o.single(
             "keel_agent_last_poll_timestamp",
+            Gauge,
             "UNIX time of the last successful graph poll.",
-            "gauge",
-            &one(self.last_poll_timestamp),
+            self.last_poll_timestamp,
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_last_state_change_timestamp",
+            Gauge,
             "UNIX time of the last state change.",
-            "gauge",
-            &one(self.last_state_change_timestamp),
+            self.last_state_change_timestamp,
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_update_checks_total",
+            Counter,
             "Graph polls.",
-            "counter",
-            &one(self.update_checks_total),
+            self.update_checks_total,
         );
-        let errs: Vec<(String, String)> = self
-            .update_check_errors_total
-            .iter()
-            .map(|(k, v)| (format!("{{kind=\"{k}\"}}"), v.to_string()))
-            .collect();
-        line(
-            &mut o,
+        o.family(
             "keel_agent_update_check_errors_total",
+            Counter,
             "Failed graph polls by kind.",
-            "counter",
-            &errs,
         );
-        line(
-            &mut o,
+        for (k, v) in &self.update_check_errors_total {
+            o.sample("keel_agent_update_check_errors_total", &[("kind", k)], v);
+        }
+        o.single(
             "keel_agent_update_available",
+            Gauge,
             "A newer release is reachable from the booted one.",
-            "gauge",
-            &one(b(self.update_available)),
+            b(self.update_available),
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_booted_release_is_deadend",
+            Gauge,
             "The booted release is a dead-end.",
-            "gauge",
-            &one(b(self.booted_release_is_deadend)),
+            b(self.booted_release_is_deadend),
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_ignored_failed_targets",
+            Gauge,
             "Reachable releases skipped because they failed to boot before.",
-            "gauge",
-            &one(self.ignored_failed_targets),
+            self.ignored_failed_targets,
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_deploy_attempts_total",
+            Counter,
             "Attempts to stage a release.",
-            "counter",
-            &one(self.deploy_attempts_total),
+            self.deploy_attempts_total,
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_deploy_failures_total",
+            Counter,
             "Failed attempts to stage a release.",
-            "counter",
-            &one(self.deploy_failures_total),
+            self.deploy_failures_total,
         );
-        let reqs: Vec<(String, String)> = self
-            .lock_requests_total
-            .iter()
-            .map(|(k, v)| (format!("{{api=\"{k}\"}}"), v.to_string()))
-            .collect();
-        line(
-            &mut o,
+        o.family(
             "keel_agent_lock_requests_total",
+            Counter,
             "FleetLock requests by API.",
-            "counter",
-            &reqs,
         );
-        let lerrs: Vec<(String, String)> = self
-            .lock_errors_total
-            .iter()
-            .map(|((a, k), v)| (format!("{{api=\"{a}\",kind=\"{k}\"}}"), v.to_string()))
-            .collect();
-        line(
-            &mut o,
+        for (k, v) in &self.lock_requests_total {
+            o.sample("keel_agent_lock_requests_total", &[("api", k)], v);
+        }
+        o.family(
             "keel_agent_lock_errors_total",
+            Counter,
             "FleetLock failures by API and kind.",
-            "counter",
-            &lerrs,
         );
-        line(
-            &mut o,
+        for ((a, k), v) in &self.lock_errors_total {
+            o.sample(
+                "keel_agent_lock_errors_total",
+                &[("api", a), ("kind", k)],
+                v,
+            );
+        }
+        o.single(
             "keel_agent_postponed_finalizations_total",
+            Counter,
             "Reboots postponed for interactive sessions.",
-            "counter",
-            &one(self.postponed_finalizations_total),
+            self.postponed_finalizations_total,
         );
-        line(
-            &mut o,
+        o.single(
             "keel_agent_finalizations_total",
+            Counter,
             "Finalizations (unlock and reboot) started.",
-            "counter",
-            &one(self.finalizations_total),
+            self.finalizations_total,
         );
-        o
+        o.into_string()
     }
 }
 
@@ -272,5 +238,19 @@ mod tests {
         assert!(scrape(&sock)
             .unwrap()
             .contains("keel_agent_update_checks_total 5\n"));
+    }
+
+    /// Label values were written unescaped; an error kind with a quote or a line feed broke
+    /// the exposition.
+    #[test]
+    fn label_values_are_escaped() {
+        let mut m = Metrics::default();
+        m.update_check_errors_total
+            .insert("bad \"kind\"\n".into(), 1);
+        let text = m.render();
+        assert!(
+            text.contains("keel_agent_update_check_errors_total{kind=\"bad \\\"kind\\\"\\n\"} 1\n"),
+            "{text}"
+        );
     }
 }

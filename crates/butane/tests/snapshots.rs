@@ -1,15 +1,18 @@
 //! Snapshot tests over the Butane documentation's examples and keel's own configs
-//! (tests/snapshots/*.bu): the translation must equal the committed `NAME.ign`, be valid for
+//! (tests/snapshots/*.bu): the translation must equal the committed insta snapshot
+//! `NAME.ign.snap` (reports in `NAME.warn.snap`), be valid for
 //! keel's validator and for the real `ignition-validate` (outputs newer than 3.3.0 relabelled as
 //! its 3.4.0-experimental).
-//! A config with a committed `NAME.err` must be refused with exactly those reports.
-//! KEEL_UPDATE_SNAPSHOTS=1 writes new or changed snapshots (then review the diff by hand).
+//! A config with a committed `NAME.err.snap` must be refused with exactly those reports.
+//! A difference leaves `NAME.EXT.snap.new` beside the snapshot; `INSTA_UPDATE=always` (or
+//! `cargo insta review`) accepts the new output, then review the diff by hand.
 
 // Tests run tools, servers and keel itself and assert on their raw exit status and
 // output (failures included), which the command helper would turn into errors.
 #![allow(clippy::disallowed_methods)]
 
 use keel_butane::{translate, Options};
+use keel_testsupport::snapshot;
 use std::path::Path;
 use std::process::Command;
 
@@ -54,22 +57,21 @@ fn butane_snapshots() {
     for input in &inputs {
         let name = input.file_stem().unwrap().to_string_lossy().into_owned();
         let result = translate(&std::fs::read(input).unwrap(), &opts);
-        let err_path = input.with_extension("err");
         let lines = |reports: &[keel_ignition_config::Report]| {
             reports.iter().map(|r| format!("{r}\n")).collect::<String>()
         };
         let mut expected = Vec::new();
         match &result {
             Ok(out) => {
-                expected.push((input.with_extension("ign"), out.json.clone() + "\n"));
+                expected.push(("ign", out.json.clone() + "\n"));
                 if !out.reports.is_empty() {
-                    expected.push((input.with_extension("warn"), lines(&out.reports)));
+                    expected.push(("warn", lines(&out.reports)));
                 }
             }
-            Err(e) => expected.push((err_path, format!("{}\n{}", e.reason, lines(&e.reports)))),
+            Err(e) => expected.push(("err", format!("{}\n{}", e.reason, lines(&e.reports)))),
         }
-        for (snap, got) in expected {
-            if let Err(diff) = keel_utils::snapshot::check(&snap, &got) {
+        for (ext, got) in expected {
+            if let Err(diff) = snapshot::check(&dir, input, &format!("{name}.{ext}"), &got) {
                 problems.push(format!("{name}: {diff}"));
             }
         }

@@ -146,11 +146,9 @@ impl BootEntry {
         s
     }
 
-    /// The value of the `ostree=` karg.
+    /// The value of the `ostree=` karg (the last one, as the kernel reads it).
     pub fn ostree_karg(&self) -> Option<&str> {
-        self.options
-            .split_whitespace()
-            .find_map(|a| a.strip_prefix("ostree="))
+        keel_utils::cmdline::last_value(&self.options, "ostree")
     }
 }
 

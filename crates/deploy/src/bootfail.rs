@@ -45,7 +45,7 @@ pub struct BootInfo {
 
 /// Decide whether a failed boot reboots (pure; see the module doc for the rule).
 pub fn decide(info: &BootInfo) -> Decision {
-    if info.cmdline.split_whitespace().any(|a| a == FIRSTBOOT_KARG) {
+    if keel_utils::cmdline::kernel_params(&info.cmdline).any(|p| p == (FIRSTBOOT_KARG, None)) {
         return Decision::Stay(format!(
             "first boot ({FIRSTBOOT_KARG}): provisioning failures are not retried"
         ));

@@ -157,10 +157,13 @@ impl Sysroot {
                     })
                 }
             };
-            if let Some(r) = config::parse_remotes(&text)
-                .into_iter()
-                .find(|r| r.name == name)
-            {
+            let remotes = config::parse_remotes(&text).map_err(|e| {
+                DeployError::State(format!(
+                    "{}: {e}; fix the file (ostree refuses it too)",
+                    f.display()
+                ))
+            })?;
+            if let Some(r) = remotes.into_iter().find(|r| r.name == name) {
                 if r.url.is_empty() {
                     return Err(DeployError::State(format!(
                         "{}: remote `{name}` has no url=; set one (url=https://HOST/repo)",

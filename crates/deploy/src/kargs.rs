@@ -2,6 +2,7 @@
 //! and join. The `ostree=` argument is owned by Keel and never stored with the user's kargs.
 
 use crate::error::DeployError;
+use keel_utils::cmdline::{self, key};
 
 /// One edit of a karg list.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,14 +15,11 @@ pub enum KargEdit {
     Replace(String),
 }
 
-fn key(arg: &str) -> &str {
-    arg.split_once('=').map_or(arg, |(k, _)| k)
-}
-
-/// Split a command line into arguments, dropping `ostree=`.
+/// Split a command line into arguments as the kernel does (each kept as written), dropping
+/// `ostree=`.
 pub fn split(options: &str) -> Vec<String> {
-    options
-        .split_whitespace()
+    cmdline::words(options)
+        .into_iter()
         .filter(|a| key(a) != "ostree")
         .map(str::to_string)
         .collect()
@@ -123,6 +121,16 @@ mod tests {
         for (edits, want) in table {
             assert_eq!(only_clears_firstboot(&edits), want, "{edits:?}");
         }
+    }
+
+    /// `split_whitespace` cut a quoted argument in two (`foo="a` and `b"`); the kernel's
+    /// splitting keeps it whole and as written, so a rewritten entry keeps it too.
+    #[test]
+    fn quoted_kargs_stay_whole() {
+        assert_eq!(
+            split("ostree=/x foo=\"a b\" \"bar=c d\" \"ostree=/y\" quiet"),
+            ["foo=\"a b\"", "\"bar=c d\"", "quiet"]
+        );
     }
 
     #[test]

@@ -116,7 +116,10 @@ impl Sysroot {
         let p = self.origin_path(name);
         match fs::read_to_string(&p) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Origin::default()),
-            r => Ok(Origin::parse(&r.at(&p)?)),
+            r => Origin::parse(&r.at(&p)?).map_err(|e| DeployError::Layout {
+                path: p.clone(),
+                reason: format!("{e}; fix or remove the origin file"),
+            }),
         }
     }
 

@@ -3,10 +3,12 @@
 //! `[libostree-transient] pinned=true` (the group ostree 2022.7 reads). Unknown groups and keys
 //! are kept as they are.
 
+use keel_utils::keyfile::{KeyFile, KeyFileError};
+
 /// A parsed origin file.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Origin {
-    groups: Vec<(String, Vec<(String, String)>)>,
+    keys: KeyFile,
 }
 
 const ORIGIN: &str = "origin";
@@ -17,79 +19,37 @@ impl Origin {
     pub fn new(refspec: Option<&str>) -> Origin {
         let mut o = Origin::default();
         if let Some(r) = refspec {
-            o.set(ORIGIN, "refspec", Some(r));
+            o.keys.set(ORIGIN, "refspec", Some(r));
         }
         o
     }
 
-    /// Parse key-file text; comments and blank lines are dropped.
-    pub fn parse(text: &str) -> Origin {
-        let mut o = Origin::default();
-        for line in text.lines().map(str::trim) {
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            if let Some(g) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                o.groups.push((g.to_string(), Vec::new()));
-            } else if let (Some((k, v)), Some(g)) = (line.split_once('='), o.groups.last_mut()) {
-                g.1.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        o
+    /// Parse key-file text (read as GLib reads it: see `keel_utils::keyfile`); comments and
+    /// blank lines are dropped.
+    pub fn parse(text: &str) -> Result<Origin, KeyFileError> {
+        Ok(Origin {
+            keys: KeyFile::parse(text)?,
+        })
     }
 
     /// Key-file text.
     pub fn to_text(&self) -> String {
-        let mut s = String::new();
-        for (i, (g, kv)) in self.groups.iter().enumerate() {
-            if i > 0 {
-                s.push('\n');
-            }
-            s.push_str(&format!("[{g}]\n"));
-            for (k, v) in kv {
-                s.push_str(&format!("{k}={v}\n"));
-            }
-        }
-        s
-    }
-
-    fn get(&self, group: &str, key: &str) -> Option<&str> {
-        self.groups
-            .iter()
-            .filter(|(g, _)| g == group)
-            .flat_map(|(_, kv)| kv.iter())
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn set(&mut self, group: &str, key: &str, value: Option<&str>) {
-        for (_, kv) in self.groups.iter_mut().filter(|(g, _)| g == group) {
-            kv.retain(|(k, _)| k != key);
-        }
-        if let Some(v) = value {
-            match self.groups.iter_mut().find(|(g, _)| g == group) {
-                Some((_, kv)) => kv.push((key.to_string(), v.to_string())),
-                None => self
-                    .groups
-                    .push((group.to_string(), vec![(key.to_string(), v.to_string())])),
-            }
-        }
-        self.groups.retain(|(_, kv)| !kv.is_empty());
+        self.keys.to_text()
     }
 
     /// The refspec upgrades follow.
     pub fn refspec(&self) -> Option<&str> {
-        self.get(ORIGIN, "refspec")
+        self.keys.raw(ORIGIN, "refspec")
     }
 
     /// Is the deployment pinned (kept by every cleanup)?
     pub fn pinned(&self) -> bool {
-        self.get(TRANSIENT, "pinned") == Some("true")
+        self.keys.boolean(TRANSIENT, "pinned") == Ok(Some(true))
     }
 
     /// Pin or unpin.
     pub fn set_pinned(&mut self, pinned: bool) {
-        self.set(TRANSIENT, "pinned", pinned.then_some("true"));
+        self.keys.set(TRANSIENT, "pinned", pinned.then_some("true"));
     }
 }
 
@@ -117,7 +77,7 @@ mod tests {
             ("# c\n[origin]\nrefspec = r\ncustom=1\n[x]\ny=z\n", None, Some("r"), "[origin]\nrefspec=r\ncustom=1\n\n[x]\ny=z\n"),
         ];
         for (input, pin, refspec, want) in table {
-            let mut o = Origin::parse(input);
+            let mut o = Origin::parse(input).unwrap();
             if let Some(p) = pin {
                 o.set_pinned(p);
                 assert_eq!(o.pinned(), p);
@@ -129,5 +89,18 @@ mod tests {
             Origin::new(Some("a:b")).to_text(),
             "[origin]\nrefspec=a:b\n"
         );
+    }
+
+    /// The origin file is read as GLib reads it (deploy's own reader took the first of two
+    /// values, trimmed trailing spaces and skipped lines it did not understand).
+    #[test]
+    fn origin_files_are_read_as_glib_reads_them() {
+        let o = Origin::parse("[origin]\nrefspec=a\nrefspec=b\n[libostree-transient]\npinned=1\n")
+            .unwrap();
+        assert_eq!(o.refspec(), Some("b"));
+        assert!(o.pinned());
+        let e = Origin::parse("refspec=a\n").unwrap_err().to_string();
+        assert!(e.contains("before any [group]"), "{e}");
+        assert!(Origin::parse("[origin]\ngarbage\n").is_err());
     }
 }

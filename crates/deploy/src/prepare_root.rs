@@ -21,12 +21,10 @@ pub struct BootTarget {
     pub name: String,
 }
 
-/// The value of the last `ostree=` argument of a kernel command line.
+/// The value of the last `ostree=` argument of a kernel command line (split as the kernel
+/// splits it).
 pub fn ostree_arg(cmdline: &str) -> Option<&str> {
-    cmdline
-        .split_whitespace()
-        .rev()
-        .find_map(|a| a.strip_prefix("ostree="))
+    keel_utils::cmdline::last_value(cmdline, "ostree")
 }
 
 fn invalid(path: &Path, reason: impl Into<String>) -> DeployError {
@@ -106,6 +104,22 @@ pub fn prepare_root(sysroot: &Path, cmdline_path: &Path) -> Result<BootTarget, D
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// `split_whitespace` saw `"ostree=/a b"`-style quoting and init's arguments after `--`
+    /// as kernel parameters; the kernel does not.
+    #[test]
+    fn ostree_arg_is_read_as_the_kernel_reads_it() {
+        for (cmdline, want) in [
+            ("ostree=/a ostree=/b", Some("/b")),
+            ("ostree=\"/a\" quiet", Some("/a")),
+            ("\"ostree=/a\"", Some("/a")),
+            ("ostree=/a -- ostree=/b", Some("/a")),
+            ("-- ostree=/b", None),
+            ("x=\"ostree=/a b\"", None),
+        ] {
+            assert_eq!(ostree_arg(cmdline), want, "{cmdline}");
+        }
+    }
 
     #[test]
     fn cmdline_and_path_resolution() {

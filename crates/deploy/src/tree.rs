@@ -4,7 +4,7 @@
 
 use crate::error::DeployError;
 use keel_store::checksum::Hasher;
-use keel_store::{Checksum, Repo};
+use keel_store::{Checksum, Commit, Repo, TreeNode};
 use std::io::Read;
 
 /// Facts about a commit's tree.
@@ -33,17 +33,14 @@ fn bad(commit: &Checksum, reason: impl Into<String>) -> DeployError {
     }
 }
 
-/// The dirtree and dirmeta of `path` (slash-separated, relative) in `commit`, if it exists.
-fn subdir(repo: &Repo, root: &Checksum, path: &str) -> Result<Option<Checksum>, DeployError> {
-    let mut tree = *root;
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        let t = repo.read_dirtree(&tree)?;
-        match t.dirs.iter().find(|d| d.0 == part) {
-            Some(d) => tree = d.1,
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(tree))
+/// The dirtree of the directory `path` in the tree of commit `c`, if it exists.
+fn subdir(repo: &Repo, c: &Commit, path: &str) -> Result<Option<Checksum>, DeployError> {
+    Ok(
+        match repo.resolve_in_tree(c.root_tree, c.root_meta, path)? {
+            Some(TreeNode::Dir { tree, .. }) => Some(tree),
+            _ => None,
+        },
+    )
 }
 
 fn walk(
@@ -69,7 +66,7 @@ fn walk(
 /// Inspect `commit` in `repo`.
 pub fn inspect(repo: &Repo, commit: &Checksum) -> Result<TreeInfo, DeployError> {
     let c = repo.read_commit(commit)?;
-    let modules = subdir(repo, &c.root_tree, "usr/lib/modules")?
+    let modules = subdir(repo, &c, "usr/lib/modules")?
         .ok_or_else(|| bad(commit, "no usr/lib/modules; the tree has no kernel"))?;
     let mut kernels = Vec::new();
     for (kver, sub, _) in repo.read_dirtree(&modules)?.dirs {
@@ -115,7 +112,7 @@ pub fn inspect(repo: &Repo, commit: &Checksum) -> Result<TreeInfo, DeployError> 
             h.update(&buf[..n]);
         }
     }
-    let etc = subdir(repo, &c.root_tree, "usr/etc")?.ok_or_else(|| {
+    let etc = subdir(repo, &c, "usr/etc")?.ok_or_else(|| {
         bad(
             commit,
             "no usr/etc; compose the tree with its default configuration in /usr/etc",

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the FleetLock server (text exposition format).
 
+use keel_utils::prometheus::{Exposition, KeyedFamily, Kind};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -14,14 +14,6 @@ struct GroupStats {
     acquired: u64,
     expired: u64,
 }
-
-/// Name, type, help text and value of a per-group metric family.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&GroupStats) -> u64,
-);
 
 /// Counters and gauges.
 #[derive(Default)]
@@ -81,62 +73,68 @@ impl Metrics {
 
     /// The text exposition.
     pub fn render(&self) -> String {
-        let mut out = String::from("# HELP keel_fleetlock_requests_total FleetLock requests answered, by API and HTTP status.\n# TYPE keel_fleetlock_requests_total counter\n");
+        let mut out = Exposition::new();
+        out.family(
+            "keel_fleetlock_requests_total",
+            Kind::Counter,
+            "FleetLock requests answered, by API and HTTP status.",
+        );
         for ((api, status), n) in self
             .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
         {
-            let _ = writeln!(
-                out,
-                "keel_fleetlock_requests_total{{api=\"{api}\",status=\"{status}\"}} {n}"
+            out.sample(
+                "keel_fleetlock_requests_total",
+                &[("api", api), ("status", &status.to_string())],
+                n,
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP keel_fleetlock_etcd_conflicts_total Compare-and-swap writes lost to a concurrent writer (retried).\n# TYPE keel_fleetlock_etcd_conflicts_total counter\nkeel_fleetlock_etcd_conflicts_total {}",
-            self.conflicts.load(Ordering::Relaxed)
+        out.single(
+            "keel_fleetlock_etcd_conflicts_total",
+            Kind::Counter,
+            "Compare-and-swap writes lost to a concurrent writer (retried).",
+            self.conflicts.load(Ordering::Relaxed),
         );
-        let _ = writeln!(
-            out,
-            "# HELP keel_fleetlock_sweep_skipped_keys etcd keys under the prefix the last expiry sweep skipped (corrupt; see the log).\n# TYPE keel_fleetlock_sweep_skipped_keys gauge\nkeel_fleetlock_sweep_skipped_keys {}",
-            self.skipped_keys.load(Ordering::Relaxed)
+        out.single(
+            "keel_fleetlock_sweep_skipped_keys",
+            Kind::Gauge,
+            "etcd keys under the prefix the last expiry sweep skipped (corrupt; see the log).",
+            self.skipped_keys.load(Ordering::Relaxed),
         );
         let groups = self
             .groups
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let families: [Family; 4] = [
-            ("keel_fleetlock_slots", "gauge", "Slots of a group.", |g| {
-                g.slots
-            }),
+        let families: [KeyedFamily<GroupStats, u64>; 4] = [
+            (
+                "keel_fleetlock_slots",
+                Kind::Gauge,
+                "Slots of a group.",
+                |g| g.slots,
+            ),
             (
                 "keel_fleetlock_holders",
-                "gauge",
+                Kind::Gauge,
                 "Slots held in a group (last seen).",
                 |g| g.holders as u64,
             ),
             (
                 "keel_fleetlock_locks_acquired_total",
-                "counter",
+                Kind::Counter,
                 "Slots taken in a group.",
                 |g| g.acquired,
             ),
             (
                 "keel_fleetlock_locks_expired_total",
-                "counter",
+                Kind::Counter,
                 "Slots freed because their holder exceeded the lock TTL.",
                 |g| g.expired,
             ),
         ];
-        for (name, kind, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (group, g) in &groups {
-                let _ = writeln!(out, "{name}{{group=\"{group}\"}} {}", value(g));
-            }
-        }
-        out
+        out.keyed("group", groups.iter(), &families);
+        out.into_string()
     }
 }

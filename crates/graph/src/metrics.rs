@@ -1,7 +1,7 @@
 //! Prometheus counters and gauges of the graph server, rendered in the text exposition format.
 
+use keel_utils::prometheus::{Exposition, KeyedFamily, Kind};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -18,14 +18,6 @@ struct StreamStats {
     /// (arch, nodes, edges)
     sizes: Vec<(String, usize, usize)>,
 }
-
-/// Name, type, help text and value of a per-stream metric family.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&StreamStats) -> f64,
-);
 
 /// All metrics of one server.
 #[derive(Default)]
@@ -61,42 +53,41 @@ impl Metrics {
 
     /// The text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP keel_graph_requests_total Requests answered, by HTTP status.\n# TYPE keel_graph_requests_total counter\n");
+        let mut out = Exposition::new();
+        out.family(
+            "keel_graph_requests_total",
+            Kind::Counter,
+            "Requests answered, by HTTP status.",
+        );
         for (status, count) in STATUSES.iter().zip(&self.requests) {
-            let _ = writeln!(
-                out,
-                "keel_graph_requests_total{{status=\"{status}\"}} {}",
-                count.load(Ordering::Relaxed)
+            out.sample(
+                "keel_graph_requests_total",
+                &[("status", &status.to_string())],
+                count.load(Ordering::Relaxed),
             );
         }
         let streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
-        let families: [Family; 3] = [
+        let families: [KeyedFamily<StreamStats, f64>; 3] = [
             (
                 "keel_graph_loads_total",
-                "counter",
+                Kind::Counter,
                 "Successful graph (re)builds of a stream.",
                 |s| s.reloads as f64,
             ),
             (
                 "keel_graph_reload_errors_total",
-                "counter",
+                Kind::Counter,
                 "Failed reloads of a stream (the old graph stays).",
                 |s| s.reload_errors as f64,
             ),
             (
                 "keel_graph_build_seconds",
-                "gauge",
+                Kind::Gauge,
                 "Time the last graph build of a stream took.",
                 |s| s.last_build_seconds,
             ),
         ];
-        for (name, kind, help, value) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (stream, s) in streams.iter() {
-                let _ = writeln!(out, "{name}{{stream=\"{stream}\"}} {}", value(s));
-            }
-        }
+        out.keyed("stream", streams.iter(), &families);
         for (name, help, pick) in [
             (
                 "keel_graph_nodes",
@@ -109,15 +100,15 @@ impl Metrics {
                 1,
             ),
         ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            out.family(name, Kind::Gauge, help);
             for (stream, s) in streams.iter() {
                 for (arch, nodes, edges) in &s.sizes {
                     let v = if pick == 0 { nodes } else { edges };
-                    let _ = writeln!(out, "{name}{{stream=\"{stream}\",basearch=\"{arch}\"}} {v}");
+                    out.sample(name, &[("stream", stream), ("basearch", arch)], v);
                 }
             }
         }
-        out
+        out.into_string()
     }
 }
 
@@ -151,5 +142,15 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }
+    }
+
+    /// Label values were written unescaped; a stream name with a quote broke the exposition.
+    #[test]
+    fn label_values_are_escaped() {
+        let m = Metrics::default();
+        m.reload_failed("odd \"name\"\\x");
+        let text = m.render();
+        let want = "keel_graph_reload_errors_total{stream=\"odd \\\"name\\\"\\\\x\"} 1";
+        assert!(text.lines().any(|l| l == want), "missing {want} in\n{text}");
     }
 }

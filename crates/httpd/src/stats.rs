@@ -1,6 +1,6 @@
 //! Counters of the connection layer, rendered into each server's Prometheus text.
 
-use std::fmt::Write;
+use keel_utils::prometheus::{Exposition, Kind};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Connection-layer counters shared by the accept loop and every connection.
@@ -35,45 +35,42 @@ impl Stats {
 
     /// The Prometheus text exposition, metric names starting with `prefix` (e.g. `keel_graph`).
     pub fn render(&self, prefix: &str) -> String {
-        let mut out = String::new();
+        let mut out = Exposition::new();
         for (name, kind, help, value) in [
             (
                 "connections_open",
-                "gauge",
+                Kind::Gauge,
                 "HTTP connections open now.",
                 &self.open,
             ),
             (
                 "connections_total",
-                "counter",
+                Kind::Counter,
                 "HTTP connections accepted.",
                 &self.accepted,
             ),
             (
                 "connections_evicted_total",
-                "counter",
+                Kind::Counter,
                 "Idle HTTP connections closed to make room at the connection cap.",
                 &self.evicted,
             ),
             (
                 "connections_timed_out_total",
-                "counter",
+                Kind::Counter,
                 "HTTP connections closed because the head, body, idle or send deadline passed.",
                 &self.timed_out,
             ),
             (
                 "requests_refused_total",
-                "counter",
+                Kind::Counter,
                 "Requests refused by the HTTP layer (malformed, too large, unsupported).",
                 &self.refused,
             ),
         ] {
-            let _ = writeln!(
-                out,
-                "# HELP {prefix}_http_{name} {help}\n# TYPE {prefix}_http_{name} {kind}\n{prefix}_http_{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            let name = format!("{prefix}_http_{name}");
+            out.single(&name, kind, help, value.load(Ordering::Relaxed));
         }
-        out
+        out.into_string()
     }
 }

@@ -1,11 +1,12 @@
 //! keel's own edge cases (tests/edge/*.json): keel's report lines must equal the committed
-//! `NAME.expected` snapshot, and for configs of spec 3.0-3.3 (and unreadable ones) the verdict
+//! insta snapshot `NAME.snap`, and for configs of spec 3.0-3.3 (and unreadable ones) the verdict
 //! must equal the real `ignition-validate`'s, except for the cases in edge/KNOWN-DIFFERENCES.md.
-//! Set KEEL_UPDATE_SNAPSHOTS=1 to write missing or changed snapshots (then review the diff).
+//! Set INSTA_UPDATE=always to write missing or changed snapshots (then review the diff).
 
 mod common;
 
 use common::{keel_verdict, known_differences, oracle_exit};
+use keel_testsupport::snapshot;
 use std::path::Path;
 
 #[test]
@@ -33,7 +34,8 @@ fn edge_cases_match_snapshots_and_ignition() {
             "exit {keel}\n{}",
             lines.iter().map(|l| format!("{l}\n")).collect::<String>()
         );
-        if let Err(diff) = keel_utils::snapshot::check(&path.with_extension("expected"), &got) {
+        let stem = path.file_stem().unwrap().to_string_lossy();
+        if let Err(diff) = snapshot::check(&dir, &path, &stem, &got) {
             problems.push(format!("{name}: {diff}"));
         }
         let checked = keel_ignition_config::check(&bytes);

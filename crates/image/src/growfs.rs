@@ -5,12 +5,13 @@
 //! Steps: find the partition holding the root filesystem (by label), its disk and number
 //! through sysfs; move the backup GPT header to the disk's end (`sgdisk -e`); recreate the
 //! partition with the same start, type, name and unique GUID but ending at the last usable
-//! sector; tell the kernel the new size (`partx -u`, which resizes a partition that is in use);
+//! sector (the table read with `keel_utils::partitions`, `sfdisk --json`, in the disk's own
+//! sector size); tell the kernel the new size (`partx -u`, which resizes a partition that is in use);
 //! grow the mounted filesystem online (`resize2fs`). A partition that already fills the disk is
 //! left alone, so running it twice is harmless.
 
 use anyhow::{Context, Result};
-use keel_utils::cmd;
+use keel_utils::{cmd, partitions};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -59,59 +60,6 @@ pub fn partition_of(dev: &Path, sys: &Path) -> Result<PartitionRef> {
     })
 }
 
-/// What `sgdisk -i N` says about a partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionInfo {
-    /// Type GUID.
-    pub type_guid: String,
-    /// Unique GUID.
-    pub unique_guid: String,
-    /// First sector.
-    pub first: u64,
-    /// Last sector.
-    pub last: u64,
-    /// Partition name.
-    pub name: String,
-}
-
-/// Parse `sgdisk -i N` output.
-pub fn parse_info(text: &str) -> Result<PartitionInfo> {
-    let field = |key: &str| -> Result<&str> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(str::trim)
-            .with_context(|| format!("`{key}` missing from sgdisk output:\n{text}"))
-    };
-    let sector = |key: &str| -> Result<u64> {
-        let v = field(key)?;
-        v.split_whitespace()
-            .next()
-            .unwrap_or("")
-            .parse()
-            .with_context(|| format!("parsing {key} {v}"))
-    };
-    Ok(PartitionInfo {
-        type_guid: field("Partition GUID code:")?
-            .split_whitespace()
-            .next()
-            .unwrap_or("")
-            .to_string(),
-        unique_guid: field("Partition unique GUID:")?.to_string(),
-        first: sector("First sector:")?,
-        last: sector("Last sector:")?,
-        name: field("Partition name:")?.trim_matches('\'').to_string(),
-    })
-}
-
-/// The last usable sector of the disk once its backup header is at the end (`sgdisk -E`).
-fn last_usable(disk: &Path) -> Result<u64> {
-    let out = cmd::run_stdout(Command::new("sgdisk").arg("-E").arg(disk))?;
-    out.lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .next_back()
-        .with_context(|| format!("sgdisk -E {} printed no sector: {out}", disk.display()))
-}
-
 /// Extend partition `n` of `disk` (a device or an image file) to the end of the disk.
 /// Returns the partition's new size in bytes, or `None` when it already reaches the end.
 pub fn grow_table(disk: &Path, n: u32) -> Result<Option<u64>> {
@@ -121,26 +69,37 @@ pub fn grow_table(disk: &Path, n: u32) -> Result<Option<u64>> {
             disk.display()
         )
     })?;
-    let info = parse_info(&cmd::run_stdout(
-        Command::new("sgdisk").arg(format!("-i={n}")).arg(disk),
-    )?)?;
-    let end = last_usable(disk)?;
-    // Keep the end aligned to 1 MiB (2048 sectors) like the image builder does.
-    let new_last = (end + 1) / 2048 * 2048 - 1;
-    if new_last <= info.last {
+    let table = partitions::read(disk)?;
+    let info = table.partition(n).with_context(|| {
+        format!(
+            "{} has no partition {n}; `sfdisk --json {}` lists the partitions",
+            disk.display(),
+            disk.display()
+        )
+    })?;
+    let end = table.lastlba.with_context(|| {
+        format!(
+            "`sfdisk --json {}` reported no last usable sector",
+            disk.display()
+        )
+    })?;
+    // Keep the end aligned to 1 MiB like the image builder does.
+    let per_mib = (1 << 20) / table.sector_size();
+    let new_last = (end + 1) / per_mib * per_mib - 1;
+    if new_last <= info.last() {
         return Ok(None);
     }
     cmd::run(
         Command::new("sgdisk")
             .arg(format!("--delete={n}"))
-            .arg(format!("--new={n}:{}:{new_last}", info.first))
+            .arg(format!("--new={n}:{}:{new_last}", info.start))
             .arg(format!("--typecode={n}:{}", info.type_guid))
-            .arg(format!("--partition-guid={n}:{}", info.unique_guid))
+            .arg(format!("--partition-guid={n}:{}", info.uuid))
             .arg(format!("--change-name={n}:{}", info.name))
             .arg(disk),
     )
     .with_context(|| format!("growing partition {n} of {}", disk.display()))?;
-    Ok(Some((new_last - info.first + 1) * 512))
+    Ok(Some((new_last - info.start + 1) * table.sector_size()))
 }
 
 /// Grow the partition behind `dev` and its mounted ext4 filesystem. Returns the new size of
@@ -171,33 +130,6 @@ pub fn grow(dev: &Path) -> Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const INFO: &str =
-        "Partition GUID code: 4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709 (Linux x86-64 root (/))
-Partition unique GUID: 2B6E0B0C-6D0F-4C4E-9C55-0B8F4A1D7E11
-First sector: 1050624 (at 513.0 MiB)
-Last sector: 6289407 (at 3.0 GiB)
-Partition size: 5238784 sectors (2.5 GiB)
-Attribute flags: 0000000000000000
-Partition name: 'root'
-";
-
-    #[test]
-    fn parses_sgdisk_info() {
-        let i = parse_info(INFO).unwrap();
-        assert_eq!(
-            i,
-            PartitionInfo {
-                type_guid: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
-                unique_guid: "2B6E0B0C-6D0F-4C4E-9C55-0B8F4A1D7E11".into(),
-                first: 1050624,
-                last: 6289407,
-                name: "root".into(),
-            }
-        );
-        let err = parse_info("First sector: 1\n").unwrap_err().to_string();
-        assert!(err.contains("Partition GUID code"), "{err}");
-    }
 
     #[test]
     fn finds_disk_and_number_through_sysfs() {
@@ -236,18 +168,21 @@ Partition name: 'root'
                 .arg(&disk),
         )
         .unwrap();
-        let before =
-            parse_info(&cmd::run_stdout(Command::new("sgdisk").arg("-i=2").arg(&disk)).unwrap())
-                .unwrap();
+        let part = |disk: &Path| {
+            partitions::read(disk)
+                .unwrap()
+                .partition(2)
+                .unwrap()
+                .clone()
+        };
+        let before = part(&disk);
         assert_eq!(grow_table(&disk, 2).unwrap(), None, "nothing to grow yet");
         f.set_len(3 << 30).unwrap();
         let bytes = grow_table(&disk, 2).unwrap().unwrap();
-        let after =
-            parse_info(&cmd::run_stdout(Command::new("sgdisk").arg("-i=2").arg(&disk)).unwrap())
-                .unwrap();
+        let after = part(&disk);
         assert_eq!(
-            (after.first, after.unique_guid.as_str(), after.name.as_str()),
-            (before.first, before.unique_guid.as_str(), "root")
+            (after.start, after.uuid.as_str(), after.name.as_str()),
+            (before.start, before.uuid.as_str(), "root")
         );
         assert_eq!(after.type_guid, before.type_guid);
         assert_eq!(bytes, (3 << 30) - crate::layout::ROOT_OFFSET - (1 << 20));
@@ -256,5 +191,30 @@ Partition name: 'root'
             None,
             "second run changes nothing"
         );
+    }
+
+    /// The scraped `sgdisk -i` output lost a name's quotes at its ends (`'root''` became
+    /// `root`); the JSON reader keeps the name exactly.
+    #[test]
+    fn a_grown_partition_keeps_its_exact_name() {
+        let t = tempfile::tempdir().unwrap();
+        let disk = t.path().join("disk.raw");
+        let f = std::fs::File::create(&disk).unwrap();
+        f.set_len(64 << 20).unwrap();
+        cmd::run(
+            Command::new("sgdisk")
+                .args(["-n", "1:2048:+16M", "-c", "1:'root' x'", "-t", "1:8300"])
+                .arg(&disk),
+        )
+        .unwrap();
+        f.set_len(128 << 20).unwrap();
+        assert!(grow_table(&disk, 1).unwrap().is_some());
+        let p = partitions::read(&disk)
+            .unwrap()
+            .partition(1)
+            .unwrap()
+            .clone();
+        assert_eq!(p.name, "'root' x'");
+        assert_eq!(p.last(), (128 << 20) / 512 - 2048 - 1);
     }
 }

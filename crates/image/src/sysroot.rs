@@ -10,7 +10,7 @@ use keel_deploy::{DeployOptions, Sysroot};
 use keel_remote::config::{self, Remote};
 use keel_remote::pull::{pull, PullOptions, RefTarget};
 use keel_remote::source::LocalSource;
-use keel_store::{Checksum, Repo};
+use keel_store::{Checksum, Repo, TreeNode};
 use keel_utils::cmd;
 use keel_utils::progress::Progress;
 use std::io::Read;
@@ -48,7 +48,11 @@ impl Platform {
 /// platform (and serial console on qemu) and the first-boot marker.
 pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
     let mut k: Vec<String> = vec!["root=LABEL=root".into(), "rw".into()];
-    k.extend(tree_defaults.split_whitespace().map(str::to_string));
+    k.extend(
+        keel_utils::cmdline::words(tree_defaults)
+            .into_iter()
+            .map(str::to_string),
+    );
     if platform == Platform::Qemu && !k.iter().any(|a| a.starts_with("console=ttyS0")) {
         k.push("console=ttyS0,115200n8".into());
     }
@@ -57,29 +61,17 @@ pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
     k
 }
 
-/// Read the regular file at `path` (relative, `/`-separated) from `commit`, if it exists.
+/// Read the regular file at `path` (`/`-separated) from `commit`, if it exists.
 pub fn read_tree_file(repo: &Repo, commit: &Checksum, path: &str) -> Result<Option<Vec<u8>>> {
-    let c = repo.read_commit(commit)?;
-    let mut tree = repo.read_dirtree(&c.root_tree)?;
-    let mut parts = path.split('/').peekable();
-    while let Some(part) = parts.next() {
-        if parts.peek().is_none() {
-            let Some((_, file)) = tree.files.iter().find(|(n, _)| n == part) else {
-                return Ok(None);
-            };
-            let mut r = repo.open_content(file)?;
-            let mut data = Vec::new();
-            r.content
-                .read_to_end(&mut data)
-                .with_context(|| format!("reading {path} from commit {commit}"))?;
-            return Ok(Some(data));
-        }
-        let Some((_, sub, _)) = tree.dirs.iter().find(|(n, _, _)| n == part) else {
-            return Ok(None);
-        };
-        tree = repo.read_dirtree(sub)?;
-    }
-    Ok(None)
+    let Some(TreeNode::File(file)) = repo.resolve_path(commit, path)? else {
+        return Ok(None);
+    };
+    let mut r = repo.open_content(&file)?;
+    let mut data = Vec::new();
+    r.content
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {path} from commit {commit}"))?;
+    Ok(Some(data))
 }
 
 /// Do now what the booted system would do at its first start and what first-boot provisioning

@@ -1,64 +1,46 @@
 //! The kernel command line: which platform this is, where the config comes from, first boot.
 
+use keel_utils::cmdline::Cmdline;
 use std::path::Path;
 
 /// Default location of the kernel command line.
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
 
-/// What provisioning reads from the kernel command line.
+/// What provisioning reads from the kernel command line, split as the kernel splits it
+/// (`keel_utils::cmdline`: double quotes group words, arguments after `--` belong to init).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelCmdline {
-    /// All arguments, split like the kernel does (double quotes group words).
-    pub args: Vec<String>,
+    cmdline: Cmdline,
 }
 
 impl KernelCmdline {
-    /// Splits a command line into arguments, honouring double quotes.
+    /// Splits a command line into arguments.
     pub fn parse(text: &str) -> KernelCmdline {
-        let mut args = Vec::new();
-        let mut cur = String::new();
-        let mut quoted = false;
-        let mut started = false;
-        for c in text.chars() {
-            match c {
-                '"' => {
-                    quoted = !quoted;
-                    started = true;
-                }
-                c if c.is_whitespace() && !quoted => {
-                    if started {
-                        args.push(std::mem::take(&mut cur));
-                        started = false;
-                    }
-                }
-                c => {
-                    cur.push(c);
-                    started = true;
-                }
-            }
+        KernelCmdline {
+            cmdline: Cmdline::parse(text),
         }
-        if started {
-            args.push(cur);
-        }
-        KernelCmdline { args }
     }
 
     /// Reads and parses a command-line file (normally `/proc/cmdline`).
     pub fn read(path: &Path) -> std::io::Result<KernelCmdline> {
-        Ok(KernelCmdline::parse(&std::fs::read_to_string(path)?))
+        Ok(KernelCmdline {
+            cmdline: Cmdline::read(path)?,
+        })
+    }
+
+    /// The kernel parameters, quotes removed.
+    pub fn args(&self) -> &[String] {
+        self.cmdline.params()
     }
 
     /// The value of the last `key=value` argument (the kernel's "last one wins" rule).
     pub fn value(&self, key: &str) -> Option<&str> {
-        self.args
-            .iter()
-            .rev()
-            .find_map(|a| a.strip_prefix(key).and_then(|rest| rest.strip_prefix('=')))
+        self.cmdline.value(key)
     }
 
     /// Whether `arg` appears exactly (as a flag or as `key=value`).
     pub fn contains(&self, arg: &str) -> bool {
-        self.args.iter().any(|a| a == arg)
+        self.cmdline.contains(arg)
     }
 
     /// `ignition.platform.id=`.
@@ -73,7 +55,7 @@ impl KernelCmdline {
 
     /// `ignition.firstboot` present and not switched off (`0`, `no`, `off`, empty value).
     pub fn first_boot(&self) -> bool {
-        self.args.iter().any(|a| a == "ignition.firstboot")
+        self.contains("ignition.firstboot")
             || matches!(self.value("ignition.firstboot"), Some(v) if !matches!(v, "" | "0" | "no" | "off"))
     }
 }
@@ -91,8 +73,21 @@ mod tests {
             ("\"\" z", &["", "z"]),
         ];
         for (text, want) in cases {
-            assert_eq!(KernelCmdline::parse(text).args, *want, "{text:?}");
+            assert_eq!(KernelCmdline::parse(text).args(), *want, "{text:?}");
         }
+    }
+
+    /// Provision's own splitter dropped every quote and knew no `--`; the kernel keeps quotes
+    /// inside a value and hands what follows `--` to init.
+    #[test]
+    fn quotes_and_dashes_as_the_kernel_reads_them() {
+        let c = KernelCmdline::parse("a=x\" \"y -- ignition.firstboot ignition.platform.id=metal");
+        assert_eq!(c.args(), ["a=x\" \"y"]);
+        assert!(!c.first_boot());
+        assert_eq!(c.platform(), None);
+        let c = KernelCmdline::parse("\"ignition.config.url=data:,a b\" ignition.firstboot");
+        assert_eq!(c.config_url(), Some("data:,a b"));
+        assert!(c.first_boot());
     }
 
     #[test]

@@ -24,6 +24,7 @@
 use crate::keys::{self, KeyError};
 use ed25519_dalek::VerifyingKey;
 use keel_utils::http::CaRoots;
+use keel_utils::keyfile::{self, KeyFile, KeyFileError};
 use std::path::{Path, PathBuf};
 
 /// Problems with remote definitions.
@@ -62,6 +63,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// What is wrong.
         reason: String,
+    },
+    /// The config is not a key file GLib (and so OSTree) reads.
+    #[error("{}: {source}; fix the file (ostree refuses it too)", path.display())]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        source: KeyFileError,
     },
     /// A key file is unusable.
     #[error(transparent)]
@@ -172,28 +181,15 @@ fn section_header(name: &str) -> String {
     format!("[remote \"{name}\"]")
 }
 
-fn parse_header(line: &str) -> Option<&str> {
-    line.trim().strip_prefix("[remote \"")?.strip_suffix("\"]")
+/// The remote a group name (`remote "NAME"`) defines.
+fn remote_name(group: &str) -> Option<&str> {
+    group.strip_prefix("remote \"")?.strip_suffix('"')
 }
 
-fn is_header(line: &str) -> bool {
-    let t = line.trim();
-    t.starts_with('[') && t.ends_with(']')
-}
-
-/// `mode=` in the `[core]` section of a repository config.
+/// `mode=` in the `[core]` section of a repository config (none when the config is not a key
+/// file).
 pub fn core_mode(config: &str) -> Option<&str> {
-    let mut in_core = false;
-    for line in config.lines() {
-        if is_header(line) {
-            in_core = line.trim() == "[core]";
-        } else if let (true, Some((k, v))) = (in_core, line.split_once('=')) {
-            if k.trim() == "mode" {
-                return Some(v.trim());
-            }
-        }
-    }
-    None
+    keyfile::lookup(config, "core", "mode").ok().flatten()
 }
 
 /// The config file of a repository.
@@ -208,64 +204,49 @@ fn read(path: &Path) -> Result<String, ConfigError> {
     })
 }
 
-fn truthy(v: &str) -> bool {
-    matches!(v, "true" | "1" | "yes")
+/// Every remote defined in `config` text, in file order, read as GLib (and so OSTree) reads
+/// the file (see `keel_utils::keyfile`).
+pub fn parse_remotes(config: &str) -> Result<Vec<Remote>, KeyFileError> {
+    let kf = KeyFile::parse(config)?;
+    let mut out = Vec::new();
+    for group in kf.groups() {
+        let Some(name) = remote_name(group) else {
+            continue;
+        };
+        let string = |key| -> Result<Option<String>, KeyFileError> {
+            Ok(kf.string(group, key)?.map(|v| v.into_owned()))
+        };
+        out.push(Remote {
+            name: name.to_string(),
+            url: string("url")?.unwrap_or_default(),
+            sign_verify: kf.boolean(group, "sign-verify")?.unwrap_or(false),
+            sign_verify_summary: kf.boolean(group, "sign-verify-summary")?.unwrap_or(false),
+            ed25519_file: string("verification-ed25519-file")?.map(PathBuf::from),
+            ed25519_key: string("verification-ed25519-key")?,
+            summary_max_age: string("summary-max-age-secs")?,
+            tls_ca_path: string("tls-ca-path")?.map(PathBuf::from),
+        });
+    }
+    Ok(out)
 }
 
-/// Every remote defined in `config` text, in file order.
-pub fn parse_remotes(config: &str) -> Vec<Remote> {
-    let mut out: Vec<Remote> = Vec::new();
-    let mut current = false;
-    for line in config.lines() {
-        if is_header(line) {
-            current = match parse_header(line) {
-                Some(name) => {
-                    out.push(Remote {
-                        name: name.to_string(),
-                        url: String::new(),
-                        sign_verify: false,
-                        sign_verify_summary: false,
-                        ed25519_file: None,
-                        ed25519_key: None,
-                        summary_max_age: None,
-                        tls_ca_path: None,
-                    });
-                    true
-                }
-                None => false,
-            };
-            continue;
-        }
-        let (Some(r), true) = (out.last_mut(), current) else {
-            continue;
-        };
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        let v = v.trim();
-        match k.trim() {
-            "url" => r.url = v.to_string(),
-            "sign-verify" => r.sign_verify = truthy(v),
-            "sign-verify-summary" => r.sign_verify_summary = truthy(v),
-            "verification-ed25519-file" => r.ed25519_file = Some(PathBuf::from(v)),
-            "verification-ed25519-key" => r.ed25519_key = Some(v.to_string()),
-            "summary-max-age-secs" => r.summary_max_age = Some(v.to_string()),
-            "tls-ca-path" => r.tls_ca_path = Some(PathBuf::from(v)),
-            _ => {}
-        }
-    }
-    out
+fn parse_file(path: &Path, text: &str) -> Result<Vec<Remote>, ConfigError> {
+    parse_remotes(text).map_err(|source| ConfigError::Syntax {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// All remotes of the repository at `repo`.
 pub fn list(repo: &Path) -> Result<Vec<Remote>, ConfigError> {
-    Ok(parse_remotes(&read(&config_path(repo))?))
+    let path = config_path(repo);
+    parse_file(&path, &read(&path)?)
 }
 
 /// One remote by name.
 pub fn get(repo: &Path, name: &str) -> Result<Remote, ConfigError> {
     let path = config_path(repo);
-    let remote = parse_remotes(&read(&path)?)
+    let remote = parse_file(&path, &read(&path)?)?
         .into_iter()
         .find(|r| r.name == name)
         .ok_or_else(|| ConfigError::NoSuchRemote {
@@ -288,8 +269,8 @@ fn without_section(config: &str, name: &str) -> Option<String> {
     let mut skipping = false;
     let mut found = false;
     for line in config.lines() {
-        if is_header(line) {
-            skipping = parse_header(line) == Some(name);
+        if let Some(group) = keyfile::group_header(line) {
+            skipping = remote_name(group) == Some(name);
             found |= skipping;
         }
         if !skipping {
@@ -338,7 +319,10 @@ pub fn add(repo: &Path, remote: &Remote) -> Result<(), ConfigError> {
     remote.trusted_keys(&path)?;
     remote.summary_max_age_secs(&path)?;
     let mut text = read(&path)?;
-    if parse_remotes(&text).iter().any(|r| r.name == remote.name) {
+    if parse_file(&path, &text)?
+        .iter()
+        .any(|r| r.name == remote.name)
+    {
         return Err(ConfigError::Exists {
             name: remote.name.clone(),
             path,
@@ -386,7 +370,7 @@ mod tests {
     #[test]
     fn parse_table() {
         let cfg = "[core]\nrepo_version=1\nmode=bare\n\n[remote \"a\"]\nurl=http://x/\ngpg-verify=false\nsign-verify=true\nverification-ed25519-key=K\n\n[remote \"b\"]\nurl = file:///r\n[other]\nurl=nope\n";
-        let got = parse_remotes(cfg);
+        let got = parse_remotes(cfg).unwrap();
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].url, "http://x/");
         assert!(got[0].sign_verify && !got[0].sign_verify_summary);
@@ -435,7 +419,7 @@ mod tests {
     #[test]
     fn summary_max_age_defaults_parses_and_names_a_bad_value() {
         let cfg = "[remote \"a\"]\nurl=http://x/\n[remote \"b\"]\nurl=http://y/\nsummary-max-age-secs=60\n[remote \"c\"]\nurl=http://z/\nsummary-max-age-secs=7d\n";
-        let r = parse_remotes(cfg);
+        let r = parse_remotes(cfg).unwrap();
         let p = Path::new("/r/config");
         assert_eq!(r[0].summary_max_age_secs(p).unwrap(), 7 * 24 * 3600);
         assert_eq!(r[1].summary_max_age_secs(p).unwrap(), 60);
@@ -452,7 +436,7 @@ mod tests {
     #[test]
     fn tls_ca_path_replaces_the_node_store_and_round_trips() {
         let cfg = "[remote \"a\"]\nurl=https://x/\ntls-ca-path = /etc/keel/ca.pem\n[remote \"b\"]\nurl=https://y/\n";
-        let r = parse_remotes(cfg);
+        let r = parse_remotes(cfg).unwrap();
         let node = CaRoots::SystemAt(PathBuf::from("/d/etc/ssl/certs/ca-certificates.crt"));
         assert_eq!(
             r[0].ca_roots(node.clone()),
@@ -474,5 +458,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("no verification-ed25519"), "{err}");
+    }
+
+    /// Remotes are read as GLib reads the config: a value given twice keeps the last one, a
+    /// section given twice is one remote, escapes are resolved, booleans are GLib's (`yes` was
+    /// taken as true here but refused by OSTree), and a file OSTree refuses is refused.
+    #[test]
+    fn remotes_are_read_as_glib_reads_them() {
+        let cfg = "[remote \"a\"]\n# url=http://old/\nurl=http://x/\nurl=http://y/\n\
+                   [remote \"b\"]\nurl=file:///r\n[remote \"a\"]\nsign-verify=1\n\
+                   verification-ed25519-file=/etc/k\\sey\n";
+        let got = parse_remotes(cfg).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].url, "http://y/");
+        assert!(got[0].sign_verify);
+        assert_eq!(got[0].ed25519_file.as_deref(), Some(Path::new("/etc/k ey")));
+        let e = parse_remotes("[remote \"a\"]\nurl=http://x/\nsign-verify=yes\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`yes` is not a boolean"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("config"), "url=http://x/\n").unwrap();
+        let e = list(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("config: line 1: key `url` comes before any [group]"),
+            "{e}"
+        );
+        assert_eq!(
+            core_mode("[core]\nmode=bare\nmode=archive-z2\n"),
+            Some("archive-z2")
+        );
+        assert_eq!(core_mode("mode=bare\n"), None);
     }
 }

@@ -304,15 +304,12 @@ mod tests {
             meta: vec![],
         }
         .to_bytes();
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = keel_testsupport::rng::Rng::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..3000 {
             let mut b = good.clone();
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            let i = (state as usize) % b.len();
-            b[i] ^= (state >> 32) as u8 | 1;
-            b.truncate(b.len() - (state as usize >> 40) % 3);
+            let i = rng.index(b.len());
+            b[i] ^= rng.next_u64() as u8 | 1;
+            b.truncate(b.len() - rng.index(3));
             let _ = Summary::parse(&b);
         }
     }

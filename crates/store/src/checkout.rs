@@ -6,6 +6,7 @@ use crate::commit::pool;
 use crate::error::{IoPath, StoreError};
 use crate::objects::{DirMeta, DirTree, FileHeader, ObjectType, S_IFLNK, S_IFMT};
 use crate::repo::{Repo, RepoMode};
+use crate::treepath::TreeNode;
 use crate::txn::zero_link_times;
 use crate::xattrs;
 use rayon::prelude::*;
@@ -48,20 +49,15 @@ impl Repo {
             )));
         }
         let commit = self.read_commit(rev)?;
-        let (mut tree, mut meta) = (commit.root_tree, commit.root_meta);
         let sub = opts.subpath.as_deref().unwrap_or("/");
-        for part in sub.split('/').filter(|p| !p.is_empty()) {
-            let t = self.read_dirtree(&tree)?;
-            let found =
-                t.dirs
-                    .iter()
-                    .find(|d| d.0 == part)
-                    .ok_or_else(|| StoreError::PathNotFound {
-                        path: sub.to_string(),
-                        commit: *rev,
-                    })?;
-            (tree, meta) = (found.1, found.2);
-        }
+        let Some(TreeNode::Dir { tree, meta }) =
+            self.resolve_in_tree(commit.root_tree, commit.root_meta, sub)?
+        else {
+            return Err(StoreError::PathNotFound {
+                path: sub.to_string(),
+                commit: *rev,
+            });
+        };
         let objects_dir = self.path().join("objects");
         let objects = open_dir_path(&objects_dir)?;
         let ctx = Ctx {

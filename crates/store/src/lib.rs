@@ -35,6 +35,7 @@ mod prune;
 mod read;
 mod refs;
 mod repo;
+mod treepath;
 mod txn;
 mod xattrs;
 
@@ -51,4 +52,5 @@ pub use prune::{PruneOptions, PruneReport};
 pub use read::{split_archive_object, ContentReader};
 pub use refs::valid_ref_name;
 pub use repo::{Repo, RepoLock, RepoMode};
+pub use treepath::TreeNode;
 pub use txn::{Transaction, ARCHIVE_LEVEL};

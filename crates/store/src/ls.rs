@@ -4,6 +4,7 @@ use crate::checksum::Checksum;
 use crate::error::StoreError;
 use crate::objects::Xattrs;
 use crate::repo::Repo;
+use crate::treepath::{components, TreeNode};
 
 /// What a tree entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,26 +125,12 @@ impl Repo {
             path: path.to_string(),
             commit: *commit,
         };
-        let (mut tree, mut meta) = (c.root_tree, c.root_meta);
-        let mut cur = "/".to_string();
-        let parts: Vec<&str> = path
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
-        for (i, part) in parts.iter().enumerate() {
-            let t = self.read_dirtree(&tree)?;
-            cur = join(&cur, part);
-            if let Some(d) = t.dirs.iter().find(|d| d.0 == *part) {
-                (tree, meta) = (d.1, d.2);
-            } else if let (Some(f), true) =
-                (t.files.iter().find(|f| f.0 == *part), i + 1 == parts.len())
-            {
-                return self.file_entry(cur, f.1);
-            } else {
-                return Err(not_found());
-            }
+        let shown = components(path).fold("/".to_string(), |cur, part| join(&cur, part));
+        match self.resolve_in_tree(c.root_tree, c.root_meta, path)? {
+            Some(TreeNode::Dir { tree, meta }) => self.dir_entry(shown, tree, meta),
+            Some(TreeNode::File(f)) => self.file_entry(shown, f),
+            None => Err(not_found()),
         }
-        self.dir_entry(cur, tree, meta)
     }
 
     /// Visit `path` and, if it is a directory, its children (files first, then directories, each

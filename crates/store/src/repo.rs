@@ -3,6 +3,7 @@
 use crate::checksum::Checksum;
 use crate::error::{IoPath, StoreError};
 use crate::objects::{Commit, ObjectType};
+use keel_utils::keyfile::KeyFile;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ const STATE_DIRS: &[&str] = &[
 pub struct Repo {
     path: PathBuf,
     mode: RepoMode,
-    config: String,
+    config: KeyFile,
 }
 
 /// A held repository lock (released on drop).
@@ -111,7 +112,9 @@ impl Repo {
         };
         let config = fs::read_to_string(path.join("config"))
             .map_err(|e| not_repo(format!("cannot read config: {e}")))?;
-        let mode_name = config_value(&config, "core", "mode").unwrap_or("bare");
+        let config = KeyFile::parse(&config)
+            .map_err(|e| not_repo(format!("config is not a valid key file: {e}")))?;
+        let mode_name = config.raw("core", "mode").unwrap_or("bare");
         let mode = RepoMode::parse(mode_name)
             .ok_or_else(|| not_repo(format!("unsupported mode `{mode_name}` in config")))?;
         if !path.join("objects").is_dir() {
@@ -136,7 +139,7 @@ impl Repo {
 
     /// A value from the repository config (`[section] key=value`).
     pub fn config_value(&self, section: &str, key: &str) -> Option<&str> {
-        config_value(&self.config, section, key)
+        self.config.raw(section, key)
     }
 
     /// Take the repository lock (`.lock`, flock): shared for writers adding objects, exclusive for
@@ -267,27 +270,10 @@ impl Repo {
     }
 }
 
-/// Look up `key` in `[section]` of a GKeyFile-style config.
-pub fn config_value<'a>(config: &'a str, section: &str, key: &str) -> Option<&'a str> {
-    let mut in_section = false;
-    for line in config.lines() {
-        let line = line.trim();
-        if line.starts_with('[') && line.ends_with(']') {
-            in_section = &line[1..line.len() - 1] == section;
-        } else if in_section {
-            if let Some((k, v)) = line.split_once('=') {
-                if k.trim() == key {
-                    return Some(v.trim());
-                }
-            }
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use keel_utils::keyfile;
 
     #[test]
     fn config_lookup_table() {
@@ -299,8 +285,22 @@ mod tests {
             ("core", "url", None),
             ("nope", "mode", None),
         ] {
-            assert_eq!(config_value(cfg, section, key), want);
+            assert_eq!(keyfile::lookup(cfg, section, key).unwrap(), want);
         }
+    }
+
+    /// GLib refuses a config that is not a key file, and so does `Repo::open` (it read one
+    /// before, ignoring the bad lines); a duplicate key takes its last value, not its first.
+    #[test]
+    fn config_is_read_as_glib_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let r = Repo::init(&d.path().join("r"), RepoMode::Archive).unwrap();
+        let cfg = r.path().join("config");
+        fs::write(&cfg, "[core]\nrepo_version=1\nmode=bare\nmode=archive-z2\n").unwrap();
+        assert_eq!(Repo::open(r.path()).unwrap().mode(), RepoMode::Archive);
+        fs::write(&cfg, "[core]\nmode=archive-z2\nthis is not a key\n").unwrap();
+        let e = Repo::open(r.path()).unwrap_err().to_string();
+        assert!(e.contains("line 3: `this is not a key`"), "{e}");
     }
 
     #[test]

@@ -253,3 +253,54 @@ fn special_files_are_refused_and_no_ref_moves() {
         "the failed commit's staging directory is removed"
     );
 }
+
+/// The one path lookup, with every case where the three copies (`keel repo ls`, checkout's
+/// subpath, deploy's tree check and the image builder's file read) disagreed: a leading or
+/// doubled `/` and `.` components (the image builder found nothing, checkout refused `.`), a
+/// file in the middle of a path, and `..` (a name, never the parent).
+#[test]
+fn paths_in_a_commit_resolve_one_way() {
+    use keel_store::TreeNode;
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    vector_tree(&tree);
+    let repo = Repo::init(&d.path().join("repo"), RepoMode::Archive).unwrap();
+    let c = repo.commit_dir(&tree, &vector_opts(), &quiet()).unwrap();
+    let kind = |p: &str| match repo.resolve_path(&c, p).unwrap() {
+        Some(TreeNode::Dir { .. }) => "dir",
+        Some(TreeNode::File(_)) => "file",
+        None => "none",
+    };
+    for (path, want) in [
+        ("", "dir"),
+        ("/", "dir"),
+        ("sub", "dir"),
+        ("/sub/", "dir"),
+        ("./sub//b", "file"),
+        ("sub/./b", "file"),
+        ("/a.txt", "file"),
+        ("link", "file"),
+        ("a.txt/x", "none"),
+        ("sub/..", "none"),
+        ("sub/../a.txt", "none"),
+        ("missing", "none"),
+    ] {
+        assert_eq!(kind(path), want, "{path:?}");
+    }
+    assert_eq!(repo.lookup_path(&c, "./sub//b").unwrap().path, "/sub/b");
+    let out = d.path().join("co");
+    let opts = CheckoutOptions {
+        subpath: Some("./sub/".into()),
+        user_mode: true,
+        ..CheckoutOptions::default()
+    };
+    repo.checkout(&c, &out, &opts).unwrap();
+    assert_eq!(fs::read(out.join("b")).unwrap(), b"x");
+    let opts = CheckoutOptions {
+        subpath: Some("a.txt".into()),
+        user_mode: true,
+        ..CheckoutOptions::default()
+    };
+    let e = repo.checkout(&c, &d.path().join("co2"), &opts);
+    assert!(matches!(e, Err(StoreError::PathNotFound { .. })), "{e:?}");
+}

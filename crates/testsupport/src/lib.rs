@@ -15,6 +15,7 @@ pub mod http;
 pub mod process;
 pub mod rng;
 pub mod skip;
+pub mod snapshot;
 pub mod tls;
 pub mod tools;
 pub mod xattr;

@@ -23,6 +23,11 @@ impl Rng {
         self.next_u64() % n
     }
 
+    /// An index in `0..n` (0 when `n` is 0).
+    pub fn index(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
     /// A moment in the `k`-th of `n` equal slices of `[0, window)`: stratified sampling, so
     /// that `n` power cuts of one kind land from the start of an operation to its end.
     pub fn in_slice(
@@ -84,5 +89,8 @@ mod tests {
             }
         }
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
+        let mut r = Rng::new(3);
+        assert_eq!(r.index(0), 0);
+        assert!((0..100).all(|_| r.index(5) < 5));
     }
 }

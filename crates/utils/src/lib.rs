@@ -8,14 +8,20 @@
 //!   JSON lines with `--json`.
 //! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
-//! - [`snapshot`]: committed snapshot files for tests (`KEEL_UPDATE_SNAPSHOTS=1` rewrites them).
 //! - [`skip_log`]: skipped tests, recorded where `scripts/test.sh` counts them.
+//! - [`keyfile`]: GLib key files (OSTree repo and remote config, origin files), read as GLib does.
+//! - [`cmdline`]: kernel command lines split as the kernel does (quotes, `--`).
+//! - [`partitions`]: partition tables, read with `sfdisk --json`.
+//! - [`prometheus`]: the Prometheus text exposition with escaped label values.
 
 pub mod cmd;
+pub mod cmdline;
 pub mod fatfile;
 pub mod fsutil;
 pub mod http;
+pub mod keyfile;
 pub mod logging;
+pub mod partitions;
 pub mod progress;
+pub mod prometheus;
 pub mod skip_log;
-pub mod snapshot;

@@ -299,7 +299,7 @@ pub fn kernel_dir(root: &Path) -> Result<PathBuf> {
 /// arguments (`ostree=`, `ignition.*`), which would make the initramfs act as Keel's.
 pub fn kernel_options(default_kargs: &str) -> String {
     let mut args = vec!["root=LABEL=root".to_string(), "rw".to_string()];
-    for a in default_kargs.split_whitespace() {
+    for a in keel_utils::cmdline::words(default_kargs) {
         let keel = a.starts_with("ostree=") || a.starts_with("ignition.");
         let ours = a.starts_with("root=") || a == "rw" || a == "ro";
         if !keel && !ours && !args.iter().any(|x| x == a) {

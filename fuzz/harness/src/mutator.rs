@@ -1,10 +1,10 @@
 //! A small deterministic mutation fuzzer for the bounded runs of the test suite (cargo-fuzz
 //! brings libFuzzer's own for longer runs).
 
-/// A deterministic byte-level mutator (xorshift PRNG): flips, insertions of interesting
-/// tokens, deletions, duplications and splices between seed inputs.
+/// A deterministic byte-level mutator (a seeded `fastrand` generator): flips, insertions of
+/// interesting tokens, deletions, duplications and splices between seed inputs.
 pub struct Mutator {
-    state: u64,
+    rng: fastrand::Rng,
     seeds: Vec<Vec<u8>>,
 }
 
@@ -43,25 +43,16 @@ const TOKENS: &[&[u8]] = &[
 impl Mutator {
     pub fn new(seed: u64, seeds: Vec<Vec<u8>>) -> Self {
         Mutator {
-            state: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
             seeds,
         }
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.state;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.state = x;
-        x
     }
 
     fn below(&mut self, n: usize) -> usize {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            self.rng.usize(..n)
         }
     }
 

@@ -570,10 +570,9 @@ pub fn rewrite_kargs(
         }) {
             let mut opts = d.kargs.clone();
             opts.extend(
-                f.entry
-                    .options
-                    .split_whitespace()
-                    .filter(|a| a.starts_with("ostree="))
+                keel_utils::cmdline::words(&f.entry.options)
+                    .into_iter()
+                    .filter(|a| keel_utils::cmdline::key(a) == "ostree")
                     .map(str::to_string),
             );
             let options = opts.join(" ");

@@ -7,7 +7,7 @@ mod luks;
 mod partitions;
 mod raid;
 
-pub use partitions::{read_table, Table, TablePartition};
+pub use partitions::read_table;
 
 use crate::error::{AtPath, OpError};
 use crate::resource::Fetcher;

@@ -12,76 +12,20 @@
 //! | yes | true  | true  | no    | delete and create |
 //!
 //! Unset fields match anything; `sizeMiB: 0` matches a partition that fills its free space.
-//! The table is read with `sfdisk --json` and changed with one `sgdisk` call.
+//! The table is read with `keel_utils::partitions` (`sfdisk --json`) and changed with one
+//! `sgdisk` call.
 
 use crate::error::{AtPath, OpError};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use keel_ignition_config::types::{Disk, Partition};
-use keel_utils::cmd::{self, CmdError};
-use serde::Deserialize;
+use keel_utils::cmd;
+use keel_utils::partitions::{self, Partition as TablePartition, Table};
+use std::path::Path;
 use std::process::Command;
-
-/// A partition table as `sfdisk --json` reports it.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Table {
-    #[serde(default)]
-    pub sectorsize: Option<u64>,
-    #[serde(default)]
-    pub lastlba: Option<u64>,
-    #[serde(default)]
-    pub partitions: Vec<TablePartition>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct TablePartition {
-    pub node: String,
-    pub start: u64,
-    pub size: u64,
-    #[serde(rename = "type", default)]
-    pub type_guid: String,
-    #[serde(default)]
-    pub uuid: String,
-    #[serde(default)]
-    pub name: String,
-}
-
-#[derive(Deserialize)]
-struct SfdiskJson {
-    partitiontable: Table,
-}
-
-impl TablePartition {
-    /// The partition number, from the node name's trailing digits.
-    pub fn number(&self) -> u32 {
-        let digits: String = self
-            .node
-            .chars()
-            .rev()
-            .take_while(|c| c.is_ascii_digit())
-            .collect();
-        digits
-            .chars()
-            .rev()
-            .collect::<String>()
-            .parse()
-            .unwrap_or(0)
-    }
-}
 
 /// Reads the partition table of `dev` (an empty table when the disk has none).
 pub fn read_table(dev: &str) -> Result<Table> {
-    let out = match cmd::run(Command::new("sfdisk").args(["--json", dev])) {
-        Ok(out) => out,
-        Err(CmdError::Failed { stderr, .. })
-            if stderr.contains("does not contain a recognized partition table") =>
-        {
-            return Ok(Table::default())
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let parsed: SfdiskJson = serde_json::from_slice(&out.stdout)
-        .with_context(|| format!("parsing sfdisk --json {dev}"))?;
-    Ok(parsed.partitiontable)
+    Ok(partitions::read(Path::new(dev))?)
 }
 
 fn guid_eq(a: &str, b: &str) -> bool {
@@ -156,7 +100,7 @@ fn create_args(num: u32, p: &Partition, keep: Option<&TablePartition>, mib: u64)
 
 /// The sgdisk arguments that bring `table` to what `disk` asks for.
 fn plan(disk: &Disk, table: &Table, at: &str) -> Result<Vec<String>, OpError> {
-    let mib = 1024 * 1024 / table.sectorsize.unwrap_or(512);
+    let mib = 1024 * 1024 / table.sector_size();
     let mut deletes = Vec::new();
     let mut creates = Vec::new();
     let mut used: Vec<u32> = table
