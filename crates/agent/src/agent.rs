@@ -391,7 +391,8 @@ impl Agent {
         let platform = std::fs::read_to_string(self.root().join("proc/cmdline"))
             .ok()
             .and_then(|c| {
-                keel_utils::cmdline::last_value(&c, "ignition.platform.id").map(str::to_string)
+                keel_utils::cmdline::last_value(&c, keel_proto::node::KARG_PLATFORM_ID)
+                    .map(str::to_string)
             });
         Ok(Query {
             basearch: std::env::consts::ARCH.into(),

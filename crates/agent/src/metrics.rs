@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// The socket, relative to the root.
-pub const SOCKET: &str = "run/keel/agent/metrics.sock";
+pub const SOCKET: &str = keel_proto::node::AGENT_METRICS_SOCKET;
 
 /// Counters and gauges.
 #[derive(Debug, Default, Clone)]

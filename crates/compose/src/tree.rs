@@ -229,7 +229,7 @@ pub fn write_config(m: &Manifest, tree: &Path, version: &str) -> anyhow::Result<
     if !m.spec.kernel.args.is_empty() {
         write(
             tree,
-            "usr/lib/keel/kargs",
+            keel_proto::node::TREE_KARGS,
             &format!("{}\n", m.spec.kernel.args.join(" ")),
             0o644,
         )?;
@@ -287,6 +287,50 @@ pub fn postprocess(m: &Manifest, tree: &Path, epoch: u64) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `ignition.*` kernel argument the initramfs module and the OS overlay read is one
+    /// `keel_proto::node` declares, so the boot loader entries, the image builder and the units
+    /// cannot drift apart.
+    #[test]
+    fn kernel_arguments_read_by_the_boot_are_declared_contracts() {
+        use keel_proto::node::{KARG_CONFIG_URL, KARG_FIRSTBOOT, KARG_PLATFORM_ID};
+        let declared = [KARG_FIRSTBOOT, KARG_PLATFORM_ID, KARG_CONFIG_URL];
+        let mut texts: Vec<(String, String)> = DRACUT_MODULE
+            .iter()
+            .map(|(name, text, _)| (name.to_string(), text.to_string()))
+            .collect();
+        let overlays = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/overlays");
+        let mut dirs = vec![overlays];
+        while let Some(d) = dirs.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    dirs.push(p);
+                } else if let Ok(text) = std::fs::read_to_string(&p) {
+                    texts.push((p.display().to_string(), text));
+                }
+            }
+        }
+        let mut found = 0;
+        for (name, text) in &texts {
+            for (i, _) in text.match_indices("ignition.") {
+                let word: String = text[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '.' || *c == '_')
+                    .collect();
+                let word = word.trim_end_matches('.');
+                if !word.contains('.') {
+                    continue; // prose ending a sentence with "ignition."
+                }
+                found += 1;
+                assert!(
+                    declared.contains(&word),
+                    "{name} reads kernel argument {word}, which keel_proto::node does not declare"
+                );
+            }
+        }
+        assert!(found >= 10, "only {found} uses found");
+    }
 
     #[test]
     fn generated_files() {

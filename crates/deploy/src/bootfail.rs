@@ -21,7 +21,7 @@ pub const EFIVARS: &str = "/sys/firmware/efi/efivars";
 /// The vendor UUID of systemd's boot loader interface variables.
 const LOADER_GUID: &str = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
 /// The first-boot karg (provisioning runs on this boot).
-const FIRSTBOOT_KARG: &str = "ignition.firstboot";
+const FIRSTBOOT_KARG: &str = keel_proto::node::KARG_FIRSTBOOT;
 
 /// What to do about a failed boot.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ pub const HEALTH_UNIT: &str = "keel-healthcheck.service";
 
 /// Where a failed run is recorded, below the system root (in the shared `/var`, so that
 /// `keel status` on the deployment booted after a rollback can say why the other one failed).
-pub const FAILURE_RECORD: &str = "var/lib/keel/health-failure.json";
+pub const FAILURE_RECORD: &str = keel_proto::node::HEALTH_FAILURE_RECORD;
 
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

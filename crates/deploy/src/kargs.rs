@@ -27,7 +27,7 @@ pub fn split(options: &str) -> Vec<String> {
 
 /// The karg that makes the initramfs run Ignition: it belongs to the first boot of the first
 /// deployment only.
-pub const FIRSTBOOT: &str = "ignition.firstboot";
+pub const FIRSTBOOT: &str = keel_proto::node::KARG_FIRSTBOOT;
 
 /// Kargs a new deployment takes over from the one it replaces: all but [`FIRSTBOOT`], so that
 /// an upgrade never provisions again.

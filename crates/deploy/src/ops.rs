@@ -224,7 +224,7 @@ impl Sysroot {
     /// On a booted node, start `keel-finalize-staged.service` so its stop job finalizes at
     /// shutdown (its `.path` unit does the same when enabled).
     fn arm_finalize_unit(&self) {
-        if self.root() != Path::new("/sysroot") {
+        if !keel_proto::node::is_node_sysroot(self.root()) {
             return;
         }
         let r = keel_utils::cmd::run(std::process::Command::new("systemctl").args([

@@ -126,7 +126,7 @@ pub struct Status {
 
 /// The update agent's state file, relative to the root; `keel agent` writes it, `keel status`
 /// shows it.
-pub const AGENT_STATE_FILE: &str = "run/keel/agent/state.json";
+pub const AGENT_STATE_FILE: &str = keel_proto::node::AGENT_STATE_FILE;
 
 impl Sysroot {
     fn failed_path(&self) -> PathBuf {

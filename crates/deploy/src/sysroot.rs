@@ -10,7 +10,7 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The stateroot used when none is given.
-pub const DEFAULT_STATEROOT: &str = "keel";
+pub const DEFAULT_STATEROOT: &str = keel_proto::node::STATEROOT;
 
 /// Tries a new boot entry gets (`+3`): after three boots that never reached
 /// `boot-complete.target`, systemd-boot falls back to the previous entry.
@@ -105,7 +105,11 @@ impl Sysroot {
         let path = &std::path::absolute(path).at(path)?;
         let booted_system = path == Path::new("/") && Path::new("/run/ostree-booted").exists();
         let (root, boot, run) = if booted_system {
-            ("/sysroot".into(), "/boot".into(), "/run/keel".into())
+            (
+                keel_proto::node::SYSROOT_MOUNT.into(),
+                "/boot".into(),
+                "/run/keel".into(),
+            )
         } else {
             (path.to_path_buf(), path.join("boot"), path.join("run/keel"))
         };
@@ -242,7 +246,7 @@ impl Sysroot {
         if self.booted.is_some() {
             return self.booted.clone();
         }
-        if self.root != Path::new("/sysroot") {
+        if !keel_proto::node::is_node_sysroot(&self.root) {
             return None;
         }
         let root = fs::metadata("/").ok()?;

@@ -18,12 +18,12 @@ use std::path::Path;
 use std::process::Command;
 
 /// The stateroot every image uses.
-pub const STATEROOT: &str = "keel";
+pub const STATEROOT: &str = keel_proto::node::STATEROOT;
 /// File in the OS tree listing its default kernel arguments (written by compose).
-pub const TREE_KARGS: &str = "usr/lib/keel/kargs";
+pub const TREE_KARGS: &str = keel_proto::node::TREE_KARGS;
 /// The first-boot marker (karg, and file on the ESP that `keel ignition firstboot-complete`
 /// removes).
-pub const FIRSTBOOT: &str = "ignition.firstboot";
+pub const FIRSTBOOT: &str = keel_proto::node::KARG_FIRSTBOOT;
 
 /// The platform an image is for: decides `ignition.platform.id` and the console.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -56,7 +56,11 @@ pub fn kargs(tree_defaults: &str, platform: Platform) -> Vec<String> {
     if platform == Platform::Qemu && !k.iter().any(|a| a.starts_with("console=ttyS0")) {
         k.push("console=ttyS0,115200n8".into());
     }
-    k.push(format!("ignition.platform.id={}", platform.id()));
+    k.push(format!(
+        "{}={}",
+        keel_proto::node::KARG_PLATFORM_ID,
+        platform.id()
+    ));
     k.push(FIRSTBOOT.into());
     k
 }

@@ -5,6 +5,8 @@
 //! - [`fleetlock`]: the FleetLock protocol (paths, header, request body).
 //! - [`cincinnati`]: the update graph on the wire (nodes, edges, metadata keys), as Fedora
 //!   CoreOS's graph server and Zincati speak it.
+//! - [`node`]: a node's paths and kernel argument names, shared by the programs that write and
+//!   read them.
 //!
 //! This crate is the ground floor: it depends on serde only, so a node-side client can use a
 //! protocol without linking the server that speaks it.
@@ -12,5 +14,6 @@
 pub mod cincinnati;
 pub mod error;
 pub mod fleetlock;
+pub mod node;
 
 pub use error::ErrorBody;

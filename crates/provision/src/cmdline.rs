@@ -45,12 +45,13 @@ impl KernelCmdline {
 
     /// `ignition.platform.id=`.
     pub fn platform(&self) -> Option<&str> {
-        self.value("ignition.platform.id")
+        self.value(keel_proto::node::KARG_PLATFORM_ID)
     }
 
     /// `ignition.config.url=`.
     pub fn config_url(&self) -> Option<&str> {
-        self.value("ignition.config.url").filter(|u| !u.is_empty())
+        self.value(keel_proto::node::KARG_CONFIG_URL)
+            .filter(|u| !u.is_empty())
     }
 
     /// `ignition.firstboot` present and not switched off (`0`, `no`, `off`, empty value).

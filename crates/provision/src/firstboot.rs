@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 /// File name of the marker on the boot partition.
-pub const MARKER: &str = "ignition.firstboot";
+pub const MARKER: &str = keel_proto::node::KARG_FIRSTBOOT;
 
 /// Removes `<boot>/ignition.firstboot` durably. A missing marker is an error (as with FCOS'
 /// `rm` without `-f`): provisioning ran although it was not the first boot, or the marker was
