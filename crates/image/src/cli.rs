@@ -1,13 +1,13 @@
 //! `keel image`: build bootable disk images from a commit.
 
 use crate::build::{self, BuildSpec};
-use crate::growfs;
 use crate::layout::GIB;
 use crate::output::Format;
 use crate::sysroot::Platform;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use keel_deploy::fetch::DEFAULT_REMOTE;
+use keel_provision::growfs;
 use keel_remote::config::Remote;
 use keel_utils::progress::{human_bytes, Mode};
 use std::path::{Path, PathBuf};

@@ -8,14 +8,12 @@
 //! - [`output`]: qcow2 / raw / raw.xz, written crash-safely.
 //! - [`sysroot`]: the root filesystem's content: pulled commit, one deployment, kargs.
 //! - [`build`] and [`cli`]: `keel image build`.
-//! - [`growfs`]: the first-boot step that grows the root partition and filesystem.
 
 pub mod assemble;
 pub mod build;
 pub mod cli;
 pub mod esp;
-pub mod growfs;
-pub mod layout;
+pub use keel_proto::disk as layout;
 pub mod loopdev;
 pub mod output;
 pub mod sysroot;

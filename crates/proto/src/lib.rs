@@ -5,6 +5,8 @@
 //! - [`fleetlock`]: the FleetLock protocol (paths, header, request body).
 //! - [`cincinnati`]: the update graph on the wire (nodes, edges, metadata keys), as Fedora
 //!   CoreOS's graph server and Zincati speak it.
+//! - [`disk`]: the disk layout every Keel image has (the image builder writes it, first-boot
+//!   growfs and the initramfs read it).
 //! - [`node`]: a node's paths and kernel argument names, shared by the programs that write and
 //!   read them.
 //!
@@ -12,6 +14,7 @@
 //! protocol without linking the server that speaks it.
 
 pub mod cincinnati;
+pub mod disk;
 pub mod error;
 pub mod fleetlock;
 pub mod node;

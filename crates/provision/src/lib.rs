@@ -8,7 +8,8 @@
 //! - [`files`], [`units`], [`passwd`], [`rootfs`]: what the files stage writes into the root.
 //! - [`disks`], [`mount`], [`crypttab`]: partitions, RAID, LUKS, filesystems, their mounts,
 //!   and the LUKS entries of the root.
-//! - [`firstboot`]: the first-boot marker.
+//! - [`firstboot`]: the first-boot marker; [`growfs`]: the first-boot step that grows the root
+//!   partition and filesystem to the disk (`keel image growfs`, `keel-growfs.service`).
 
 pub mod beneath;
 pub mod cli;
@@ -18,6 +19,7 @@ pub mod disks;
 pub mod error;
 pub mod files;
 pub mod firstboot;
+pub mod growfs;
 pub mod mount;
 pub mod passwd;
 pub mod resource;

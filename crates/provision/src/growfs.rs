@@ -164,7 +164,7 @@ mod tests {
         f.set_len(1 << 30).unwrap();
         cmd::run(
             Command::new("sgdisk")
-                .args(crate::layout::sgdisk_args(1 << 30))
+                .args(keel_proto::disk::sgdisk_args(1 << 30))
                 .arg(&disk),
         )
         .unwrap();
@@ -185,7 +185,7 @@ mod tests {
             (before.start, before.uuid.as_str(), "root")
         );
         assert_eq!(after.type_guid, before.type_guid);
-        assert_eq!(bytes, (3 << 30) - crate::layout::ROOT_OFFSET - (1 << 20));
+        assert_eq!(bytes, (3 << 30) - keel_proto::disk::ROOT_OFFSET - (1 << 20));
         assert_eq!(
             grow_table(&disk, 2).unwrap(),
             None,
