@@ -120,8 +120,13 @@ impl Query {
 pub fn fetch(http: &Client, base_url: &str, q: &Query) -> Result<Graph, GraphError> {
     let url = q.url(base_url);
     let body = http.get(&url, &[("Accept".into(), "application/json".into())])?;
-    let g: Graph = serde_json::from_slice(&body).map_err(|e| GraphError::Decode {
-        url: url.clone(),
+    parse(&url, &body)
+}
+
+/// A graph response (`body`, from `url`): Cincinnati JSON whose edges all name nodes.
+pub fn parse(url: &str, body: &[u8]) -> Result<Graph, GraphError> {
+    let g: Graph = serde_json::from_slice(body).map_err(|e| GraphError::Decode {
+        url: url.to_string(),
         message: e.to_string(),
     })?;
     for e in &g.edges {

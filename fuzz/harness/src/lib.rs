@@ -1,6 +1,7 @@
 //! Fuzz entry points for every parser of untrusted bytes: Butane YAML, Ignition JSON, the
 //! OSTree summary and its signatures, the objects a pull fetches (GVariant values, commits,
-//! dirtrees, dirmeta, archive file objects), and the graph server's Fedora CoreOS metadata.
+//! dirtrees, dirmeta, archive file objects), the graph server's Fedora CoreOS metadata, and the
+//! graph responses the node's agent reads.
 //! Each entry point must return on any input without a panic, and checks what the parser's
 //! callers rely on (what parses serializes back to itself, an added signature verifies, a
 //! built graph is valid JSON). The production crates export parsers, not fuzz entry points.
@@ -83,5 +84,37 @@ pub fn fuzz_graph_metadata(data: &[u8]) {
             "the graph must serialize to JSON: {}",
             String::from_utf8_lossy(&json)
         );
+    }
+}
+
+/// A graph server's response as the node's agent reads it: parsed (every edge must name a
+/// node), then evaluated from every node as the booted one. A chosen target is a node the
+/// booted one has an edge to, newer by `age_index`, never a failed one.
+pub fn fuzz_cincinnati_graph(data: &[u8]) {
+    let Ok(graph) = keel_agent::graph::parse("http://fuzz/v1/graph", data) else {
+        return;
+    };
+    let failed: std::collections::HashSet<String> = graph
+        .nodes
+        .iter()
+        .take(1)
+        .map(|n| n.payload.clone())
+        .collect();
+    for node in graph.nodes.iter().take(16) {
+        let Ok(e) = keel_agent::graph::evaluate(&graph, &node.payload, &failed) else {
+            continue;
+        };
+        if let (Some(booted), Some(target)) = (&e.booted, &e.target) {
+            assert!(target.age_index > booted.age_index, "{e:?}");
+            assert!(!failed.contains(&target.commit), "{e:?}");
+            assert!(
+                graph
+                    .edges
+                    .iter()
+                    .any(|[f, t]| graph.nodes[*f].payload == booted.commit
+                        && graph.nodes[*t].payload == target.commit),
+                "{e:?}"
+            );
+        }
     }
 }

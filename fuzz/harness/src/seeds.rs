@@ -275,3 +275,32 @@ pub fn noise(n: usize) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// Graph responses as `keel graph serve` writes them, built from the metadata seeds, plus
+/// hand-made edge cases (an edge past the nodes, a node without `age_index`).
+pub fn cincinnati_graphs() -> Vec<Vec<u8>> {
+    use keel_graph::graph::Graph;
+    use keel_graph::metadata::{ReleaseIndex, Updates};
+    let mut out = Vec::new();
+    for doc in graph_metadata() {
+        let (Ok(index), Ok(updates)) = (
+            serde_json::from_slice::<ReleaseIndex>(&doc),
+            serde_json::from_slice::<Updates>(&doc),
+        ) else {
+            continue;
+        };
+        if let Ok(g) = Graph::build(&index, &updates, "x86_64") {
+            for wariness in [0.0, 1.0] {
+                out.push(g.to_json(&g.visible_rollouts(wariness, 1_700_000_000)));
+            }
+        }
+    }
+    out.push(
+        br#"{"nodes":[{"version":"1","payload":"a","metadata":{}}],"edges":[[0,5]]}"#.to_vec(),
+    );
+    out.push(
+        br#"{"nodes":[{"version":"1","payload":"a","metadata":{"org.fedoraproject.coreos.releases.age_index":"0"}},{"version":"2","payload":"b"}],"edges":[[0,1]]}"#
+            .to_vec(),
+    );
+    out
+}

@@ -135,6 +135,19 @@ fn graph_metadata() {
     );
 }
 
+#[test]
+fn agent_graph_responses() {
+    let seeds = seeds::cincinnati_graphs();
+    assert!(seeds.len() >= 4, "{} seeds", seeds.len());
+    fuzz(
+        "agent graph responses",
+        seeds,
+        0x0a9e_4761,
+        PER_INPUT,
+        harness::fuzz_cincinnati_graph,
+    );
+}
+
 /// Objects of every kind plus noise, so each object parser also sees the others' layouts.
 fn object_seeds() -> Vec<Vec<u8>> {
     let mut seeds = seeds::objects().all();
