@@ -23,19 +23,12 @@ use keel_testsupport::tools::{CommitOpts, Tool};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const KEEL: &str = env!("CARGO_BIN_EXE_keel");
-const REF: &str = "keel/test";
+use common::{text, NodeCli, KEEL, REF};
+use std::process::Command;
+
 const DAY: u64 = 86_400;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn now() -> u64 {
     keel_remote::freshness::now()
@@ -47,7 +40,7 @@ struct Node {
     base: PathBuf,
     publish: PathBuf,
     key: PathBuf,
-    sysroot: PathBuf,
+    cli: NodeCli,
 }
 
 impl Node {
@@ -65,7 +58,9 @@ impl Node {
             _dir: dir,
             publish,
             key: key.clone(),
-            sysroot: base.join("sysroot"),
+            cli: NodeCli {
+                sysroot: base.join("sysroot"),
+            },
             base,
         };
         n.run_ok(Command::new(KEEL).args(["repo", "keygen"]).arg(&key));
@@ -132,29 +127,6 @@ impl Node {
         fs::write(self.publish.join("summary.sig"), sig).unwrap();
     }
 
-    fn node(&self, args: &[&str]) -> Output {
-        Command::new(KEEL)
-            .args(args)
-            .arg("--sysroot")
-            .arg(&self.sysroot)
-            .output()
-            .unwrap()
-    }
-
-    fn node_ok(&self, args: &[&str]) -> String {
-        let out = self.node(args);
-        assert!(out.status.success(), "keel {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn node_json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.node_ok(args)).expect("JSON on stdout")
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.sysroot.join("ostree/repo")
-    }
-
     /// Remote `keel` with commit and summary signatures checked.
     fn add_remote(&self, url: &str, extra: &[&str]) {
         let spec = format!("--sign-verify=ed25519={}.pub", self.key.display());
@@ -168,32 +140,6 @@ impl Node {
     fn first_deploy(&self) -> String {
         self.node_ok(&["deploy", "keel:keel/test"]);
         self.deployments()[0].clone()
-    }
-
-    fn deployments(&self) -> Vec<String> {
-        let d = self.sysroot.join("ostree/deploy/keel/deploy");
-        let mut v: Vec<String> = fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".origin"))
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn remote_ref(&self) -> Option<String> {
-        fs::read_to_string(self.repo().join("refs/remotes/keel").join(REF))
-            .ok()
-            .map(|s| s.trim().to_string())
-    }
-
-    fn staged(&self) -> bool {
-        self.sysroot.join("run/keel/staged-deployment").exists()
-    }
-
-    /// What a refused upgrade must leave as it was.
-    fn snapshot(&self) -> (Option<String>, Vec<String>, bool) {
-        (self.remote_ref(), self.deployments(), self.staged())
     }
 }
 
@@ -472,4 +418,11 @@ fn repo_pull_refuses_a_replay_and_warns_about_a_frozen_summary() {
         "{msg}"
     );
     assert_eq!(head(), c1);
+}
+
+impl std::ops::Deref for Node {
+    type Target = NodeCli;
+    fn deref(&self) -> &NodeCli {
+        &self.cli
+    }
 }

@@ -11,24 +11,15 @@
 use keel_testsupport::http::PyServer;
 use keel_testsupport::tls::{Pki, TlsServer};
 use keel_testsupport::tools::{CommitOpts, Tool};
-use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-const KEEL: &str = env!("CARGO_BIN_EXE_keel");
-const REF: &str = "keel/test";
+use common::{text, NodeCli, KEEL, REF};
+use std::process::Command;
 
 fn keel() -> Tool {
     Tool::Keel(KEEL.into())
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A publisher's archive repository with a signing key, and a client sysroot.
@@ -37,7 +28,7 @@ struct Setup {
     base: PathBuf,
     publish: PathBuf,
     key: PathBuf,
-    sysroot: PathBuf,
+    cli: NodeCli,
 }
 
 impl Setup {
@@ -68,7 +59,7 @@ impl Setup {
             base,
             publish,
             key,
-            sysroot,
+            cli: NodeCli { sysroot },
         })
     }
 
@@ -100,65 +91,16 @@ impl Setup {
         c
     }
 
-    fn node(&self, args: &[&str]) -> Output {
-        Command::new(KEEL)
-            .args(args)
-            .arg("--sysroot")
-            .arg(&self.sysroot)
-            .output()
-            .unwrap()
-    }
-
-    fn node_ok(&self, args: &[&str]) -> String {
-        let out = self.node(args);
-        assert!(out.status.success(), "keel {args:?}: {}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn node_json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.node_ok(args)).expect("JSON on stdout")
-    }
-
-    fn repo(&self) -> PathBuf {
-        self.sysroot.join("ostree/repo")
-    }
-
     /// Define remote `keel` in the sysroot repository's config (sign-verify with our key).
     fn add_remote(&self, url: &str) {
         let spec = format!("--sign-verify=ed25519={}.pub", self.key.display());
         keel().ok(&self.repo(), "remote", &["add", &spec, "keel", url]);
     }
 
-    fn deployments(&self) -> Vec<String> {
-        let d = self.sysroot.join("ostree/deploy/keel/deploy");
-        let mut v: Vec<String> = fs::read_dir(d)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| !n.ends_with(".origin"))
-            .collect();
-        v.sort();
-        v
-    }
-
-    fn remote_ref(&self) -> Option<String> {
-        fs::read_to_string(self.repo().join("refs/remotes/keel").join(REF))
-            .ok()
-            .map(|s| s.trim().to_string())
-    }
-
-    fn staged(&self) -> bool {
-        self.sysroot.join("run/keel/staged-deployment").exists()
-    }
-
     fn has_commit(&self, c: &str) -> bool {
         self.repo()
             .join(format!("objects/{}/{}.commit", &c[..2], &c[2..]))
             .exists()
-    }
-
-    /// What must not have changed after a refused upgrade.
-    fn snapshot(&self) -> (Option<String>, Vec<String>, bool) {
-        (self.remote_ref(), self.deployments(), self.staged())
     }
 }
 
@@ -442,4 +384,11 @@ fn upgrade_over_https_trusts_the_nodes_ca_store_and_tls_ca_path() {
     assert_eq!(up["commit"], c2.as_str(), "{up}");
     assert_eq!(s.remote_ref().as_deref(), Some(c2.as_str()));
     assert!(server.get_paths().iter().any(|p| p.ends_with(".filez")));
+}
+
+impl std::ops::Deref for Setup {
+    type Target = NodeCli;
+    fn deref(&self) -> &NodeCli {
+        &self.cli
+    }
 }
