@@ -251,7 +251,7 @@ impl Agent {
 
     fn publish(&self) {
         if self.mode == Mode::Service {
-            if let Err(e) = self.state.save(self.root()) {
+            if let Err(e) = crate::state::save(&self.state, self.root()) {
                 tracing::warn!("could not write the agent state file: {e}");
             }
         }
@@ -412,7 +412,7 @@ impl Agent {
         match keel_deploy::fetch::origin_summary(&self.sysroot) {
             Ok(seen) => {
                 let now = u64::try_from(self.clock.now()).unwrap_or(0);
-                self.state.remote_summary = seen.map(|s| s.assess(now));
+                self.state.remote_summary = seen.map(|s| keel_deploy::freshness::assess(&s, now));
                 if let Some(f) = self
                     .state
                     .remote_summary

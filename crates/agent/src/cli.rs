@@ -6,6 +6,7 @@ use crate::metrics;
 use crate::state::{AgentState, Phase};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+use keel_proto::output::Versioned;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -148,25 +149,28 @@ fn when(t: i64) -> String {
     jiff::Timestamp::from_second(t).map_or(t.to_string(), |t| t.to_string())
 }
 
+/// `keel agent status --json`: the state record under `agent` (`null` when the agent has not
+/// run since boot).
+#[derive(Serialize)]
+struct StatusReport {
+    agent: Option<AgentState>,
+}
+
 fn status(root: &std::path::Path, json: bool) -> Result<()> {
     let p = root.join(crate::state::STATE_FILE);
-    let st = AgentState::load(root).with_context(|| format!("{}", p.display()))?;
-    let Some(st) = st else {
-        if json {
-            println!("null");
-        } else {
-            println!(
-                "The update agent has not run since boot ({} is absent).",
-                p.display()
-            );
-        }
-        return Ok(());
-    };
+    let st = crate::state::load(root).with_context(|| format!("{}", p.display()))?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        let out = Versioned::new(StatusReport { agent: st });
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
-    print!("{}", describe(&st));
+    match st {
+        Some(st) => print!("{}", describe(&st)),
+        None => println!(
+            "The update agent has not run since boot ({} is absent).",
+            p.display()
+        ),
+    }
     Ok(())
 }
 
@@ -215,7 +219,7 @@ struct CheckReport {
     window_open: Option<bool>,
     next_window: Option<i64>,
     fleet_lock: bool,
-    remote_summary: Option<keel_deploy::Freshness>,
+    remote_summary: Option<keel_proto::freshness::Freshness>,
 }
 
 /// Run `keel update`.
@@ -243,7 +247,7 @@ pub fn run_update(args: UpdateArgs) -> Result<()> {
                 remote_summary: a.state.remote_summary.clone(),
             };
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                println!("{}", serde_json::to_string_pretty(&Versioned::new(&r))?);
             } else {
                 print_check(&r);
             }

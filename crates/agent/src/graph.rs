@@ -8,7 +8,6 @@
 //! booted release marked `deadend` has no edges; its reason is reported for the login message.
 
 use keel_utils::http::{Client, HttpError};
-use serde::Deserialize;
 use std::collections::HashSet;
 
 pub use keel_proto::cincinnati::{Node, AGE_INDEX, DEADEND, DEADEND_REASON, SCHEME};
@@ -42,16 +41,8 @@ impl GraphError {
     }
 }
 
-/// A release the agent may go to.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
-pub struct Release {
-    /// Version.
-    pub version: String,
-    /// OSTree commit.
-    pub commit: String,
-    /// Position in the release index.
-    pub age_index: u64,
-}
+/// A release the agent may go to (the type is part of the agent state contract).
+pub use keel_proto::agent::Release;
 
 /// The request parameters, as Zincati sends them.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use keel_store::{CommitOptions, ParentSpec, Repo};
 use keel_utils::progress::{human_bytes, Mode, Progress};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 /// Compose an OS commit from a manifest of Debian packages.
@@ -56,6 +57,36 @@ pub struct ComposeOpts {
     /// Progress and the result as JSON lines.
     #[arg(long)]
     json: bool,
+}
+
+/// `keel compose --json`: the result, the last line on stdout.
+#[derive(Debug, Serialize)]
+pub struct ComposeResult {
+    /// The new commit.
+    pub commit: String,
+    /// Its version.
+    pub version: String,
+    /// The ref it was committed to.
+    #[serde(rename = "ref")]
+    pub ref_name: String,
+    /// The commit's root tree (dirtree checksum).
+    pub root_tree: String,
+    /// The kernel version in the tree.
+    pub kernel: Option<String>,
+    /// How many packages the tree holds.
+    pub packages: usize,
+    /// The tree's size in bytes (hard links counted once).
+    pub size_bytes: u64,
+    /// The largest packages: `[name, bytes]`, largest first (at most 20).
+    pub sizes: Vec<(String, u64)>,
+    /// Packages downloaded by this run.
+    pub downloaded_packages: u64,
+    /// Bytes downloaded by this run.
+    pub downloaded_bytes: u64,
+    /// Packages taken from the cache.
+    pub reused_packages: u64,
+    /// The commit metadata key listing the packages.
+    pub metadata_packages_key: &'static str,
 }
 
 #[derive(Subcommand, Debug)]
@@ -194,20 +225,21 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
     eprint!("{}", prepared.sizes.render(20));
     let d = &prepared.downloads;
     if o.json {
-        let out = serde_json::json!({
-            "commit": checksum.to_hex(),
-            "version": version,
-            "ref": m.ref_name(),
-            "root_tree": root_tree.to_hex(),
-            "kernel": prepared.kernel,
-            "packages": prepared.packages.len(),
-            "size_bytes": prepared.sizes.total,
-            "sizes": prepared.sizes.by_package.iter().take(20).collect::<Vec<_>>(),
-            "downloaded_packages": d.packages,
-            "downloaded_bytes": d.bytes,
-            "reused_packages": d.reused,
-            "metadata_packages_key": PACKAGES_KEY,
+        let out = keel_proto::output::Versioned::new(ComposeResult {
+            commit: checksum.to_hex(),
+            version: version.clone(),
+            ref_name: m.ref_name(),
+            root_tree: root_tree.to_hex(),
+            kernel: prepared.kernel.clone(),
+            packages: prepared.packages.len(),
+            size_bytes: prepared.sizes.total,
+            sizes: prepared.sizes.by_package.iter().take(20).cloned().collect(),
+            downloaded_packages: d.packages,
+            downloaded_bytes: d.bytes,
+            reused_packages: d.reused,
+            metadata_packages_key: PACKAGES_KEY,
         });
+        let out = serde_json::to_string(&out)?;
         println!("{out}");
     } else {
         println!("commit: {}", checksum.to_hex());

@@ -314,8 +314,7 @@ fn print_status(st: &Status) {
         println!("Remote summary: {mark}{}", f.message);
     }
     if let Some(a) = &st.agent {
-        let field = |k: &str| a.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
-        println!("Update agent: {} ({})", field("phase"), field("summary"));
+        println!("Update agent: {} ({})", a.phase.name(), a.summary);
     }
 }
 
@@ -325,7 +324,8 @@ pub fn run(command: NodeCommand) -> Result<()> {
         NodeCommand::Status { common, json } => {
             let st = common.open()?.status()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                let out = keel_proto::output::Versioned::new(&st);
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 print_status(&st);
             }
@@ -479,7 +479,8 @@ pub fn run(command: NodeCommand) -> Result<()> {
         }) => {
             let results = health::run_checks(&root, !no_builtin);
             if json {
-                println!("{}", serde_json::to_string_pretty(&results)?);
+                let out = keel_proto::output::Versioned::new(health::Report::new(&results));
+                println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for r in &results {
                     println!(

@@ -199,7 +199,7 @@ impl Opened {
     /// What the last resolve read of the summary, recorded for `keel status`.
     fn summary_seen(&self, s: &Sysroot) -> Option<SummarySeen> {
         let read = self.src.summary_read()?;
-        let seen = SummarySeen::new(
+        let seen = freshness::seen(
             &self.def.name,
             &self.def.url,
             &read,

@@ -6,7 +6,6 @@
 
 use keel_utils::cmd;
 use keel_utils::fsutil::write_atomic;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -20,16 +19,7 @@ pub const HEALTH_UNIT: &str = "keel-healthcheck.service";
 /// `keel status` on the deployment booted after a rollback can say why the other one failed).
 pub const FAILURE_RECORD: &str = keel_proto::node::HEALTH_FAILURE_RECORD;
 
-/// The result of one check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CheckResult {
-    /// Check name (built-in name or script file name).
-    pub name: String,
-    /// Passed?
-    pub ok: bool,
-    /// What was found.
-    pub detail: String,
-}
+pub use keel_proto::health::{CheckResult, HealthFailure, Report};
 
 fn result(name: &str, r: Result<String, String>) -> CheckResult {
     let (ok, detail) = match r {
@@ -116,26 +106,6 @@ pub fn run_checks(root: &Path, builtin: bool) -> Vec<CheckResult> {
         results.push(result(&name, r.map_err(|e| e.to_string())));
     }
     results
-}
-
-/// The last failed run of the checks.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthFailure {
-    /// The deployment (`<commit>.<serial>`) that was booted.
-    pub deployment: Option<String>,
-    /// The checks that failed.
-    pub failed: Vec<CheckResult>,
-}
-
-impl HealthFailure {
-    /// One line: `name: detail; name: detail`.
-    pub fn summary(&self) -> String {
-        self.failed
-            .iter()
-            .map(|c| format!("{}: {}", c.name, c.detail))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
 }
 
 /// Record the failed checks of `results` for deployment `deployment` under `root`.

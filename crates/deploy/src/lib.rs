@@ -78,7 +78,8 @@ mod upgrade;
 
 pub use error::{DeployError, PullFailure};
 pub use kargs::KargEdit;
-pub use keel_remote::freshness::{Freshness, State as FreshnessState, SummarySeen};
+pub use keel_proto::freshness::{Freshness, State as FreshnessState, SummarySeen};
+pub use keel_remote::freshness;
 pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
 pub use remote_summary::SUMMARIES_FILE;
 pub use staging::StagedRecord;

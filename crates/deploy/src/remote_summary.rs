@@ -55,7 +55,10 @@ impl Sysroot {
     /// is only worth a warning here.
     pub fn remote_summaries(&self, now: u64) -> Vec<Freshness> {
         match self.load_summaries() {
-            Ok(all) => all.values().map(|s| s.assess(now)).collect(),
+            Ok(all) => all
+                .values()
+                .map(|s| keel_remote::freshness::assess(s, now))
+                .collect(),
             Err(e) => {
                 tracing::warn!("{e}");
                 Vec::new()

@@ -6,27 +6,11 @@
 use crate::error::{DeployError, IoPath};
 use crate::sysroot::Sysroot;
 use keel_utils::fsutil::write_atomic;
-use serde::{Deserialize, Serialize};
 use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-/// What `keel finalize` needs to finish a staged deployment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedRecord {
-    /// The stateroot.
-    pub stateroot: String,
-    /// The deployment directory name `<commit>.<serial>`.
-    pub deployment: String,
-    /// sha256 of kernel ‖ initramfs, hex.
-    pub bootcsum: String,
-    /// Kernel arguments (without `ostree=`).
-    pub kargs: Vec<String>,
-    /// The deployment whose `/etc` changes are merged at finalization (the booted one).
-    pub merge_deployment: Option<String>,
-    /// When it was staged, seconds since the epoch.
-    pub staged_at: u64,
-}
+pub use keel_proto::staged::StagedRecord;
 
 impl Sysroot {
     fn staged_path(&self) -> PathBuf {

@@ -118,10 +118,10 @@ pub struct Status {
     pub failed: Vec<FailedCommit>,
     /// The last summary read from each remote (a pull or check of the origin), judged now:
     /// a stale or expired one means the mirror may be frozen.
-    pub remote_summaries: Vec<keel_remote::freshness::Freshness>,
+    pub remote_summaries: Vec<keel_proto::freshness::Freshness>,
     /// What the update agent (`keel agent`) last published, when it ran since boot.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub agent: Option<serde_json::Value>,
+    pub agent: Option<keel_proto::agent::AgentState>,
 }
 
 /// The update agent's state file, relative to the root; `keel agent` writes it, `keel status`
@@ -276,7 +276,7 @@ impl Sysroot {
 
     /// The agent's published state; a missing file means the agent has not run since boot, and
     /// an unreadable one is only worth a warning here.
-    fn agent_state(&self) -> Option<serde_json::Value> {
+    fn agent_state(&self) -> Option<keel_proto::agent::AgentState> {
         let path = self.root().join(AGENT_STATE_FILE);
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -289,7 +289,7 @@ impl Sysroot {
         serde_json::from_slice(&bytes)
             .map_err(|e| {
                 tracing::warn!(
-                    "the update agent's state {} is not JSON: {e}",
+                    "the update agent's state {} is not an agent state record: {e}",
                     path.display()
                 )
             })

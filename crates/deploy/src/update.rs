@@ -21,11 +21,37 @@ use std::time::Instant;
 /// How many commits back `keel deploy VERSION` looks in the remote history.
 const VERSION_SEARCH_DEPTH: usize = 100;
 
+/// What `upgrade` or `deploy` found or did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutcomeKind {
+    /// The newest commit is already deployed (or staged).
+    UpToDate,
+    /// An upgrade is available (`--check`).
+    Available,
+    /// The new deployment is staged: it becomes the default at shutdown.
+    Staged,
+    /// The new deployment is the default boot entry (not a booted system).
+    Deployed,
+}
+
+impl OutcomeKind {
+    /// Its name in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            OutcomeKind::UpToDate => "up-to-date",
+            OutcomeKind::Available => "available",
+            OutcomeKind::Staged => "staged",
+            OutcomeKind::Deployed => "deployed",
+        }
+    }
+}
+
 /// What `upgrade` or `deploy` did (printed as text or `--json`).
 #[derive(Debug, Serialize)]
-pub(crate) struct Outcome {
-    /// `up-to-date`, `available` (with --check), `staged` or `deployed`.
-    pub result: &'static str,
+pub struct Outcome {
+    /// What was found or done.
+    pub result: OutcomeKind,
     /// The target commit.
     pub commit: String,
     /// Its version.
@@ -61,7 +87,7 @@ pub(crate) struct UpgradeHow {
 }
 
 impl Outcome {
-    fn new(result: &'static str, commit: Checksum, version: Option<String>) -> Outcome {
+    fn new(result: OutcomeKind, commit: Checksum, version: Option<String>) -> Outcome {
         Outcome {
             result,
             commit: commit.to_hex(),
@@ -86,7 +112,7 @@ impl Outcome {
     }
 
     fn with_summary(mut self, seen: Option<&SummarySeen>) -> Outcome {
-        self.summary = seen.map(|s| s.assess(freshness::now()));
+        self.summary = seen.map(|s| freshness::assess(s, freshness::now()));
         self
     }
 }
@@ -102,7 +128,11 @@ fn deploy(s: &Sysroot, mut out: Outcome, opts: DeployOptions, start: Instant) ->
             ..opts
         },
     )?;
-    out.result = if stage { "staged" } else { "deployed" };
+    out.result = if stage {
+        OutcomeKind::Staged
+    } else {
+        OutcomeKind::Deployed
+    };
     out.finalization_locked = stage && opts.lock_finalization;
     out.deployment = Some(d.name());
     out.total_ms = start.elapsed().as_millis() as u64;
@@ -144,7 +174,7 @@ pub(crate) fn upgrade(s: &Sysroot, how: &UpgradeHow, mode: Mode) -> Result<Outco
     let progress = Progress::new(mode, "upgrade", None);
     let fetched = fetch::pull_origin(s, &refspec, &policy, &progress)?;
     let out = verdict(s, fetched.commit, fetched.version.clone())?.with_fetch(&fetched);
-    if out.result != "available" {
+    if out.result != OutcomeKind::Available {
         return Ok(out);
     }
     let opts = DeployOptions {
@@ -162,14 +192,16 @@ fn verdict(s: &Sysroot, commit: Checksum, version: Option<String>) -> Result<Out
                 .read_commit(&c)
                 .ok()
                 .and_then(|c| c.version().map(str::to_string));
-            Outcome::new("up-to-date", c, v)
+            Outcome::new(OutcomeKind::UpToDate, c, v)
         }
         UpgradeCheck::PreviouslyFailed { commit, version } => bail!(
             "the newest commit {commit} ({}) failed to boot healthy before; not deploying it on \
              its own. `keel deploy {commit}` overrides.",
             version.as_deref().unwrap_or("no version")
         ),
-        UpgradeCheck::Available { commit, version } => Outcome::new("available", commit, version),
+        UpgradeCheck::Available { commit, version } => {
+            Outcome::new(OutcomeKind::Available, commit, version)
+        }
     })
 }
 
@@ -230,7 +262,12 @@ pub(crate) fn deploy_rev(
             // Deploying a ref makes upgrades follow it; a version or commit keeps the origin.
             opts.origin_refspec = repo.read_ref(rev).ok().flatten().map(|_| rev.to_string());
             let version = repo.read_commit(&c)?.version().map(str::to_string);
-            return deploy(s, Outcome::new("available", c, version), opts, start);
+            return deploy(
+                s,
+                Outcome::new(OutcomeKind::Available, c, version),
+                opts,
+                start,
+            );
         }
         (None, local) => {
             let c = local?;
@@ -249,26 +286,33 @@ pub(crate) fn deploy_rev(
             fetch::pull_origin(s, &found.to_hex(), &policy, &progress)?
         }
     };
-    let out =
-        Outcome::new("available", fetched.commit, fetched.version.clone()).with_fetch(&fetched);
+    let out = Outcome::new(
+        OutcomeKind::Available,
+        fetched.commit,
+        fetched.version.clone(),
+    )
+    .with_fetch(&fetched);
     deploy(s, out, opts, start)
 }
 
 /// Print an outcome as text or JSON.
 pub(crate) fn print_outcome(out: &Outcome, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(out)?);
+        let out = keel_proto::output::Versioned::new(out);
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     let v = out.version.as_deref().unwrap_or("no version");
     let (c, name) = (&out.commit, out.deployment.as_deref().unwrap_or(""));
     match (out.result, out.finalization_locked) {
-        ("up-to-date", _) => println!("No upgrade available: {v} ({c}) is already deployed."),
-        ("available", _) => println!("Upgrade available: {v} ({c})"),
-        ("staged", true) => {
+        (OutcomeKind::UpToDate, _) => {
+            println!("No upgrade available: {v} ({c}) is already deployed.")
+        }
+        (OutcomeKind::Available, _) => println!("Upgrade available: {v} ({c})"),
+        (OutcomeKind::Staged, true) => {
             println!("Staged {v} as {name}; finalization is locked (`keel finalize --unlock`).")
         }
-        ("staged", false) => {
+        (OutcomeKind::Staged, false) => {
             println!("Staged {v} as {name}; it becomes the default at the next shutdown.")
         }
         _ => println!("Deployed {v} as {name}; it is the default boot entry."),
@@ -288,7 +332,7 @@ pub(crate) fn print_outcome(out: &Outcome, json: bool) -> Result<()> {
             if out.deployment.is_some() {
                 format!(
                     "; {} after {:.1} s",
-                    out.result,
+                    out.result.name(),
                     out.total_ms as f64 / 1000.0
                 )
             } else {

@@ -34,7 +34,7 @@ pub struct ValidateArgs {
     /// The config file, or `-` for standard input.
     pub file: PathBuf,
     /// Print each report as a JSON object on its own line
-    /// (`{"severity","path","pos":{"line","col"},"message"}`).
+    /// (`{"schema_version","severity","path","pos":{"line","col"},"message"}`).
     #[arg(long)]
     pub json: bool,
 }
@@ -65,7 +65,8 @@ fn validate(args: ValidateArgs) -> Result<()> {
         if args.json {
             println!(
                 "{}",
-                serde_json::to_string(r).context("serializing a report")?
+                serde_json::to_string(&keel_proto::output::Versioned::new(r))
+                    .context("serializing a report")?
             );
         } else {
             println!("{r}");

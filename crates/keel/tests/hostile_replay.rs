@@ -15,7 +15,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use keel_agent::agent::{Agent, Mode, OriginPull, Paths, SystemClock};
-use keel_agent::state::{AgentState, Phase};
+use keel_agent::state::Phase;
 use keel_remote::{keys, summary};
 use keel_store::Repo;
 use keel_testsupport::http::{Action, FaultServer};
@@ -344,7 +344,9 @@ fn the_agent_refuses_an_older_target_and_reports_a_frozen_summary() {
     let mut a = agent(&n, &root, &d2, server.url.trim_end_matches('/'));
 
     a.tick();
-    let st = AgentState::load(&root).unwrap().expect("state published");
+    let st = keel_agent::state::load(&root)
+        .unwrap()
+        .expect("state published");
     let err = st.last_error.clone().unwrap_or_default();
     // c1 is a root commit: its whole history is present and does not contain c2.
     assert!(
@@ -369,7 +371,7 @@ fn the_agent_refuses_an_older_target_and_reports_a_frozen_summary() {
         .output()
         .unwrap();
     let js: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(js["remote_summary"]["state"], "stale", "{js}");
+    assert_eq!(js["agent"]["remote_summary"]["state"], "stale", "{js}");
     let human = Command::new(KEEL)
         .args(["agent", "status", "--root"])
         .arg(&root)

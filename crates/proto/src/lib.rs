@@ -9,14 +9,23 @@
 //!   growfs and the initramfs read it).
 //! - [`node`]: a node's paths and kernel argument names, shared by the programs that write and
 //!   read them.
+//! - [`agent`]: the update agent's published state; [`staged`]: the staged-deployment record;
+//!   [`health`]: the health checks' results and failure record; [`freshness`]: how old a
+//!   remote's summary was.
+//! - [`output`]: the schema version every `--json` output carries.
 //!
 //! This crate is the ground floor: it depends on serde only, so a node-side client can use a
 //! protocol without linking the server that speaks it.
 
+pub mod agent;
 pub mod cincinnati;
 pub mod disk;
 pub mod error;
 pub mod fleetlock;
+pub mod freshness;
+pub mod health;
 pub mod node;
+pub mod output;
+pub mod staged;
 
 pub use error::ErrorBody;

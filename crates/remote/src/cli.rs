@@ -4,7 +4,7 @@
 
 use crate::config::{self, Remote};
 use crate::fetch::FetchOptions;
-use crate::freshness::{self, SummarySeen};
+use crate::freshness;
 use crate::pull::{self, PullOptions, PullReport, RefTarget};
 use crate::source::{HttpSource, LocalSource, Source};
 use crate::{keys, sign, summary};
@@ -340,7 +340,10 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
     if let Some(read) = src.summary_read() {
         let max_age = r.summary_max_age_secs(&config::config_path(repo_path))?;
         let now = freshness::now();
-        let f = SummarySeen::new(&a.remote, &r.url, &read, max_age, now).assess(now);
+        let f = freshness::assess(
+            &freshness::seen(&a.remote, &r.url, &read, max_age, now),
+            now,
+        );
         if f.is_problem() {
             eprintln!("warning: {}", f.message);
         }

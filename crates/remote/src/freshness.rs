@@ -5,11 +5,11 @@
 //! `ostree.summary.expires` as expired. Its age comes from `ostree.summary.last-modified`, which
 //! `keel repo summary --update` writes; a summary without it is of unknown age.
 //!
-//! [`SummarySeen`] is what a pull or a check read (recorded by the caller, e.g. for
-//! `keel status`); [`SummarySeen::assess`] turns it into a [`Freshness`] at a given time.
+//! [`SummarySeen`] (a `keel_proto` type) is what a pull or a check read (recorded by the caller,
+//! e.g. for `keel status`); [`assess`] turns it into a [`Freshness`] at a given time.
 
 use crate::summary::Summary;
-use serde::{Deserialize, Serialize};
+pub use keel_proto::freshness::{Freshness, State, SummarySeen};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// Default for `summary-max-age-secs`: 7 days.
@@ -24,141 +24,88 @@ pub struct SummaryRead {
     pub verified: bool,
 }
 
-/// What was seen of a remote's summary, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SummarySeen {
-    /// The remote's name.
-    pub remote: String,
-    /// Its URL.
-    pub url: String,
-    /// The server offered a summary.
-    pub present: bool,
-    /// Its signature was checked (`sign-verify-summary`); otherwise its dates prove nothing.
-    pub verified: bool,
-    /// `ostree.summary.last-modified`, seconds since the epoch.
-    pub last_modified: Option<u64>,
-    /// `ostree.summary.expires`, seconds since the epoch.
-    pub expires: Option<u64>,
-    /// The limit in force (`summary-max-age-secs`; 0: no limit).
-    pub max_age_secs: u64,
-    /// When it was read, seconds since the epoch.
-    pub checked_at: u64,
-}
-
-/// The verdict on a summary's age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum State {
-    /// Younger than the limit, not expired.
-    Fresh,
-    /// Older than the limit: the mirror may be frozen.
-    Stale,
-    /// Past `ostree.summary.expires`.
-    Expired,
-    /// No summary, or no `ostree.summary.last-modified` in it.
-    UnknownAge,
-}
-
-/// A [`SummarySeen`] judged at some time: what `upgrade --check`, the agent and `keel status`
-/// report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Freshness {
-    /// What was seen.
-    #[serde(flatten)]
-    pub seen: SummarySeen,
-    /// The verdict.
-    pub state: State,
-    /// Seconds since `last_modified`, when known.
-    pub age_secs: Option<u64>,
-    /// One sentence for humans, naming the remote and what to do.
-    pub message: String,
-}
-
-impl Freshness {
-    /// Worth a warning (anything but fresh).
-    pub fn is_problem(&self) -> bool {
-        self.state != State::Fresh
+/// Record what `read` holds for remote `remote` at `url`, seen at `now`.
+pub fn seen(
+    remote: &str,
+    url: &str,
+    read: &SummaryRead,
+    max_age_secs: u64,
+    now: u64,
+) -> SummarySeen {
+    let s = read.summary.as_ref();
+    SummarySeen {
+        remote: remote.to_string(),
+        url: url.to_string(),
+        present: s.is_some(),
+        verified: read.verified && s.is_some(),
+        last_modified: s.and_then(Summary::last_modified),
+        expires: s.and_then(Summary::expires),
+        max_age_secs,
+        checked_at: now,
     }
 }
 
-impl SummarySeen {
-    /// Record what `read` holds for remote `remote` at `url`, seen at `now`.
-    pub fn new(remote: &str, url: &str, read: &SummaryRead, max_age_secs: u64, now: u64) -> Self {
-        let s = read.summary.as_ref();
-        SummarySeen {
-            remote: remote.to_string(),
-            url: url.to_string(),
-            present: s.is_some(),
-            verified: read.verified && s.is_some(),
-            last_modified: s.and_then(Summary::last_modified),
-            expires: s.and_then(Summary::expires),
-            max_age_secs,
-            checked_at: now,
-        }
+/// Judge what was seen at `now` (seconds since the epoch).
+pub fn assess(seen: &SummarySeen, now: u64) -> Freshness {
+    let who = format!("the summary of remote `{}` ({})", seen.remote, seen.url);
+    let age = seen.last_modified.map(|t| now.saturating_sub(t));
+    let (state, mut message) = match (seen.present, seen.last_modified, age) {
+        (false, _, _) => (
+            State::UnknownAge,
+            format!(
+                "remote `{}` ({}) offers no summary, so its age is unknown and a frozen \
+                 mirror cannot be detected; publish one with `keel repo summary --update \
+                 --sign-key KEYFILE`",
+                seen.remote, seen.url
+            ),
+        ),
+        _ if seen.expires.is_some_and(|e| e <= now) => (
+            State::Expired,
+            format!(
+                "{who} expired at {} (ostree.summary.expires): the mirror may be frozen or \
+                 replaying an old summary; updates published since are not seen",
+                format_time(seen.expires.unwrap_or(0))
+            ),
+        ),
+        (true, Some(t), Some(a)) if seen.max_age_secs > 0 && a > seen.max_age_secs => (
+            State::Stale,
+            format!(
+                "{who} was last modified {} ({} ago), more than the {} limit \
+                 (summary-max-age-secs): the mirror may be frozen or replaying an old \
+                 summary; updates published since are not seen",
+                format_time(t),
+                format_duration(a),
+                format_duration(seen.max_age_secs)
+            ),
+        ),
+        (true, Some(t), Some(a)) => (
+            State::Fresh,
+            format!(
+                "{who} was last modified {} ({} ago)",
+                format_time(t),
+                format_duration(a)
+            ),
+        ),
+        (true, _, _) => (
+            State::UnknownAge,
+            format!(
+                "{who} has no ostree.summary.last-modified, so its age is unknown and a \
+                 frozen mirror cannot be detected; the publisher should regenerate it with \
+                 `keel repo summary --update`"
+            ),
+        ),
+    };
+    if seen.present && !seen.verified {
+        message.push_str(
+            " (its signature is not checked: sign-verify-summary is off, so these dates \
+             prove nothing)",
+        );
     }
-
-    /// Judge it at `now` (seconds since the epoch).
-    pub fn assess(&self, now: u64) -> Freshness {
-        let who = format!("the summary of remote `{}` ({})", self.remote, self.url);
-        let age = self.last_modified.map(|t| now.saturating_sub(t));
-        let (state, mut message) = match (self.present, self.last_modified, age) {
-            (false, _, _) => (
-                State::UnknownAge,
-                format!(
-                    "remote `{}` ({}) offers no summary, so its age is unknown and a frozen \
-                     mirror cannot be detected; publish one with `keel repo summary --update \
-                     --sign-key KEYFILE`",
-                    self.remote, self.url
-                ),
-            ),
-            _ if self.expires.is_some_and(|e| e <= now) => (
-                State::Expired,
-                format!(
-                    "{who} expired at {} (ostree.summary.expires): the mirror may be frozen or \
-                     replaying an old summary; updates published since are not seen",
-                    format_time(self.expires.unwrap_or(0))
-                ),
-            ),
-            (true, Some(t), Some(a)) if self.max_age_secs > 0 && a > self.max_age_secs => (
-                State::Stale,
-                format!(
-                    "{who} was last modified {} ({} ago), more than the {} limit \
-                     (summary-max-age-secs): the mirror may be frozen or replaying an old \
-                     summary; updates published since are not seen",
-                    format_time(t),
-                    format_duration(a),
-                    format_duration(self.max_age_secs)
-                ),
-            ),
-            (true, Some(t), Some(a)) => (
-                State::Fresh,
-                format!(
-                    "{who} was last modified {} ({} ago)",
-                    format_time(t),
-                    format_duration(a)
-                ),
-            ),
-            (true, _, _) => (
-                State::UnknownAge,
-                format!(
-                    "{who} has no ostree.summary.last-modified, so its age is unknown and a \
-                     frozen mirror cannot be detected; the publisher should regenerate it with \
-                     `keel repo summary --update`"
-                ),
-            ),
-        };
-        if self.present && !self.verified {
-            message.push_str(
-                " (its signature is not checked: sign-verify-summary is off, so these dates \
-                 prove nothing)",
-            );
-        }
-        Freshness {
-            seen: self.clone(),
-            state,
-            age_secs: age,
-            message,
-        }
+    Freshness {
+        seen: seen.clone(),
+        state,
+        age_secs: age,
+        message,
     }
 }
 
@@ -291,7 +238,7 @@ mod tests {
                 summary: s,
                 verified,
             };
-            let f = SummarySeen::new("keel", "http://m/", &read, max, now).assess(now);
+            let f = assess(&seen("keel", "http://m/", &read, max, now), now);
             assert_eq!(f.state, state, "{name}: {}", f.message);
             assert!(f.message.contains(text), "{name}: {}", f.message);
             assert!(f.message.contains("`keel`"), "{name}: {}", f.message);

@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use ed25519_dalek::SigningKey;
-use keel_remote::freshness::{State, SummarySeen, DEFAULT_MAX_AGE_SECS};
+use keel_remote::freshness::{State, DEFAULT_MAX_AGE_SECS};
 use keel_remote::pull::{self, PullOptions, PullReport};
 use keel_remote::source::{HttpSource, Source};
 use keel_remote::summary::{self, EXPIRES_KEY};
@@ -205,7 +205,10 @@ fn assess(url: &str, p: &Publisher) -> keel_remote::freshness::Freshness {
     let src = HttpSource::new(url, fast_options(), Some(vec![p.key.verifying_key()])).unwrap();
     src.resolve(&[REF.to_string()]).unwrap();
     let read = src.summary_read().unwrap();
-    SummarySeen::new("origin", url, &read, DEFAULT_MAX_AGE_SECS, now()).assess(now())
+    keel_remote::freshness::assess(
+        &keel_remote::freshness::seen("origin", url, &read, DEFAULT_MAX_AGE_SECS, now()),
+        now(),
+    )
 }
 
 #[test]

@@ -192,7 +192,9 @@ fn agent_state(m: &Machine) -> Result<Value> {
         o.status,
         String::from_utf8_lossy(&o.stderr).trim()
     );
-    serde_json::from_str(&out).with_context(|| format!("keel agent status --json printed {out}"))
+    let v: Value = serde_json::from_str(&out)
+        .with_context(|| format!("keel agent status --json printed {out}"))?;
+    Ok(v["agent"].clone())
 }
 
 fn booted_commit(m: &Machine) -> Result<String> {
