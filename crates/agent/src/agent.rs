@@ -23,8 +23,8 @@ use crate::state::{AgentState, Phase};
 use crate::strategy::{Decision, Lock, Strategy};
 use anyhow::{anyhow, bail, Context, Result};
 use keel_deploy::{DeployOptions, Deployment, Sysroot};
+use keel_http::{Client, HttpOptions};
 use keel_store::Checksum;
-use keel_utils::http::{Client, HttpOptions};
 use keel_utils::progress::{Mode as ProgressMode, Progress};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -55,7 +55,7 @@ pub trait Pull: Send {
     fn pull(&self, sysroot: &Sysroot, commit: &str) -> Result<Checksum>;
 }
 
-/// Pulls from the remote of the booted deployment's origin (`keel_deploy::fetch`); a commit
+/// Pulls from the remote of the booted deployment's origin (`keel_update::fetch`); a commit
 /// already in the repository, or an origin without a remote, needs no network. A commit older
 /// than (or unrelated to) the booted one is refused before its content is fetched: the graph
 /// is not signed, so it must not be able to take the node back to an old signed release.
@@ -67,11 +67,11 @@ impl Pull for OriginPull {
         let baseline = sysroot.booted_name().and_then(|name| {
             Deployment::parse_name(&name).map(|(c, _)| (format!("booted deployment {name}"), c))
         });
-        let policy = keel_deploy::fetch::Policy {
+        let policy = keel_update::fetch::Policy {
             allow_downgrade: false,
             baseline,
         };
-        let f = keel_deploy::fetch::pull_origin(sysroot, commit, &policy, &progress)
+        let f = keel_update::fetch::pull_origin(sysroot, commit, &policy, &progress)
             .with_context(|| format!("pulling commit {commit}"))?;
         tracing::info!(
             "pulled {commit} from {}: {} objects, {} bytes in {:?}",
@@ -409,10 +409,10 @@ impl Agent {
     /// Read the origin remote's summary and judge its age into the state (a failure is only
     /// logged: the graph poll decides about updates).
     pub fn check_remote_summary(&mut self) {
-        match keel_deploy::fetch::origin_summary(&self.sysroot) {
+        match keel_update::fetch::origin_summary(&self.sysroot) {
             Ok(seen) => {
                 let now = u64::try_from(self.clock.now()).unwrap_or(0);
-                self.state.remote_summary = seen.map(|s| keel_deploy::freshness::assess(&s, now));
+                self.state.remote_summary = seen.map(|s| s.assess(now));
                 if let Some(f) = self
                     .state
                     .remote_summary

@@ -20,7 +20,7 @@ pub struct Common {
     pub root: PathBuf,
     /// `--sysroot`, `--stateroot` and `--booted`, as the node commands take them.
     #[command(flatten)]
-    pub node: keel_deploy::cli::Common,
+    pub node: keel_update::cli::Common,
 }
 
 /// Command that reboots the node after finalization is unlocked (run with `sh -c`).

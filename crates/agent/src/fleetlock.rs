@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use keel_utils::http::{Client, HttpError, HttpOptions};
+use keel_http::{Client, HttpError, HttpOptions};
 
 use keel_proto::fleetlock::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_STATE};
 use keel_proto::ErrorBody;

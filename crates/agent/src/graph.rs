@@ -7,7 +7,7 @@
 //! then payload) wins, and only if it is newer than the booted release (no downgrades). A
 //! booted release marked `deadend` has no edges; its reason is reported for the login message.
 
-use keel_utils::http::{Client, HttpError};
+use keel_http::{Client, HttpError};
 use std::collections::HashSet;
 
 pub use keel_proto::cincinnati::{Node, AGE_INDEX, DEADEND, DEADEND_REASON, SCHEME};

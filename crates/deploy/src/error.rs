@@ -67,33 +67,9 @@ pub enum DeployError {
         /// What conflicts and what to do.
         reason: String,
     },
-    /// A pull from a remote failed; no ref was moved and nothing was deployed.
-    #[error(transparent)]
-    Pull(Box<PullFailure>),
     /// Nothing to do or not allowed in the current state (no staged deployment, no rollback, ...).
     #[error("{0}")]
     State(String),
-}
-
-/// What [`DeployError::Pull`] carries.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "pulling {what} from remote `{remote}` ({url}) into {} failed: {error}; {hint}",
-    repo.display()
-)]
-pub struct PullFailure {
-    /// The ref or commit pulled.
-    pub what: String,
-    /// The remote's name.
-    pub remote: String,
-    /// Its URL.
-    pub url: String,
-    /// The sysroot repository.
-    pub repo: PathBuf,
-    /// What to do about it.
-    pub hint: String,
-    /// The pull's error.
-    pub error: keel_remote::PullError,
 }
 
 /// Attach a path to an `io::Result`.

@@ -1,9 +1,12 @@
-//! Keel's node deployments (the `ostree admin` / rpm-ostree client part): an OSTree-layout
+//! Keel's node deployments, the offline engine (the `ostree admin` part): an OSTree-layout
 //! sysroot, deployments checked out from `/ostree/repo`, BLS type 1 boot entries for
 //! systemd-boot with boot counting, the three-way `/etc` merge, staging with finalization at
 //! shutdown, rollback, retention, and `prepare-root` for the initramfs.
 //!
-//! # Public API (a contract: the image builder, the pull and the update agent use it)
+//! Nothing here touches the network: fetching from remotes and the upgrade/deploy flows live in
+//! `keel-update`, which drives this engine.
+//!
+//! # Public API (a contract: the image builder, `keel-update` and the update agent use it)
 //!
 //! ```text
 //! Sysroot::init(path, stateroot)         lay out <path>/ostree/{repo (bare),deploy/<stateroot>/{deploy,var}},
@@ -22,20 +25,7 @@
 //! sysroot.cleanup()                      undeploy unlisted, prune the repo (refs only)
 //! sysroot.classify_upgrade(commit, version) -> UpgradeCheck (deployed/staged, failed, available)
 //! sysroot.origin_refspec()               what the merge deployment follows (`keel:<ref>`)
-//! sysroot.find_remote(name)              [remote "NAME"] from ostree/repo/config, then
-//!                                        /etc/ostree/remotes.d/*.conf -> (Remote, file)
-//! fetch::pull_origin(&sysroot, target, &Progress) -> Fetched { remote, ref_name, commit,
-//!                                        version, bytes, objects, elapsed }; target is
-//!                                        `REMOTE:REF`, a ref or a commit checksum (from the
-//!                                        origin's remote); signatures checked as the remote
-//!                                        requires; on error no ref moves (DeployError::Pull)
-//! fetch::pull_origin(.., &Policy { allow_downgrade, baseline }, ..): nothing older than the
-//!                                        ref's commit or the baseline is pulled unless allowed
-//! fetch::check_origin(&sysroot, refspec, &Policy) -> RemoteCommit { remote, commit, version,
-//!                                        bytes, summary } (the commit object only, not stored)
-//! fetch::origin_summary(&sysroot)        -> Option<SummarySeen> (summary only; recorded)
 //! sysroot.record_summary(&seen), remote_summaries(now) -> Vec<Freshness> (keel status)
-//! fetch::find_version(&sysroot, refspec, version, max) -> Option<Checksum>
 //! sysroot.set_finalization_locked(bool), staged(), failed_commits(), etc_diff(index)
 //! sysroot.clear_firstboot()              drop ignition.firstboot from the entries (after provisioning)
 //! prepare_root::{resolve, prepare_root}  the initramfs step
@@ -57,11 +47,9 @@
 pub mod bls;
 pub mod bootconfig;
 pub mod bootfail;
-pub mod cli;
 mod error;
 pub mod esp;
 pub mod etcmerge;
-pub mod fetch;
 pub mod health;
 pub mod kargs;
 mod ops;
@@ -73,13 +61,11 @@ mod staging;
 mod status;
 mod sysroot;
 pub mod tree;
-mod update;
 mod upgrade;
 
-pub use error::{DeployError, PullFailure};
+pub use error::DeployError;
 pub use kargs::KargEdit;
 pub use keel_proto::freshness::{Freshness, State as FreshnessState, SummarySeen};
-pub use keel_remote::freshness;
 pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
 pub use remote_summary::SUMMARIES_FILE;
 pub use staging::StagedRecord;

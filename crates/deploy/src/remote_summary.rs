@@ -1,12 +1,12 @@
 //! The last summary read from each remote, kept in
 //! `ostree/deploy/<stateroot>/keel-remote-summaries.json` so that `keel status` can say, without
-//! the network, whether the mirror looked frozen (see `keel_remote::freshness`). Every pull or
+//! the network, whether the mirror looked frozen (see `keel_proto::freshness`). Every pull or
 //! check of the origin's remote (`keel upgrade [--check]`, `keel deploy`, the agent) records
 //! what it read; writing is best effort (a read-only sysroot only loses the record).
 
 use crate::error::{DeployError, IoPath};
 use crate::sysroot::Sysroot;
-use keel_remote::freshness::{Freshness, SummarySeen};
+use keel_proto::freshness::{Freshness, SummarySeen};
 use keel_utils::fsutil::write_atomic;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -55,10 +55,7 @@ impl Sysroot {
     /// is only worth a warning here.
     pub fn remote_summaries(&self, now: u64) -> Vec<Freshness> {
         match self.load_summaries() {
-            Ok(all) => all
-                .values()
-                .map(|s| keel_remote::freshness::assess(s, now))
-                .collect(),
+            Ok(all) => all.values().map(|s| s.assess(now)).collect(),
             Err(e) => {
                 tracing::warn!("{e}");
                 Vec::new()

@@ -269,7 +269,7 @@ impl Sysroot {
             deployments,
             rolled_back,
             failed: self.failed_commits()?,
-            remote_summaries: self.remote_summaries(keel_remote::freshness::now()),
+            remote_summaries: self.remote_summaries(keel_proto::freshness::now()),
             agent: self.agent_state(),
         })
     }

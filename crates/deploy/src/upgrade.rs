@@ -1,11 +1,12 @@
-//! Whether the commit an origin points to is an upgrade of the merge deployment
-//! ([`Sysroot::classify_upgrade`]); [`crate::fetch::pull_origin`] brings the commit into
-//! `/ostree/repo` first.
+//! What the merge deployment follows ([`Sysroot::origin_refspec`], its `/etc`) and whether the
+//! commit an origin points to is an upgrade of it ([`Sysroot::classify_upgrade`]); the update
+//! crate (`keel_update::fetch::pull_origin`) brings the commit into `/ostree/repo` first.
 
 use crate::bootconfig;
 use crate::error::DeployError;
 use crate::sysroot::Sysroot;
 use keel_store::Checksum;
+use std::path::PathBuf;
 
 /// The result of [`Sysroot::classify_upgrade`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +30,26 @@ pub enum UpgradeCheck {
 }
 
 impl Sysroot {
+    /// The refspec the merge deployment (booted, else default) follows.
+    pub fn origin_refspec(&self) -> Result<String, DeployError> {
+        let name = self.merge_name()?;
+        self.origin(&name)?
+            .refspec()
+            .map(str::to_string)
+            .ok_or_else(|| {
+                DeployError::State(format!(
+                    "deployment {name} follows no refspec (its .origin has none); use `keel deploy COMMIT`"
+                ))
+            })
+    }
+
+    /// The `/etc` of the merge deployment (on a booted node, the running `/etc`).
+    pub fn merge_etc(&self) -> Result<PathBuf, DeployError> {
+        Ok(self.deploy_path(&self.merge_name()?).join("etc"))
+    }
+
     /// The merge deployment: booted, else the default.
-    pub(crate) fn merge_name(&self) -> Result<String, DeployError> {
+    pub fn merge_name(&self) -> Result<String, DeployError> {
         let state = bootconfig::load(self)?;
         let booted = self.booted_name();
         state

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use keel_utils::http::{Client, HttpOptions};
+use keel_http::{Client, HttpOptions};
 use serde::Deserialize;
 use serde_json::{json, Value};
 

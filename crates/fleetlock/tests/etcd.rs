@@ -17,7 +17,7 @@ use keel_fleetlock::limits::{Limits, LimitsFile};
 use keel_fleetlock::semaphore::{self, Document};
 use keel_fleetlock::server::Server;
 use keel_fleetlock::store::{system_clock, Store};
-use keel_utils::http::{Client, HttpOptions};
+use keel_http::{Client, HttpOptions};
 
 /// Starts a FleetLock server on a free port; returns its base URL and store.
 fn serve(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use axum::body::Bytes;
-use keel_utils::http::{Client, HttpOptions};
+use keel_http::{Client, HttpOptions};
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, Source, StreamConfig};

@@ -6,7 +6,7 @@ use crate::output::Format;
 use crate::sysroot::Platform;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use keel_deploy::fetch::DEFAULT_REMOTE;
+use keel_proto::node::DEFAULT_REMOTE;
 use keel_provision::growfs;
 use keel_remote::config::Remote;
 use keel_utils::progress::{human_bytes, Mode};

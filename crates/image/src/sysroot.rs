@@ -5,8 +5,8 @@
 
 use crate::loopdev::Mount;
 use anyhow::{Context, Result};
-use keel_deploy::fetch::DEFAULT_REMOTE;
 use keel_deploy::{DeployOptions, Sysroot};
+use keel_proto::node::DEFAULT_REMOTE;
 use keel_remote::config::{self, Remote};
 use keel_remote::pull::{pull, PullOptions, RefTarget};
 use keel_remote::source::LocalSource;

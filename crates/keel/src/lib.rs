@@ -35,7 +35,7 @@ pub enum Command {
     Image(keel_image::cli::ImageArgs),
     /// Node deployments: status, upgrade, deploy, rollback, kargs, pin, finalize, prepare-root, health.
     #[command(flatten)]
-    Node(keel_deploy::cli::NodeCommand),
+    Node(keel_update::cli::NodeCommand),
     /// Update graph server: Cincinnati graph with barriers, dead-ends and rollouts.
     Graph(keel_graph::cli::GraphArgs),
     /// Reboot coordination server (FleetLock protocol on etcd v3).
@@ -109,7 +109,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Butane(args) => keel_butane::cli::run(args),
         Command::Run(args) => keel_vm::cli::run(args),
         Command::Image(args) => keel_image::cli::run(args),
-        Command::Node(command) => keel_deploy::cli::run(command),
+        Command::Node(command) => keel_update::cli::run(command),
         Command::Graph(args) => keel_graph::cli::run(args),
         Command::Fleetlock(args) => keel_fleetlock::cli::run(args),
         Command::Agent(args) => keel_agent::cli::run(args),

@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use keel_agent::fleetlock::{FleetLockClient, FleetLockError};
+use keel_http::{Client, HttpOptions};
 use keel_testsupport::process::{free_port, KillOnDrop};
-use keel_utils::http::{Client, HttpOptions};
 use serde_json::Value;
 
 const KEEL: &str = env!("CARGO_BIN_EXE_keel");

@@ -1,6 +1,7 @@
 //! The crate layers ARCHITECTURE.md's code map describes, checked on the resolved dependency
-//! graph (`cargo metadata`): the contracts crate is the ground floor, and what runs on a node
-//! does not link the fleet servers (axum, tokio, the etcd client).
+//! graph (`cargo metadata`): the contracts crate is the ground floor, the deployment engine
+//! does not touch the network, and what runs on a node does not link the fleet servers (axum,
+//! tokio, the etcd client).
 
 // The test runs cargo and reads its JSON output.
 #![allow(clippy::disallowed_methods)]
@@ -96,6 +97,14 @@ fn crates_follow_their_layers() {
         assert!(
             !agent.contains(server_side),
             "the node's agent links {server_side}"
+        );
+    }
+    // The deployment engine is offline: fetching is keel-update's job.
+    let engine = closure(&deps, "keel-deploy");
+    for network in ["keel-remote", "keel-update", "ureq", "rustls"] {
+        assert!(
+            !engine.contains(network),
+            "the offline deployment engine keel-deploy links {network}"
         );
     }
     let proto = closure(&deps, "keel-proto");

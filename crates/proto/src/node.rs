@@ -7,6 +7,13 @@ use std::path::Path;
 /// The OSTree stateroot (`/ostree/deploy/<STATEROOT>`) Keel deploys into.
 pub const STATEROOT: &str = "keel";
 
+/// The remote an image's first deployment follows (`keel:<ref>`, like Fedora CoreOS's
+/// `fedora:fedora/x86_64/coreos/stable`).
+pub const DEFAULT_REMOTE: &str = "keel";
+
+/// Where remote definitions live besides the repository config, relative to `/etc`.
+pub const REMOTES_D: &str = "ostree/remotes.d";
+
 /// Where the sysroot is mounted while the initramfs (or a unit before the switch) runs; a
 /// root of this path means "the node itself", not a directory being prepared.
 pub const SYSROOT_MOUNT: &str = "/sysroot";
@@ -44,6 +51,7 @@ mod tests {
             AGENT_STATE_FILE,
             AGENT_METRICS_SOCKET,
             HEALTH_FAILURE_RECORD,
+            REMOTES_D,
         ] {
             assert!(!p.starts_with('/'), "{p}");
         }

@@ -10,8 +10,8 @@ use crate::source::{HttpSource, LocalSource, Source};
 use crate::{keys, sign, summary};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
+use keel_http::CaRoots;
 use keel_store::Repo;
-use keel_utils::http::CaRoots;
 use keel_utils::progress::{human_bytes, Mode, Progress};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -340,10 +340,7 @@ fn pull_remote(repo_path: &Path, a: PullArgs, mode: Mode) -> anyhow::Result<()> 
     if let Some(read) = src.summary_read() {
         let max_age = r.summary_max_age_secs(&config::config_path(repo_path))?;
         let now = freshness::now();
-        let f = freshness::assess(
-            &freshness::seen(&a.remote, &r.url, &read, max_age, now),
-            now,
-        );
+        let f = freshness::seen(&a.remote, &r.url, &read, max_age, now).assess(now);
         if f.is_problem() {
             eprintln!("warning: {}", f.message);
         }

@@ -23,7 +23,7 @@
 
 use crate::keys::{self, KeyError};
 use ed25519_dalek::VerifyingKey;
-use keel_utils::http::CaRoots;
+use keel_http::CaRoots;
 use keel_utils::keyfile::{self, KeyFile, KeyFileError};
 use std::path::{Path, PathBuf};
 

@@ -1,4 +1,4 @@
-//! Blocking HTTP fetches for pull, over the shared [`keel_utils::http::Client`] (so a pull
+//! Blocking HTTP fetches for pull, over the shared [`keel_http::Client`] (so a pull
 //! trusts the same CAs as every other request of the node: its trust store, or the remote's
 //! `tls-ca-path`): one shared connection pool, bounded bodies, and retries with exponential
 //! backoff on 5xx answers, broken connections and stuck transfers.
@@ -7,14 +7,14 @@
 //! [`FetchOptions::read_timeout`] for the response headers and for any byte of the body, and
 //! fails when the body arrives slower than [`FetchOptions::low_speed_limit`] bytes/s over
 //! [`FetchOptions::low_speed_time`] (libcurl's low-speed rule, with ostree's defaults); see
-//! `keel_utils::http::stall`.
+//! `keel_http::stall`.
 //!
 //! Bodies are never trusted to be the size the server claims: metadata is read into memory up
 //! to a cap (OSTree's 128 MiB by default) and content objects are streamed by the caller through
 //! [`CappedReader`], so a wrong, truncated or endless body ends in a clear error with bounded
 //! memory.
 
-use keel_utils::http::{self, CaRoots, Client, HttpError, HttpOptions};
+use keel_http::{self as http, CaRoots, Client, HttpError, HttpOptions};
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

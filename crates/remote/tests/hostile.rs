@@ -205,10 +205,7 @@ fn assess(url: &str, p: &Publisher) -> keel_remote::freshness::Freshness {
     let src = HttpSource::new(url, fast_options(), Some(vec![p.key.verifying_key()])).unwrap();
     src.resolve(&[REF.to_string()]).unwrap();
     let read = src.summary_read().unwrap();
-    keel_remote::freshness::assess(
-        &keel_remote::freshness::seen("origin", url, &read, DEFAULT_MAX_AGE_SECS, now()),
-        now(),
-    )
+    keel_remote::freshness::seen("origin", url, &read, DEFAULT_MAX_AGE_SECS, now()).assess(now())
 }
 
 #[test]

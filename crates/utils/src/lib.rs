@@ -6,7 +6,6 @@
 //! - [`fatfile`]: the same for vfat (the EFI system partition), where `chmod` fails.
 //! - [`progress`]: progress reporting for long work: a bar on a terminal, plain lines otherwise,
 //!   JSON lines with `--json`.
-//! - [`http`]: a blocking HTTP(S) client (rustls) with extra CA bundles and timeouts.
 //! - [`logging`]: `tracing` initialisation shared by the binary.
 //! - [`skip_log`]: skipped tests, recorded where `scripts/test.sh` counts them.
 //! - [`keyfile`]: GLib key files (OSTree repo and remote config, origin files), read as GLib does.
@@ -18,7 +17,6 @@ pub mod cmd;
 pub mod cmdline;
 pub mod fatfile;
 pub mod fsutil;
-pub mod http;
 pub mod keyfile;
 pub mod logging;
 pub mod partitions;

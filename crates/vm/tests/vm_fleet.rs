@@ -15,7 +15,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use base64::Engine;
-use keel_utils::http::{Client, HttpOptions};
+use keel_http::{Client, HttpOptions};
 use keel_vm::harness::{Config, Harness, TestRun, VmOptions};
 use keel_vm::machine::Machine;
 use keel_vm::node;

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use keel_http::{Client, HttpOptions};
 use keel_testsupport::process::{free_port, KillOnDrop};
-use keel_utils::http::{Client, HttpOptions};
 
 /// etcd members started for one test; killed when dropped.
 pub struct Cluster {

@@ -7,9 +7,9 @@
 //! The hash covers the decompressed bytes (Ignition's rule); a mismatch is found at the end of
 //! the stream, before the file is renamed into place.
 
+use keel_http::{Client, HttpError, HttpOptions};
 use keel_ignition_config::types::{Config, Resource};
 use keel_ignition_config::validate::decode_data_url;
-use keel_utils::http::{Client, HttpError, HttpOptions};
 use std::io::Read;
 use std::time::{Duration, Instant};
 use stream::{pump, Expected, Hasher, Source};
@@ -76,7 +76,7 @@ fn write_message(e: &std::io::Error) -> String {
 
 /// The most a config, CA bundle or key file may hold (they are kept in memory; file contents
 /// stream to disk instead).
-pub const MAX_IN_MEMORY: usize = keel_utils::http::DEFAULT_MAX_BODY as usize;
+pub const MAX_IN_MEMORY: usize = keel_http::DEFAULT_MAX_BODY as usize;
 
 impl FetchError {
     /// Whether trying the source again may help (network trouble; not bad data or a full disk).

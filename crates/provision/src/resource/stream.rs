@@ -3,7 +3,7 @@
 
 use super::FetchError;
 use crate::tftp::TftpError;
-use keel_utils::http::HttpError;
+use keel_http::HttpError;
 use sha2::Digest;
 use std::io::{Read, Seek, Write};
 

@@ -10,8 +10,8 @@
 //! remote's summary is (a frozen mirror).
 
 use crate::fetch::{self, split_refspec, Fetched, Policy};
-use crate::{DeployOptions, Deployment, Sysroot, UpgradeCheck};
 use anyhow::{bail, Context, Result};
+use keel_deploy::{DeployOptions, Deployment, Sysroot, UpgradeCheck};
 use keel_remote::freshness::{self, Freshness, SummarySeen};
 use keel_store::{Checksum, ObjectType, Repo};
 use keel_utils::progress::{human_bytes, Mode, Progress};
@@ -77,7 +77,7 @@ pub struct Outcome {
 
 /// How `keel upgrade` runs.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct UpgradeHow {
+pub struct UpgradeHow {
     /// Only report.
     pub check: bool,
     /// Stage with finalization locked.
@@ -112,7 +112,7 @@ impl Outcome {
     }
 
     fn with_summary(mut self, seen: Option<&SummarySeen>) -> Outcome {
-        self.summary = seen.map(|s| freshness::assess(s, freshness::now()));
+        self.summary = seen.map(|s| s.assess(freshness::now()));
         self
     }
 }
@@ -150,7 +150,7 @@ fn upgrade_policy(s: &Sysroot, allow_downgrade: bool) -> Result<Policy> {
 }
 
 /// `keel upgrade [--check] [--stage-only] [--allow-downgrade]`.
-pub(crate) fn upgrade(s: &Sysroot, how: &UpgradeHow, mode: Mode) -> Result<Outcome> {
+pub fn upgrade(s: &Sysroot, how: &UpgradeHow, mode: Mode) -> Result<Outcome> {
     let start = Instant::now();
     let refspec = s.origin_refspec()?;
     let policy = upgrade_policy(s, how.allow_downgrade)?;
@@ -230,7 +230,7 @@ fn resolve_local(repo: &Repo, origin: Option<&str>, rev: &str) -> Result<Checksu
 /// `keel deploy REV`: REMOTE:REF is pulled (and followed from then on); a version, commit or
 /// ref complete in the local repository is deployed as it is; otherwise, with an origin on a
 /// remote, a commit or a version of the origin's history is pulled from that remote first.
-pub(crate) fn deploy_rev(
+pub fn deploy_rev(
     s: &Sysroot,
     rev: &str,
     kargs: Vec<String>,
@@ -296,7 +296,7 @@ pub(crate) fn deploy_rev(
 }
 
 /// Print an outcome as text or JSON.
-pub(crate) fn print_outcome(out: &Outcome, json: bool) -> Result<()> {
+pub fn print_outcome(out: &Outcome, json: bool) -> Result<()> {
     if json {
         let out = keel_proto::output::Versioned::new(out);
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -3,7 +3,7 @@
 //! most `MAX_STUCK` such helpers exist; past that, new requests are refused at once (with a
 //! message saying why) until some end. Alone in its test binary because the count is global.
 
-use keel_utils::http::{within, Stalled, MAX_STUCK};
+use keel_http::{within, Stalled, MAX_STUCK};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

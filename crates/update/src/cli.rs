@@ -2,13 +2,13 @@
 //! bootc. They are top-level commands, so this module exports a clap `Subcommand` enum that the
 //! binary flattens into its own.
 
-use crate::etcmerge::Change;
-use crate::update::{deploy_rev, print_outcome, upgrade, UpgradeHow};
-use crate::{
-    health, prepare_root, DeploymentStatus, Finalized, KargEdit, Status, Sysroot, DEFAULT_STATEROOT,
-};
+use crate::flows::{deploy_rev, print_outcome, upgrade, UpgradeHow};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
+use keel_deploy::etcmerge::Change;
+use keel_deploy::{
+    health, prepare_root, DeploymentStatus, Finalized, KargEdit, Status, Sysroot, DEFAULT_STATEROOT,
+};
 use keel_utils::cmd;
 use keel_utils::progress::Mode;
 use std::path::PathBuf;
@@ -230,7 +230,7 @@ pub enum HealthCommand {
     #[command(after_help = "Example:\n  keel health boot-failed")]
     BootFailed {
         /// Where the EFI variables are.
-        #[arg(long, default_value = crate::bootfail::EFIVARS)]
+        #[arg(long, default_value = keel_deploy::bootfail::EFIVARS)]
         efivars: PathBuf,
         /// The kernel command line to read.
         #[arg(long, default_value = "/proc/cmdline")]
@@ -502,9 +502,9 @@ pub fn run(command: NodeCommand) -> Result<()> {
             }
         }
         NodeCommand::Health(HealthCommand::BootFailed { efivars, cmdline }) => {
-            match crate::bootfail::handle_failed_boot(&efivars, &cmdline, None)? {
-                crate::bootfail::Decision::Reboot(why) => println!("Rebooting: {why}"),
-                crate::bootfail::Decision::Stay(why) => println!("Not rebooting: {why}"),
+            match keel_deploy::bootfail::handle_failed_boot(&efivars, &cmdline, None)? {
+                keel_deploy::bootfail::Decision::Reboot(why) => println!("Rebooting: {why}"),
+                keel_deploy::bootfail::Decision::Stay(why) => println!("Not rebooting: {why}"),
             }
         }
     }

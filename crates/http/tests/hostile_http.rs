@@ -5,7 +5,7 @@
 //! byte at a time, and an endless slow body. Every call ends within a bound derived from the
 //! options and names the rule; the client keeps working afterwards.
 
-use keel_utils::http::{Client, HttpOptions};
+use keel_http::{Client, HttpOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};

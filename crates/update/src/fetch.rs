@@ -14,10 +14,11 @@
 //! A ref, or the node, never moves backwards on its own: [`Policy`] carries the commit the
 //! node runs (a pull for `keel upgrade` or the agent refuses anything older, see
 //! `keel_remote::downgrade`) and whether the user allowed a downgrade. Every summary read is
-//! recorded ([`Sysroot::record_summary`]) so that `keel status` can say how old it was.
+//! recorded (`Sysroot::record_summary`) so that `keel status` can say how old it was.
 
-use crate::error::{DeployError, PullFailure};
-use crate::sysroot::Sysroot;
+use crate::error::{PullFailure, UpdateError};
+use keel_deploy::Sysroot;
+use keel_http::{self as http, CaRoots};
 use keel_remote::config::{self, Remote};
 use keel_remote::fetch::{FetchError, FetchOptions};
 use keel_remote::freshness::{self, SummarySeen};
@@ -26,18 +27,12 @@ use keel_remote::sign;
 use keel_remote::source::{HttpSource, LocalSource, Source};
 use keel_remote::PullError;
 use keel_store::{Checksum, Commit, ObjectType};
-use keel_utils::http::{self, CaRoots};
 use keel_utils::progress::Progress;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// The remote an image's first deployment follows (`keel:<ref>`, like Fedora CoreOS's
-/// `fedora:fedora/x86_64/coreos/stable`).
-pub const DEFAULT_REMOTE: &str = "keel";
-
-/// Where remote definitions live besides the repository config (relative to `/etc`).
-pub const REMOTES_D: &str = "ostree/remotes.d";
+pub use keel_proto::node::{DEFAULT_REMOTE, REMOTES_D};
 
 /// What [`pull_origin`] brought in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -103,84 +98,64 @@ pub fn split_refspec(refspec: &str) -> (Option<&str>, &str) {
     }
 }
 
-impl Sysroot {
-    /// The refspec the merge deployment (booted, else default) follows.
-    pub fn origin_refspec(&self) -> Result<String, DeployError> {
-        let name = self.merge_name()?;
-        self.origin(&name)?
-            .refspec()
-            .map(str::to_string)
-            .ok_or_else(|| {
-                DeployError::State(format!(
-                    "deployment {name} follows no refspec (its .origin has none); use `keel deploy COMMIT`"
-                ))
-            })
-    }
+/// The node's CA trust store: `ssl/certs/ca-certificates.crt` in the `/etc` that
+/// [`find_remote`] reads remotes from (on a booted node, the running `/etc`);
+/// before the first deployment, the running system's.
+fn trust_store(s: &Sysroot) -> CaRoots {
+    s.merge_etc().map_or(CaRoots::System, |etc| {
+        CaRoots::SystemAt(http::node_ca_bundle(&etc))
+    })
+}
 
-    /// The `/etc` of the merge deployment (on a booted node, the running `/etc`).
-    fn merge_etc(&self) -> Result<PathBuf, DeployError> {
-        Ok(self.deploy_path(&self.merge_name()?).join("etc"))
+/// The definition of remote `name`: the repository config first, then
+/// `/etc/ostree/remotes.d/*.conf` in name order. Returns it with the file it came from.
+pub fn find_remote(s: &Sysroot, name: &str) -> Result<(Remote, PathBuf), UpdateError> {
+    let repo = s.root().join("ostree/repo");
+    let mut files = vec![config::config_path(&repo)];
+    // Before the first deployment there is no /etc yet: the repository config only.
+    let dir = s.merge_etc().map(|etc| etc.join(REMOTES_D));
+    if let Some(entries) = dir.ok().and_then(|d| std::fs::read_dir(d).ok()) {
+        let mut confs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        confs.sort();
+        files.extend(confs);
     }
-
-    /// The node's CA trust store: `ssl/certs/ca-certificates.crt` in the `/etc` that
-    /// [`Sysroot::find_remote`] reads remotes from (on a booted node, the running `/etc`);
-    /// before the first deployment, the running system's.
-    fn trust_store(&self) -> CaRoots {
-        self.merge_etc().map_or(CaRoots::System, |etc| {
-            CaRoots::SystemAt(http::node_ca_bundle(&etc))
-        })
-    }
-
-    /// The definition of remote `name`: the repository config first, then
-    /// `/etc/ostree/remotes.d/*.conf` in name order. Returns it with the file it came from.
-    pub fn find_remote(&self, name: &str) -> Result<(Remote, PathBuf), DeployError> {
-        let repo = self.root().join("ostree/repo");
-        let mut files = vec![config::config_path(&repo)];
-        // Before the first deployment there is no /etc yet: the repository config only.
-        let dir = self.merge_etc().map(|etc| etc.join(REMOTES_D));
-        if let Some(entries) = dir.ok().and_then(|d| std::fs::read_dir(d).ok()) {
-            let mut confs: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "conf"))
-                .collect();
-            confs.sort();
-            files.extend(confs);
-        }
-        for f in &files {
-            let text = match std::fs::read_to_string(f) {
-                Ok(t) => t,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(error) => {
-                    return Err(DeployError::Io {
-                        path: f.clone(),
-                        error,
-                    })
-                }
-            };
-            let remotes = config::parse_remotes(&text).map_err(|e| {
-                DeployError::State(format!(
-                    "{}: {e}; fix the file (ostree refuses it too)",
-                    f.display()
-                ))
-            })?;
-            if let Some(r) = remotes.into_iter().find(|r| r.name == name) {
-                if r.url.is_empty() {
-                    return Err(DeployError::State(format!(
-                        "{}: remote `{name}` has no url=; set one (url=https://HOST/repo)",
-                        f.display()
-                    )));
-                }
-                return Ok((r, f.clone()));
+    for f in &files {
+        let text = match std::fs::read_to_string(f) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(error) => {
+                return Err(UpdateError::Io {
+                    path: f.clone(),
+                    error,
+                })
             }
+        };
+        let remotes = config::parse_remotes(&text).map_err(|e| {
+            UpdateError::state(format!(
+                "{}: {e}; fix the file (ostree refuses it too)",
+                f.display()
+            ))
+        })?;
+        if let Some(r) = remotes.into_iter().find(|r| r.name == name) {
+            if r.url.is_empty() {
+                return Err(UpdateError::state(format!(
+                    "{}: remote `{name}` has no url=; set one (url=https://HOST/repo)",
+                    f.display()
+                )));
+            }
+            return Ok((r, f.clone()));
         }
-        Err(DeployError::State(format!(
-            "remote `{name}` is not defined: neither {} nor /etc/{REMOTES_D}/*.conf has a \
-             [remote \"{name}\"] section. Create /etc/{REMOTES_D}/{name}.conf (e.g. from your \
-             Ignition config) with:\n[remote \"{name}\"]\nurl=https://HOST/repo\n\
-             sign-verify=true\nverification-ed25519-file=/etc/keel/{name}.pub",
-            config::config_path(&repo).display()
-        )))
     }
+    Err(UpdateError::state(format!(
+        "remote `{name}` is not defined: neither {} nor /etc/{REMOTES_D}/*.conf has a \
+         [remote \"{name}\"] section. Create /etc/{REMOTES_D}/{name}.conf (e.g. from your \
+         Ignition config) with:\n[remote \"{name}\"]\nurl=https://HOST/repo\n\
+         sign-verify=true\nverification-ed25519-file=/etc/keel/{name}.pub",
+        config::config_path(&repo).display()
+    )))
 }
 
 /// A remote opened for pulling.
@@ -212,8 +187,8 @@ impl Opened {
 }
 
 /// A pull source for a remote, and the pull options its signature policy asks for.
-fn open_remote(s: &Sysroot, name: &str, policy: &Policy) -> Result<Opened, DeployError> {
-    let (remote, file) = s.find_remote(name)?;
+fn open_remote(s: &Sysroot, name: &str, policy: &Policy) -> Result<Opened, UpdateError> {
+    let (remote, file) = find_remote(s, name)?;
     let fail = |source: PullError| pull_error(s, &remote, "the remote", source);
     let keys = remote
         .trusted_keys(&file)
@@ -231,7 +206,7 @@ fn open_remote(s: &Sysroot, name: &str, policy: &Policy) -> Result<Opened, Deplo
         Some(path) => Box::new(LocalSource::open(Path::new(path)).map_err(fail)?),
         None => {
             let fetch = FetchOptions {
-                roots: remote.ca_roots(s.trust_store()),
+                roots: remote.ca_roots(trust_store(s)),
                 ..FetchOptions::default()
             };
             let summary_keys = remote.sign_verify_summary.then_some(keys);
@@ -259,7 +234,7 @@ fn is_no_space(e: &PullError) -> bool {
     e.to_string().contains("No space left on device")
 }
 
-fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> DeployError {
+fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> UpdateError {
     let repo = s.root().join("ostree/repo");
     let hint = if is_no_space(&source) {
         format!(
@@ -281,7 +256,7 @@ fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> De
     } else {
         "check the remote's URL and network, then retry".to_string()
     };
-    DeployError::Pull(Box::new(PullFailure {
+    UpdateError::Pull(Box::new(PullFailure {
         what: what.to_string(),
         remote: remote.name.clone(),
         url: remote.url.clone(),
@@ -301,7 +276,7 @@ pub fn pull_origin(
     target: &str,
     policy: &Policy,
     progress: &Progress,
-) -> Result<Fetched, DeployError> {
+) -> Result<Fetched, UpdateError> {
     let start = Instant::now();
     let (remote, name) = match split_refspec(target) {
         (Some(r), name) => (Some(r.to_string()), name.to_string()),
@@ -321,7 +296,7 @@ pub fn pull_origin(
             let mut opts = PullOptions::for_remote("");
             opts.baseline = policy.baseline.clone();
             pull::refuse_backwards(&repo, &opts, &commit.to_hex(), &commit, &parsed)
-                .map_err(|e| DeployError::State(format!("{e}")))?;
+                .map_err(|e| UpdateError::state(format!("{e}")))?;
         }
         return Ok(Fetched {
             remote: None,
@@ -345,7 +320,7 @@ pub fn pull_origin(
     let summary = o.summary_seen(s);
     let report = pulled.map_err(|e| pull_error(s, &o.def, &name, e))?;
     let commit = report.refs.first().map(|(_, c)| *c).ok_or_else(|| {
-        DeployError::State(format!("remote `{remote}` returned nothing for {name}"))
+        UpdateError::state(format!("remote `{remote}` returned nothing for {name}"))
     })?;
     Ok(Fetched {
         remote: Some(remote),
@@ -391,10 +366,10 @@ fn remote_commit(
     Ok((commit, bytes.len() as u64))
 }
 
-fn remote_parts(refspec: &str) -> Result<(String, String), DeployError> {
+fn remote_parts(refspec: &str) -> Result<(String, String), UpdateError> {
     match split_refspec(refspec) {
         (Some(r), name) => Ok((r.to_string(), name.to_string())),
-        (None, _) => Err(DeployError::State(format!(
+        (None, _) => Err(UpdateError::state(format!(
             "the origin refspec `{refspec}` names no remote (REMOTE:REF), so there is nothing to \
              fetch; `keel deploy {DEFAULT_REMOTE}:{refspec}` makes upgrades follow remote \
              `{DEFAULT_REMOTE}`"
@@ -409,7 +384,7 @@ pub fn check_origin(
     s: &Sysroot,
     refspec: &str,
     policy: &Policy,
-) -> Result<RemoteCommit, DeployError> {
+) -> Result<RemoteCommit, UpdateError> {
     let (remote, name) = remote_parts(refspec)?;
     let o = open_remote(s, &remote, policy)?;
     let fail = |e| pull_error(s, &o.def, &name, e);
@@ -419,7 +394,7 @@ pub fn check_origin(
         .map_err(fail)?
         .into_iter()
         .next()
-        .ok_or_else(|| DeployError::State(format!("remote `{remote}` has no ref {name}")))?;
+        .ok_or_else(|| UpdateError::state(format!("remote `{remote}` has no ref {name}")))?;
     let (commit, bytes) = remote_commit(o.src.as_ref(), &o.opts, &c).map_err(fail)?;
     if !policy.allow_downgrade {
         pull::refuse_backwards(&s.repo()?, &o.opts, &name, &c, &commit).map_err(fail)?;
@@ -436,7 +411,7 @@ pub fn check_origin(
 /// The summary the origin's remote offers now (only `summary` and `summary.sig` are
 /// fetched), recorded for `keel status`; `None` when the origin has no remote or the remote
 /// has no summary to speak of (`file://`).
-pub fn origin_summary(s: &Sysroot) -> Result<Option<SummarySeen>, DeployError> {
+pub fn origin_summary(s: &Sysroot) -> Result<Option<SummarySeen>, UpdateError> {
     let refspec = s.origin_refspec()?;
     let (Some(remote), name) = split_refspec(&refspec) else {
         return Ok(None);
@@ -455,7 +430,7 @@ pub fn find_version(
     refspec: &str,
     version: &str,
     max: usize,
-) -> Result<Option<Checksum>, DeployError> {
+) -> Result<Option<Checksum>, UpdateError> {
     let (remote, name) = remote_parts(refspec)?;
     let o = open_remote(s, &remote, &Policy::default())?;
     let fail = |e| pull_error(s, &o.def, &name, e);

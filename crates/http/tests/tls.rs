@@ -2,8 +2,8 @@
 //! 127.0.0.1): which CAs it trusts for each [`CaRoots`] choice and extra bundles, and the
 //! error when the server's certificate chains to none of them.
 
+use keel_http::{CaRoots, Client, HttpError, HttpOptions};
 use keel_testsupport::tls::{Pki, TlsServer};
-use keel_utils::http::{CaRoots, Client, HttpError, HttpOptions};
 use std::fs;
 
 fn client(roots: CaRoots, extra: Vec<Vec<u8>>) -> Client {
