@@ -151,8 +151,9 @@ fn when(t: i64) -> String {
 
 /// `keel agent status --json`: the state record under `agent` (`null` when the agent has not
 /// run since boot).
-#[derive(Serialize)]
-struct StatusReport {
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct StatusReport {
+    /// The agent's state record; `null` when the agent has not run since boot.
     agent: Option<AgentState>,
 }
 
@@ -207,19 +208,30 @@ pub fn describe(st: &AgentState) -> String {
 }
 
 /// `keel update check --json`.
-#[derive(Serialize)]
-struct CheckReport {
-    node_uuid: String,
-    strategy: String,
-    booted: Option<Release>,
-    target: Option<Release>,
-    deadend: Option<String>,
-    skipped_failed: Vec<Release>,
-    staged_commit: Option<String>,
-    window_open: Option<bool>,
-    next_window: Option<i64>,
-    fleet_lock: bool,
-    remote_summary: Option<keel_proto::freshness::Freshness>,
+#[derive(Serialize, schemars::JsonSchema)]
+pub struct CheckReport {
+    /// The node's identity (FleetLock `client_params.id`, the graph's `node_uuid`).
+    pub node_uuid: String,
+    /// The update strategy.
+    pub strategy: String,
+    /// The booted release, when the graph lists it.
+    pub booted: Option<Release>,
+    /// The release the agent would go to.
+    pub target: Option<Release>,
+    /// The booted release is a dead-end: why.
+    pub deadend: Option<String>,
+    /// Newer releases skipped because they failed to boot healthy on this node.
+    pub skipped_failed: Vec<Release>,
+    /// The commit staged now, if any.
+    pub staged_commit: Option<String>,
+    /// With a periodic strategy: whether the maintenance window is open now.
+    pub window_open: Option<bool>,
+    /// With a periodic strategy: UNIX time the next window opens.
+    pub next_window: Option<i64>,
+    /// The strategy takes a FleetLock slot before rebooting.
+    pub fleet_lock: bool,
+    /// How old the origin remote's summary is.
+    pub remote_summary: Option<keel_proto::freshness::Freshness>,
 }
 
 /// Run `keel update`.

@@ -60,7 +60,7 @@ pub struct ComposeOpts {
 }
 
 /// `keel compose --json`: the result, the last line on stdout.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ComposeResult {
     /// The new commit.
     pub commit: String,

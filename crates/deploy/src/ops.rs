@@ -102,7 +102,7 @@ impl Sysroot {
 
     /// The deployment whose `/etc` and kargs a new deployment inherits: the booted one, else
     /// the default.
-    fn merge_deployment<'a>(&self, state: &'a BootState) -> Option<&'a Deployment> {
+    pub(crate) fn merge_deployment<'a>(&self, state: &'a BootState) -> Option<&'a Deployment> {
         let booted = self.booted_name();
         state
             .deployments
@@ -333,14 +333,7 @@ impl Sysroot {
             bootconfig::esp_bytes_needed(self, &info.bootcsum, info.boot_bytes),
             "kernel and initramfs",
         )?;
-        let dep = Deployment {
-            stateroot: rec.stateroot.clone(),
-            commit,
-            serial,
-            bootcsum: rec.bootcsum.clone(),
-            kargs: rec.kargs.clone(),
-            entry: None,
-        };
+        let dep = Deployment::staged(&rec, commit, serial);
         let merge = rec
             .merge_deployment
             .as_ref()

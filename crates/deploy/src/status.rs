@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, UNIX_EPOCH};
 
 /// The part a deployment plays.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Written, becomes the default at shutdown.
@@ -35,7 +35,7 @@ pub enum Role {
 }
 
 /// Boot counting state of an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BootCounting {
     /// Tries left.
     pub tries_left: u32,
@@ -44,7 +44,7 @@ pub struct BootCounting {
 }
 
 /// One deployment in the status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct DeploymentStatus {
     /// Position in the boot entry list (0 = default); `None` when staged.
     pub index: Option<usize>,
@@ -69,7 +69,7 @@ pub struct DeploymentStatus {
 }
 
 /// Boot counting made the node boot an older deployment than the default entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct RollbackNotice {
     /// The deployment that failed.
     pub from_deployment: String,
@@ -80,7 +80,7 @@ pub struct RollbackNotice {
 }
 
 /// A commit that failed to boot healthy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FailedCommit {
     /// Commit checksum.
     pub commit: String,
@@ -98,7 +98,7 @@ struct FailedFile {
 }
 
 /// The whole status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Status {
     /// The stateroot.
     pub stateroot: String,
@@ -230,14 +230,7 @@ impl Sysroot {
         let staged = match self.staged()? {
             Some(rec) => match Deployment::parse_name(&rec.deployment) {
                 Some((commit, serial)) if !state.contains(&rec.deployment) => {
-                    let d = Deployment {
-                        stateroot: rec.stateroot.clone(),
-                        commit,
-                        serial,
-                        bootcsum: rec.bootcsum.clone(),
-                        kargs: rec.kargs.clone(),
-                        entry: None,
-                    };
+                    let d = Deployment::staged(&rec, commit, serial);
                     Some(self.describe(&d, None, Role::Staged)?)
                 }
                 _ => None,

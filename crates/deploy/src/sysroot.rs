@@ -39,6 +39,18 @@ impl Deployment {
         format!("{}.{}", self.commit.to_hex(), self.serial)
     }
 
+    /// The deployment a staged record describes (its entry is not written yet).
+    pub fn staged(rec: &keel_proto::staged::StagedRecord, commit: Checksum, serial: u32) -> Self {
+        Deployment {
+            stateroot: rec.stateroot.clone(),
+            commit,
+            serial,
+            bootcsum: rec.bootcsum.clone(),
+            kargs: rec.kargs.clone(),
+            entry: None,
+        }
+    }
+
     /// Parse a directory name `<commit>.<serial>`.
     pub fn parse_name(name: &str) -> Option<(Checksum, u32)> {
         let (c, s) = name.split_once('.')?;

@@ -51,12 +51,7 @@ impl Sysroot {
     /// The merge deployment: booted, else the default.
     pub fn merge_name(&self) -> Result<String, DeployError> {
         let state = bootconfig::load(self)?;
-        let booted = self.booted_name();
-        state
-            .deployments
-            .iter()
-            .find(|d| Some(d.name()) == booted)
-            .or(state.deployments.first())
+        self.merge_deployment(&state)
             .map(|d| d.name())
             .ok_or_else(|| DeployError::State("no deployment yet; nothing to upgrade".into()))
     }

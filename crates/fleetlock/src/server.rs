@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -19,9 +18,6 @@ use keel_proto::fleetlock::{ClientParams, Request, HEADER, PRE_REBOOT, STEADY_ST
 
 /// Largest request body accepted (a FleetLock body is well under 1 KiB; 413 above).
 const MAX_BODY_BYTES: u64 = 64 * 1024;
-
-/// How long a stopping server waits for its runtime's blocking tasks (etcd calls).
-const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// The connection limits of the FleetLock server from its command-line flags.
 pub fn limits(args: &HttpArgs) -> anyhow::Result<Limits> {
@@ -175,12 +171,7 @@ impl Server {
     /// Serves on `listener` within `limits` until SIGINT/SIGTERM, on a 2-worker tokio runtime
     /// (blocking).
     pub fn run(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the tokio runtime")?;
-        let result = runtime.block_on(async move {
+        keel_httpd::run_blocking(async move {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tokio::spawn(sweep_loop(
@@ -206,8 +197,6 @@ impl Server {
             keel_httpd::serve(listener, app, limits, http).await;
             tracing::info!("FleetLock server stopped");
             anyhow::Ok(())
-        });
-        runtime.shutdown_timeout(STOP_GRACE);
-        result
+        })
     }
 }

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,9 +30,6 @@ fn system_clock() -> i64 {
 
 /// Largest request body accepted (the API has none; 413 above).
 const MAX_BODY_BYTES: u64 = 4096;
-
-/// How long a stopping server waits for its runtime's blocking tasks (a source read).
-const STOP_GRACE: Duration = Duration::from_secs(2);
 
 struct Shared {
     streams: RwLock<HashMap<String, Arc<LoadedStream>>>,
@@ -83,14 +79,7 @@ impl Server {
     /// Serves on `listener` within `limits` until SIGINT/SIGTERM (blocking). A source read
     /// that hangs does not hold the exit up.
     pub fn run(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .context("starting the tokio runtime")?;
-        let result = runtime.block_on(self.serve(listener, limits));
-        runtime.shutdown_timeout(STOP_GRACE);
-        result
+        keel_httpd::run_blocking(self.serve(listener, limits))
     }
 
     async fn serve(self, listener: std::net::TcpListener, limits: Limits) -> anyhow::Result<()> {

@@ -22,6 +22,6 @@ pub mod options;
 pub mod stats;
 
 pub use error::{error_response, ErrorBody};
-pub use listener::{serve, shutdown_signal};
+pub use listener::{run_blocking, serve, shutdown_signal, STOP_GRACE};
 pub use options::{HttpArgs, Limits};
 pub use stats::Stats;

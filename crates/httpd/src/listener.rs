@@ -182,3 +182,22 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, stats:
     let all = u32::try_from(cap).unwrap_or(u32::MAX);
     let _ = tokio::time::timeout(DRAIN, permits.acquire_many(all)).await;
 }
+
+/// How long a stopping server gives its tasks (a source read that hangs must not hold the exit).
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Run a server future to its end on a 2-worker tokio runtime (blocking), then give what is left
+/// [`STOP_GRACE`] to finish.
+pub fn run_blocking<T, E>(server: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E>
+where
+    E: From<std::io::Error>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("starting the tokio runtime: {e}")))?;
+    let result = runtime.block_on(server);
+    runtime.shutdown_timeout(STOP_GRACE);
+    result
+}

@@ -5,7 +5,9 @@ use crate::tree::Pos;
 use std::fmt;
 
 /// How bad a report is. Errors make a config invalid; warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -63,15 +65,18 @@ impl fmt::Display for JsonPath {
 }
 
 /// One problem found in a config.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Report {
+    /// `error` (the config is invalid) or `warning`.
     pub severity: Severity,
     /// Where in the config; `None` for problems with the document as a whole (syntax errors).
     #[serde(serialize_with = "ser_path")]
+    #[schemars(with = "Option<String>")]
     pub path: Option<JsonPath>,
     /// Where in the file; `None` when the problem has no place in the source (merged configs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pos: Option<Pos>,
+    /// What is wrong and what to do.
     pub message: String,
 }
 

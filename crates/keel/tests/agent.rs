@@ -122,7 +122,9 @@ impl Node {
         if let Some(b) = booted {
             c.args(["--booted", b]);
         }
-        serde_json::from_str(&ok(&mut c)).unwrap()
+        let v = serde_json::from_str(&ok(&mut c)).unwrap();
+        keel_testsupport::schema::assert_valid("status", &v);
+        v
     }
 
     fn agent_state(&self) -> Option<Value> {
@@ -303,6 +305,7 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
         .arg("--sysroot")
         .arg(&node.sysroot)))
     .unwrap();
+    keel_testsupport::schema::assert_valid("update-check", &check);
     assert_eq!(check["booted"]["version"], "1");
     assert_eq!(check["target"]["version"], "2");
     assert_eq!(check["target"]["commit"], c2.as_str());

@@ -280,8 +280,16 @@ fn small_manifest_end_to_end() {
         CACHE,
         "--workdir",
         workdir,
+        "--json",
     ]);
-    assert_eq!(field(&out_c, "version"), "12.20261125.1.1");
+    let result: serde_json::Value =
+        serde_json::from_str(out_c.lines().last().expect("a result line")).unwrap();
+    keel_testsupport::schema::assert_valid("compose", &result);
+    assert_eq!(result["version"], "12.20261125.1.1");
+    assert_eq!(
+        result["commit"].as_str(),
+        read_ref(&repo_a, "keel/next/x86_64").as_deref()
+    );
     let o = keel(&[
         "compose",
         "diff",

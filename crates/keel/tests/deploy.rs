@@ -104,7 +104,9 @@ impl Fixture {
         if let Some(b) = booted {
             c.args(["--booted", b]);
         }
-        serde_json::from_str(&ok(&mut c)).expect("status JSON")
+        let v = serde_json::from_str(&ok(&mut c)).expect("status JSON");
+        keel_testsupport::schema::assert_valid("status", &v);
+        v
     }
 
     fn names(&self) -> Vec<String> {

@@ -371,6 +371,7 @@ fn the_agent_refuses_an_older_target_and_reports_a_frozen_summary() {
         .output()
         .unwrap();
     let js: Value = serde_json::from_slice(&out.stdout).unwrap();
+    keel_testsupport::schema::assert_valid("agent-status", &js);
     assert_eq!(js["agent"]["remote_summary"]["state"], "stale", "{js}");
     let human = Command::new(KEEL)
         .args(["agent", "status", "--root"])

@@ -73,9 +73,10 @@ fn validate_json_lines() {
         "{\"ignition\":{\"version\":\"3.3.0\"},\"storage\":{\"files\":[{\"path\":\"rel\"}]}}";
     let out = keel(&["ignition", "validate", "--json", "-"], config.as_bytes());
     assert_eq!(out.status.code(), Some(1));
+    keel_testsupport::schema::assert_valid_lines("ignition-validate", &text(&out.stdout));
     assert_eq!(
         text(&out.stdout),
-        "{\"severity\":\"error\",\"path\":\"$.storage.files.0.path\",\"pos\":{\"line\":1,\"col\":61},\"message\":\"path not absolute\"}\n"
+        "{\"schema_version\":1,\"severity\":\"error\",\"path\":\"$.storage.files.0.path\",\"pos\":{\"line\":1,\"col\":61},\"message\":\"path not absolute\"}\n"
     );
 }
 

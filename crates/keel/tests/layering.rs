@@ -14,8 +14,15 @@ use std::process::Command;
 /// Normal (non-dev, non-build) dependencies of every package, by package name.
 fn normal_deps() -> HashMap<String, Vec<String>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The host's graph only: packages of other platforms need not be downloaded.
+    let rustc = Command::new("rustc").arg("-vV").output().unwrap();
+    let host = String::from_utf8_lossy(&rustc.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .expect("rustc -vV names the host");
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(root)
         .output()
         .unwrap();

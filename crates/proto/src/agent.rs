@@ -6,7 +6,7 @@ use crate::freshness::Freshness;
 use serde::{Deserialize, Serialize};
 
 /// A release of the update graph, as the agent names it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Release {
     /// Version.
     pub version: String,
@@ -17,7 +17,7 @@ pub struct Release {
 }
 
 /// Where the agent is in its cycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Reporting steady state (releasing a FleetLock slot held from before the reboot).
@@ -55,7 +55,7 @@ impl Phase {
 }
 
 /// The agent's published state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentState {
     /// The phase.
     pub phase: Phase,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// What was seen of a remote's summary, and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SummarySeen {
     /// The remote's name.
     pub remote: String,
@@ -27,7 +27,7 @@ pub struct SummarySeen {
 }
 
 /// The verdict on a summary's age.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     /// Younger than the limit, not expired.
@@ -42,7 +42,7 @@ pub enum State {
 
 /// A [`SummarySeen`] judged at some time: what `upgrade --check`, the agent and `keel status`
 /// report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Freshness {
     /// What was seen.
     #[serde(flatten)]

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The result of one check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct CheckResult {
     /// Check name (built-in name or script file name).
     pub name: String,
@@ -36,7 +36,7 @@ impl HealthFailure {
 }
 
 /// `keel health check --json`: every check's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// Every check passed.
     pub ok: bool,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// An output body with its schema version in front.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Versioned<T> {
     /// [`SCHEMA_VERSION`] of the program that wrote it.
     pub schema_version: u32,

@@ -14,6 +14,7 @@ pub mod gen;
 pub mod http;
 pub mod process;
 pub mod rng;
+pub mod schema;
 pub mod skip;
 pub mod snapshot;
 pub mod tls;

@@ -22,7 +22,7 @@ use std::time::Instant;
 const VERSION_SEARCH_DEPTH: usize = 100;
 
 /// What `upgrade` or `deploy` found or did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum OutcomeKind {
     /// The newest commit is already deployed (or staged).
@@ -48,7 +48,7 @@ impl OutcomeKind {
 }
 
 /// What `upgrade` or `deploy` did (printed as text or `--json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// What was found or done.
     pub result: OutcomeKind,

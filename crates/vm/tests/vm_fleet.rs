@@ -194,6 +194,7 @@ fn agent_state(m: &Machine) -> Result<Value> {
     );
     let v: Value = serde_json::from_str(&out)
         .with_context(|| format!("keel agent status --json printed {out}"))?;
+    keel_testsupport::schema::assert_valid("agent-status", &v);
     Ok(v["agent"].clone())
 }
 

@@ -47,7 +47,13 @@ impl NodeCli {
 
     /// The same, whose stdout is a JSON document.
     pub fn node_json(&self, args: &[&str]) -> Value {
-        serde_json::from_str(&self.node_ok(args)).expect("JSON on stdout")
+        let v: Value = serde_json::from_str(&self.node_ok(args)).expect("JSON on stdout");
+        match args.first() {
+            Some(&"status") => keel_testsupport::schema::assert_valid("status", &v),
+            Some(&"upgrade" | &"deploy") => keel_testsupport::schema::assert_valid("upgrade", &v),
+            _ => {}
+        }
+        v
     }
 
     /// The system repository.
