@@ -130,4 +130,20 @@ if ! command -v cargo >/dev/null; then
         exit 1
     fi
 fi
+# Tools from crates.io that Debian 12 lacks, built with cargo when KEEL_DEPS_DOCS=1 (the test suite
+# and scripts/docs.sh set it): mdBook builds the documentation site. Pinned, and checked after.
+keel_mdbook_version=0.5.4
+if [ -n "${KEEL_DEPS_DOCS:-}" ]; then
+    if [ "$(mdbook --version 2>/dev/null)" != "mdbook v$keel_mdbook_version" ]; then
+        echo "install-deps: building mdbook $keel_mdbook_version with cargo (a few minutes, once)"
+        cargo install --locked --quiet mdbook --version "$keel_mdbook_version" \
+            --no-default-features --features search >>/tmp/keel-install-deps.log 2>&1 || true
+        export PATH="$HOME/.cargo/bin:$PATH"
+    fi
+    if [ "$(mdbook --version 2>/dev/null)" != "mdbook v$keel_mdbook_version" ]; then
+        echo "error: mdbook $keel_mdbook_version is missing (see /tmp/keel-install-deps.log); fix:" \
+            "cargo install --locked mdbook --version $keel_mdbook_version" >&2
+        exit 1
+    fi
+fi
 echo "install-deps: ${#keel_deps_packages[@]} packages and ${#keel_deps_checks[@]} commands and files present"

@@ -8,7 +8,7 @@
 //! - [`graph`]: graph request and target choice; [`strategy`]: finalization decisions;
 //! - [`fleetlock`]: the FleetLock client (protocol in `keel_proto::fleetlock`);
 //! - [`agent`]: the cycle; [`sessions`], [`motd`], [`state`], [`metrics`]: what it reads and
-//!   publishes; [`cli`]: the commands. Documentation: `docs/agent.md`.
+//!   publishes; [`cli`]: the commands. Documentation: `docs/src/updates/agent.md`.
 
 pub mod agent;
 pub mod cli;

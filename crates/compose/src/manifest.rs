@@ -1,6 +1,6 @@
 //! The compose manifest: a TOML file that names everything that goes into an OS tree.
 //!
-//! Every key is documented on its field below; `docs/manifest.md` is the user-facing page and
+//! Every key is documented on its field below; `docs/src/building/manifest.md` is the user-facing page and
 //! lists the same keys. Unknown keys are an error (naming the key), so a typo never silently
 //! drops a package or a unit.
 

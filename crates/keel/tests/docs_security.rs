@@ -1,4 +1,4 @@
-//! docs/security.md names the test behind each promise as `path/to/file.rs::function` (or
+//! docs/src/reference/security.md names the test behind each promise as `path/to/file.rs::function` (or
 //! `…::function` for the file named last). Every one must exist, and every `hostile*.rs` test
 //! file in the repository must be named on the page, so the page and the suite stay one.
 
@@ -62,13 +62,13 @@ fn hostile_test_files(dir: &Path, out: &mut Vec<String>) {
 
 #[test]
 fn every_test_the_security_page_names_exists() {
-    let page = std::fs::read_to_string(repo().join("docs/security.md")).unwrap();
+    let page = std::fs::read_to_string(repo().join("docs/src/reference/security.md")).unwrap();
     let refs = references(&page);
     assert!(refs.len() > 40, "only {} references found", refs.len());
     let mut missing = Vec::new();
     for (file, name) in &refs {
         let source = std::fs::read_to_string(repo().join(file))
-            .unwrap_or_else(|e| panic!("docs/security.md names {file}: {e}"));
+            .unwrap_or_else(|e| panic!("docs/src/reference/security.md names {file}: {e}"));
         if !source.contains(&format!("fn {name}(")) {
             missing.push(format!("{file}::{name}"));
         }

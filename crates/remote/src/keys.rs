@@ -13,12 +13,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     /// The file could not be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         /// The key file.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A line is not a valid key.
     #[error("{}: line {line}: {reason}", path.display())]
@@ -85,9 +85,9 @@ pub fn parse_public(text: &str) -> Result<VerifyingKey, String> {
 }
 
 fn key_lines(path: &Path) -> Result<Vec<(usize, String)>, KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KeyError::Io {
+    let text = std::fs::read_to_string(path).map_err(|error| KeyError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let lines: Vec<(usize, String)> = text
         .lines()
@@ -134,7 +134,7 @@ pub fn load_public_file(path: &Path) -> Result<Vec<VerifyingKey>, KeyError> {
 pub fn write_new_pair(out: &Path) -> Result<(SigningKey, PathBuf), KeyError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| KeyError::Io { path, source }
+        move |error| KeyError::Io { path, error }
     };
     let key = generate().map_err(|e| io(out)(std::io::Error::other(e.to_string())))?;
     let mut pub_name = out.as_os_str().to_os_string();
@@ -147,6 +147,9 @@ pub fn write_new_pair(out: &Path) -> Result<(SigningKey, PathBuf), KeyError> {
                 "already exists; remove it first or choose another name",
             )));
         }
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
     let secret = format!("{}\n", secret_to_base64(&key));
     keel_utils::fsutil::write_atomic(out, secret.as_bytes(), 0o600).map_err(io(out))?;
@@ -203,6 +206,21 @@ mod tests {
             };
             assert!(err.contains(want), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn key_pair_in_a_new_directory_and_errors_said_once() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("keys/release");
+        let (_, pub_path) = write_new_pair(&out).unwrap();
+        assert!(out.is_file() && pub_path.is_file());
+        let e = load_public_file(&d.path().join("missing.pub")).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::new(e));
+        assert_eq!(
+            chain.matches("No such file").count(),
+            1,
+            "the OS error is said once: {chain}"
+        );
     }
 
     #[test]
