@@ -184,20 +184,39 @@ pub fn render_man(entry: &Entry) -> std::io::Result<Vec<u8>> {
     }
     roff.text([roman(reference_url(&entry.words))]);
     roff.to_writer(&mut page)?;
-    Ok(without_repeated_preamble(&page))
+    Ok(finish(&page).into_bytes())
 }
 
-/// Each section rendered on its own starts with the roff writer's preamble (the `Aq` string
-/// definition); the page keeps the first.
-fn without_repeated_preamble(page: &[u8]) -> Vec<u8> {
+/// Typographic characters of the help texts as roff escapes, which groff renders on any
+/// terminal (`...`, `--`): in an ASCII locale a raw `…` is a warning and a blank.
+const TYPOGRAPHY: &[(char, &str)] = &[
+    ('…', "\\&..."),
+    ('—', "\\(em"),
+    ('–', "\\(en"),
+    ('‘', "\\(oq"),
+    ('’', "\\(cq"),
+    ('“', "\\(lq"),
+    ('”', "\\(rq"),
+    ('→', "\\(->"),
+];
+
+/// The rendered page with one roff preamble (each section rendered on its own starts with the
+/// writer's `Aq` string definition) and its typography escaped ([`TYPOGRAPHY`]).
+fn finish(page: &[u8]) -> String {
     const PREAMBLE: &str = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
     let text = String::from_utf8_lossy(page);
-    match text.split_once(PREAMBLE) {
-        Some((head, rest)) => {
-            format!("{head}{PREAMBLE}{}", rest.replace(PREAMBLE, "")).into_bytes()
+    let text = match text.split_once(PREAMBLE) {
+        Some((head, rest)) => format!("{head}{PREAMBLE}{}", rest.replace(PREAMBLE, "")),
+        None => text.into_owned(),
+    };
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match TYPOGRAPHY.iter().find(|(t, _)| *t == c) {
+            Some((_, escape)) => out.push_str(escape),
+            None => out.push(c),
         }
-        None => page.to_vec(),
     }
+    out
 }
 
 /// `after_help` as EXAMPLES (when it starts with "Examples:") or NOTES. Indented lines are
@@ -262,4 +281,31 @@ fn gzipped(data: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     z.write_all(data)?;
     z.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::finish;
+
+    #[test]
+    fn finish_keeps_one_preamble_and_escapes_typography() {
+        let pre = ".ie \\n(.g .ds Aq \\(aq\n.el .ds Aq '\n";
+        for (page, want) in [
+            (".TH X 1\n".to_string(), ".TH X 1\n".to_string()),
+            (
+                format!(".TH X 1\n{pre}.SH NAME\n{pre}.SH SYNOPSIS\n"),
+                format!(".TH X 1\n{pre}.SH NAME\n.SH SYNOPSIS\n"),
+            ),
+            (
+                "3f2a….0 — a–b\n".into(),
+                "3f2a\\&....0 \\(em a\\(enb\n".into(),
+            ),
+            (
+                "‘x’ “y” a→b\n".into(),
+                "\\(oqx\\(cq \\(lqy\\(rq a\\(->b\n".into(),
+            ),
+        ] {
+            assert_eq!(finish(page.as_bytes()), want, "{page:?}");
+        }
+    }
 }

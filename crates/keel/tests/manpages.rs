@@ -125,19 +125,35 @@ fn every_command_has_a_man_page() {
     assert!(pull.contains("https://keel.dev/docs/reference/cli/keel\\-repo.html"));
 }
 
-/// groff with all warnings on, and man-db's `man -l`, render the top page, a subcommand's and
-/// a hidden one's without a warning.
+/// groff with all warnings on, and man-db's `man -l` in a UTF-8 and in an ASCII locale (as on
+/// a node's serial console), render every page without a warning; the top page, a
+/// subcommand's and a hidden one's read as they should.
 #[test]
 fn man_renders_pages_without_warnings() {
     require("groff");
     require("man");
     let dir = docs("man", &[]);
-    for (name, heading) in [
-        ("keel.1", "keel - Keel"),
-        ("keel-repo-pull.1", "keel-repo-pull -"),
-        ("keel-prepare-root.1", "keel-prepare-root -"),
-        ("keel-agent.1", "keel-agent -"),
-    ] {
+    let render = |page: &Path, locale: &str| {
+        let out = Command::new("man")
+            .args(["--warnings", "-l"])
+            .arg(page)
+            .env("LC_ALL", locale)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "man -l {} failed", page.display());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            "",
+            "man ({locale}) warns about {}",
+            page.display()
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let pages = files(dir.path());
+    for name in pages.keys() {
         let page = dir.path().join(name);
         let groff = Command::new("groff")
             .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
@@ -150,23 +166,18 @@ fn man_renders_pages_without_warnings() {
             "",
             "groff warns about {name}"
         );
-        let man = Command::new("man")
-            .args(["--warnings", "-l"])
-            .arg(&page)
-            .env("MANWIDTH", "80")
-            .env("MANPAGER", "cat")
-            .env("PAGER", "cat")
-            .output()
-            .unwrap();
+        render(&page, "C");
+        render(&page, "C.UTF-8");
+    }
+    for (name, heading) in [
+        ("keel.1", "keel - Keel"),
+        ("keel-repo-pull.1", "keel-repo-pull -"),
+        ("keel-prepare-root.1", "keel-prepare-root -"),
+        ("keel-agent.1", "keel-agent -"),
+    ] {
+        let text = render(&dir.path().join(name), "C");
         // Justification pads words; compare with single spaces.
-        let text = String::from_utf8_lossy(&man.stdout);
         let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        assert!(man.status.success(), "man -l {name} failed");
-        assert_eq!(
-            String::from_utf8_lossy(&man.stderr),
-            "",
-            "man warns about {name}"
-        );
         assert!(words.contains(heading), "{name} renders as:\n{text}");
         assert!(text.contains("SYNOPSIS") && text.contains("SEE ALSO"));
         assert!(
