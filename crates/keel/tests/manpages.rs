@@ -73,14 +73,18 @@ fn clap_commands() -> Vec<(Vec<String>, bool)> {
     out
 }
 
-fn require(tool: &str) {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    assert!(
-        found,
-        "{tool} is not installed (scripts/install-deps.sh installs it from scripts/debian-packages.txt)"
-    );
+/// groff-base (groff) and man-db (man) are in scripts/debian-packages.txt; without them the
+/// test is skipped visibly, which CI does not allow.
+fn have_tools(test: &str) -> bool {
+    for (tool, package) in [("groff", "groff-base"), ("man", "man-db")] {
+        if !keel_utils::cmd::have(tool) {
+            keel_testsupport::skip(&format!(
+                "{test}: `{tool}` is not installed (apt-get install {package})"
+            ));
+            return false;
+        }
+    }
+    true
 }
 
 #[test]
@@ -130,8 +134,9 @@ fn every_command_has_a_man_page() {
 /// subcommand's and a hidden one's read as they should.
 #[test]
 fn man_renders_pages_without_warnings() {
-    require("groff");
-    require("man");
+    if !have_tools("man_renders_pages_without_warnings") {
+        return;
+    }
     let dir = docs("man", &[]);
     let render = |page: &Path, locale: &str| {
         let out = Command::new("man")
