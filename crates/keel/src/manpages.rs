@@ -3,9 +3,10 @@
 //! Every command and subcommand of [`crate::Cli`] gets one roff page in section 1, named like
 //! its words joined by dashes (`keel.1`, `keel-status.1`, `keel-repo-pull.1`); hidden plumbing
 //! commands get a page too, saying that they are plumbing. The pages are rendered from the clap
-//! definitions with `clap_mangen`, plus an EXAMPLES section (the command's `after_help`, kept
-//! verbatim) and SEE ALSO (the parent page and the site's CLI reference). Nothing in them
-//! depends on the date or the machine, so rendering twice gives the same bytes.
+//! definitions with `clap_mangen`, plus an EXAMPLES section (the command's `after_help`, its
+//! example lines kept one command a line) and SEE ALSO (the parent page and the site's CLI
+//! reference). Nothing in them depends on the date or the machine, so rendering twice gives
+//! the same bytes. Compose installs them gzip-compressed in the OS (`keel docs man --gzip`).
 //! [`crate::cli_reference`] renders the site's Markdown from the same tree.
 
 use clap::CommandFactory;
