@@ -125,11 +125,17 @@ fn section(page: &mut String, entry: &Entry) {
             Some(rest) => ("Examples", rest.trim_start_matches('\n')),
             None => ("Notes", text.as_str()),
         };
+        // Without the help's two-space indent, so that a copied line starts with the command.
+        let body: Vec<&str> = body
+            .trim_end()
+            .lines()
+            .map(|l| l.strip_prefix("  ").unwrap_or(l))
+            .collect();
         let _ = writeln!(
             page,
             "\n{}\n\n```text\n{}\n```",
             bold_heading(heading),
-            body.trim_end()
+            body.join("\n")
         );
     }
 }
