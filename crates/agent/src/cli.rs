@@ -35,7 +35,7 @@ pub struct Reboot {
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  keel agent                     # the service (keel-agent.service)\n  keel agent status\n  keel agent metrics\n  keel agent --root /tmp/node --sysroot /tmp/node/sysroot --booted 3f2a….0 --reboot-command 'touch /tmp/rebooted'\n\nConfiguration: TOML drop-ins in /usr/lib/keel/agent.d, /etc/keel/agent.d, /run/keel/agent.d (docs/agent.md)."
+    after_help = "Examples:\n  keel agent                     # the service (keel-agent.service)\n  keel agent status\n  keel agent metrics\n  keel agent --root /tmp/node --sysroot /tmp/node/sysroot --booted 3f2a….0 --reboot-command 'touch /tmp/rebooted'\n\nConfiguration: TOML drop-ins in /usr/lib/keel/agent.d, /etc/keel/agent.d, /run/keel/agent.d (https://keel.dev/docs/updates/agent.html)."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]

@@ -342,8 +342,12 @@ pub fn load(root: &Path) -> Result<Loaded, ConfigError> {
             message,
         };
         let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        Config::deserialize(toml::Value::Table(table.clone()))
-            .map_err(|e| bad(format!("{e}; see docs/agent.md for the keys")))?;
+        Config::deserialize(toml::Value::Table(table.clone())).map_err(|e| {
+            bad(format!(
+                "{e}; the keys are described in `man keel-agent` and {}",
+                keel_proto::docs_url!("updates/agent.html")
+            ))
+        })?;
         merge(&mut merged, table);
     }
     let loaded = Loaded {

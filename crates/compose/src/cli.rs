@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
     keel compose manifests/keel.toml --repo build/repo --cache /var/cache/keel-debs --offline\n  \
     keel compose diff --repo build/repo keel/stable/x86_64^ keel/stable/x86_64\n\n\
     Prints the commit checksum, version, ref and root tree. Runs as root (mmdebstrap, chroot, dracut).\n\
-    The manifest format is described in docs/manifest.md."
+    The manifest format: https://keel.dev/docs/building/manifest.html"
 )]
 pub struct ComposeArgs {
     #[command(subcommand)]

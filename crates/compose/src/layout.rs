@@ -76,6 +76,9 @@ pub const EMPTIED: &[&str] = &[
     "var/log",
     "var/cache/apt",
     "var/lib/apt/lists",
+    // man-db's index, built by its dpkg trigger before compose adds keel's pages (so it would
+    // miss them anyway); `man` finds pages without it.
+    "var/cache/man",
     "var/tmp",
     "tmp",
     "run",

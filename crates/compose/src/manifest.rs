@@ -215,7 +215,8 @@ pub struct Group {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct KeelBinary {
-    /// Install the node-side `keel` binary as `/usr/bin/keel` (and the dracut module).
+    /// Install the node-side `keel` binary as `/usr/bin/keel`, its man pages in
+    /// `/usr/share/man/man1` and the dracut module.
     #[serde(default)]
     pub install: bool,
     /// Binary to install, relative to the manifest; default: the `keel` running the compose.

@@ -1,6 +1,6 @@
-//! What compose writes into the tree besides packages: overlays, the keel binary and its dracut
-//! module, os-release, sysusers.d and tmpfiles.d lines for the manifest's users and groups, the
-//! default kernel arguments, and systemd unit states.
+//! What compose writes into the tree besides packages: overlays, the keel binary, its man pages
+//! and its dracut module, os-release, sysusers.d and tmpfiles.d lines for the manifest's users
+//! and groups, the default kernel arguments, and systemd unit states.
 
 use crate::chroot;
 use crate::manifest::{Group, Manifest, User};
@@ -116,7 +116,7 @@ pub fn copy_overlays(m: &Manifest, tree: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Install the node-side keel binary and the keel dracut module.
+/// Install the node-side keel binary, its man pages and the keel dracut module.
 pub fn install_keel(m: &Manifest, tree: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
     let src = match &m.spec.keel.binary {
@@ -140,6 +140,30 @@ pub fn install_keel(m: &Manifest, tree: &Path) -> anyhow::Result<()> {
     for (name, content, mode) in DRACUT_MODULE {
         write(tree, &format!("{DRACUT_MODULE_DIR}/{name}"), content, *mode)?;
     }
+    install_man_pages(&src, tree)
+}
+
+/// Where keel's man pages go in the tree (gzip-compressed, as Debian installs them). dpkg's
+/// `path-exclude` of /usr/share/man applies to packages only, so these stay.
+pub const MAN_DIR: &str = "usr/share/man/man1";
+
+/// Install keel's man pages, rendered by the binary being installed (`keel docs man`), so
+/// that they describe exactly the commands the node has.
+fn install_man_pages(keel: &Path, tree: &Path) -> anyhow::Result<()> {
+    let dir = tree.join(MAN_DIR);
+    cmd::run(
+        Command::new(keel)
+            .args(["docs", "man", "--gzip", "--out"])
+            .arg(&dir),
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "manifest key keel.binary: {} could not write its man pages to {} (it needs \
+             `keel docs man`): {e}",
+            keel.display(),
+            dir.display()
+        )
+    })?;
     Ok(())
 }
 

@@ -5,6 +5,9 @@
 
 use clap::{Parser, Subcommand};
 
+pub mod cli_reference;
+pub mod manpages;
+
 /// Keel: an automatically updating, image-based operating system for running containers.
 #[derive(Parser)]
 #[command(name = "keel", version, propagate_version = true)]
@@ -44,6 +47,9 @@ pub enum Command {
     Agent(keel_agent::cli::AgentArgs),
     /// Check for an update, or apply it now (no window wait; still takes the FleetLock slot).
     Update(keel_agent::cli::UpdateArgs),
+    /// Render Keel's man pages and Markdown CLI reference from these command definitions.
+    #[command(hide = true)]
+    Docs(manpages::DocsArgs),
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
@@ -114,5 +120,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Fleetlock(args) => keel_fleetlock::cli::run(args),
         Command::Agent(args) => keel_agent::cli::run(args),
         Command::Update(args) => keel_agent::cli::run_update(args),
+        Command::Docs(args) => manpages::run(args),
     }
 }

@@ -559,6 +559,29 @@ fn default_os_compose() {
     assert!(tree
         .join("usr/lib/systemd/boot/efi/systemd-bootx64.efi")
         .is_file());
+    // keel's man pages, rendered at compose time by the installed keel, and `man` to read
+    // them (units say Documentation=man:keel-…(1)); other packages' pages stay excluded.
+    for page in ["keel.1.gz", "keel-status.1.gz", "keel-agent.1.gz"] {
+        let p = tree.join("usr/share/man/man1").join(page);
+        assert!(p.is_file(), "{} missing", p.display());
+    }
+    assert!(tree.join("usr/bin/man").is_file(), "man-db missing");
+    let mut dirs = vec![tree.join("usr/share/man")];
+    while let Some(d) = dirs.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let kind = e.file_type().unwrap();
+            if kind.is_dir() {
+                dirs.push(e.path());
+            } else if kind.is_file() {
+                assert!(
+                    e.file_name().to_string_lossy().starts_with("keel"),
+                    "{} is shipped although /usr/share/man/* is path-excluded",
+                    e.path().display()
+                );
+            }
+        }
+    }
     assert_eq!(
         fs::read_to_string(tree.join("usr/lib/keel/kargs")).unwrap(),
         "console=tty0 console=ttyS0,115200n8 panic=10\n"

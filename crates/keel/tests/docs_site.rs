@@ -474,3 +474,61 @@ fn the_site_builds_and_works_in_a_browser() {
         png.len()
     );
 }
+
+/// Every file below `dir` (sources, unit files, manifests), for the URL check.
+fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            if !p.ends_with("target") {
+                files_below(&p, out);
+            }
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn every_site_url_the_product_shows_is_a_page() {
+    let repo = docs().join("..");
+    let mut files = Vec::new();
+    for d in ["crates", "manifests"] {
+        files_below(&repo.join(d), &mut files);
+    }
+    let mut named = 0;
+    let mut missing = Vec::new();
+    for f in files {
+        let Ok(text) = fs::read_to_string(&f) else {
+            continue;
+        };
+        let urls = text
+            .match_indices("https://keel.dev/docs/")
+            .map(|(i, m)| &text[i + m.len()..])
+            .chain(
+                text.match_indices("docs_url!(\"")
+                    .map(|(i, m)| &text[i + m.len()..]),
+            );
+        for rest in urls {
+            let page: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || "-_./".contains(*c))
+                .collect();
+            let Some(stem) = page.strip_suffix(".html") else {
+                continue;
+            };
+            // Generated man page cross-references name `keel\-repo`: roff escapes.
+            let stem = stem.replace('\\', "");
+            named += 1;
+            if !src().join(format!("{stem}.md")).is_file() {
+                missing.push(format!("{}: {page}", rel(&f)));
+            }
+        }
+    }
+    assert!(named >= 3, "only {named} site URLs found");
+    assert!(
+        missing.is_empty(),
+        "URLs of the documentation site with no page in docs/src:\n{}",
+        missing.join("\n")
+    );
+}

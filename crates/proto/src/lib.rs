@@ -13,6 +13,7 @@
 //!   [`health`]: the health checks' results and failure record; [`freshness`]: how old a
 //!   remote's summary was.
 //! - [`output`]: the schema version every `--json` output carries.
+//! - [`docs`]: the documentation site's addresses that errors and help texts point to.
 //!
 //! This crate is the ground floor: it depends on serde only, so a node-side client can use a
 //! protocol without linking the server that speaks it.
@@ -20,6 +21,7 @@
 pub mod agent;
 pub mod cincinnati;
 pub mod disk;
+pub mod docs;
 pub mod error;
 pub mod fleetlock;
 pub mod freshness;
