@@ -148,7 +148,7 @@ impl Sysroot {
         let booted = self.booted_name();
         if opts.stage && booted.is_none() {
             return Err(DeployError::State(
-                "staging needs a booted deployment (or --booted for a directory sysroot); deploy without staging".into(),
+                "staging needs a booted deployment (or --assume-booted for a directory sysroot); deploy without staging".into(),
             ));
         }
         let merge = self.merge_deployment(&state).cloned();
@@ -483,6 +483,19 @@ impl Sysroot {
             deployments_removed: removed,
             objects_pruned: pruned,
         })
+    }
+
+    /// Discard the staged deployment (`keel cleanup --pending`, like `rpm-ostree cleanup -p`):
+    /// its record, its finalization lock and its directory. Returns what was staged, or `None`
+    /// when nothing was.
+    pub fn discard_staged(&self) -> Result<Option<StagedRecord>, DeployError> {
+        let (_lock, _repo, state) = self.begin()?;
+        let Some(rec) = self.staged()? else {
+            return Ok(None);
+        };
+        self.clear_staged()?;
+        self.undeploy_unlisted(&state.deployments)?;
+        Ok(Some(rec))
     }
 }
 

@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Bootable disk images from an OS commit.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  keel image build --repo build/repo --platform qemu -o keel.qcow2"
+)]
 pub struct ImageArgs {
     #[command(subcommand)]
     command: ImageCommand,
@@ -25,22 +28,28 @@ enum ImageCommand {
     /// the sysroot and one deployment of the commit).
     #[command(after_help = "Examples:
   keel image build --repo build/repo --platform qemu -o keel.qcow2
-  keel image build --repo build/repo --ref keel/stable/x86_64 --platform metal -o keel.raw.xz
+  keel image build --repo build/repo --ref keel/stable/x86_64 \\
+      --platform metal -o keel.raw.xz
   keel image build --repo build/repo --platform qemu -o keel.raw --size 8
   keel image build --repo build/repo --platform metal -o keel.raw.xz \\
-      --remote-url https://updates.example.com/repo --sign-verify keys/release.pub
+      --remote-url https://updates.example.com/repo \\
+      --sign-verify keys/release.pub
 
-Runs as root (loop devices, mount). The first boot grows the root partition and filesystem to
-the size of the disk it runs on, so the image itself can stay small.")]
+Runs as root (loop devices, mount). The first boot grows the root partition and
+filesystem to the size of the disk it runs on, so the image itself can stay
+small.")]
     Build(BuildArgs),
     /// Grow the root partition and its (mounted) ext4 filesystem to the end of the disk: the
     /// first-boot step of `keel-growfs.service`.
-    #[command(after_help = "Example:
+    #[command(
+        hide = true,
+        after_help = "Example:
   keel image growfs --device /dev/disk/by-label/root
 
-Moves the backup GPT header to the end of the disk, extends the partition (same start, type,
-name and GUID), updates the kernel's view (partx) and runs resize2fs. Does nothing when the
-partition already fills the disk.")]
+Moves the backup GPT header to the end of the disk, extends the partition (same
+start, type, name and GUID), updates the kernel's view (partx) and runs
+resize2fs. Does nothing when the partition already fills the disk."
+    )]
     Growfs(GrowfsArgs),
 }
 

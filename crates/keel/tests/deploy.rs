@@ -1,4 +1,4 @@
-//! `keel` node commands on directory sysroots (nothing is booted; `--booted` names the
+//! `keel` node commands on directory sysroots (nothing is booted; `--assume-booted` names the
 //! deployment a node would run): upgrades keep /etc and /var, staging and finalization,
 //! retention, rollback by command and by boot counting, SIGKILL at many points, a full ESP.
 //! `ostree admin status` and `ostree admin config-diff` (ostree 2022.7) are the oracles.
@@ -102,7 +102,7 @@ impl Fixture {
     fn status(&self, booted: Option<&str>) -> Value {
         let mut c = self.keel(&["status", "--json"]);
         if let Some(b) = booted {
-            c.args(["--booted", b]);
+            c.args(["--assume-booted", b]);
         }
         let v = serde_json::from_str(&ok(&mut c)).expect("status JSON");
         keel_testsupport::schema::assert_valid("status", &v);
@@ -380,7 +380,7 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
 
     f.commit("3", |_| {});
     let before = f.entries();
-    let out = ok(&mut f.keel(&["upgrade", "--booted", &d2]));
+    let out = ok(&mut f.keel(&["upgrade", "--assume-booted", &d2]));
     assert!(out.contains("Staged"), "{out}");
     assert_eq!(
         f.entries(),
@@ -395,11 +395,11 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
     fs::write(f.deploy_dir(&d2).join("etc/late.conf"), "late").unwrap();
 
     ok(&mut f.keel(&["finalize", "--lock"]));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("locked"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("locked"));
     assert_eq!(f.entries(), before, "a locked finalization changes nothing");
     ok(&mut f.keel(&["finalize", "--unlock"]));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Finalized"));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Nothing is staged"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("Finalized"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("Nothing is staged"));
 
     let st = f.status(Some(&d2));
     let roles: Vec<(&str, &str)> = st["deployments"]
@@ -428,8 +428,8 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
     // ostree marks deployment roots immutable; removing one must still work.
     ok(Command::new("chattr").arg("+i").arg(f.deploy_dir(&d1)));
     f.commit("4", |_| {});
-    ok(&mut f.keel(&["upgrade", "--booted", &d2]));
-    ok(&mut f.keel(&["finalize", "--booted", &d2]));
+    ok(&mut f.keel(&["upgrade", "--assume-booted", &d2]));
+    ok(&mut f.keel(&["finalize", "--assume-booted", &d2]));
     let st = f.status(Some(&d2));
     let versions: Vec<&str> = st["deployments"]
         .as_array()
@@ -512,7 +512,7 @@ fn rollback_by_command_and_by_boot_counting() {
     )
     .unwrap();
     // The agent's first look (before any `keel status`) already records and refuses it.
-    let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
+    let out = run(&mut f.keel(&["upgrade", "--assume-booted", &d1]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed to boot healthy before"));
     let st = f.status(Some(&d1));
@@ -531,7 +531,7 @@ fn rollback_by_command_and_by_boot_counting() {
         "the rollback reason does not name the failed health check: {reason}"
     );
     assert_eq!(st["failed"][0]["commit"], c2.as_str());
-    let text = ok(&mut f.keel(&["status", "--booted", &d1]));
+    let text = ok(&mut f.keel(&["status", "--assume-booted", &d1]));
     assert!(text.contains("Rolled back from 2"), "{text}");
     assert!(f
         .sysroot
@@ -539,17 +539,20 @@ fn rollback_by_command_and_by_boot_counting() {
         .is_file());
 
     // A karg change is a new boot-counted default deployment of the same commit.
-    ok(&mut f.keel(&["rollback", "--booted", &d1]));
+    ok(&mut f.keel(&["rollback", "--assume-booted", &d1]));
     ok(&mut f.keel(&[
         "kargs",
         "--append",
         "quiet",
         "--append",
         "console=ttyS0",
-        "--booted",
+        "--assume-booted",
         &d1,
     ]));
-    assert_eq!(ok(&mut f.keel(&["kargs", "--booted", &d1])).trim(), "");
+    assert_eq!(
+        ok(&mut f.keel(&["kargs", "--assume-booted", &d1])).trim(),
+        ""
+    );
     let st = f.status(None);
     assert_eq!(
         st["deployments"][0]["kargs"],
@@ -641,9 +644,9 @@ fn sigkill_at_every_step_of_deploy_finalize_and_rollback_leaves_a_bootable_sysro
         &f,
         "finalize",
         |n| {
-            ok(&mut f.keel(&["deploy", &version(n), "--booted", &booted]));
+            ok(&mut f.keel(&["deploy", &version(n), "--assume-booted", &booted]));
         },
-        |_| vec!["finalize".into(), "--booted".into(), booted.clone()],
+        |_| vec!["finalize".into(), "--assume-booted".into(), booted.clone()],
     );
     let (rb_kills, rb_cut) =
         kill_at_every_step(&f, "rollback", |_| {}, |_| vec!["rollback".into()]);
