@@ -15,6 +15,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 
+/// Run `keel WORDS --sysroot SYSROOT` (words split at spaces), which must succeed.
+fn keel_line(f: &DirSysroot, words: &str) -> String {
+    ok(&mut f.keel(&words.split(' ').collect::<Vec<_>>()))
+}
+
 /// The default deployment's kargs, as `keel kargs` prints them.
 fn kargs(f: &DirSysroot) -> String {
     ok(&mut f.keel(&["kargs"])).trim().to_string()
@@ -111,18 +116,11 @@ fn deploy_karg_overrides_inherited_ones_and_karg_append_adds() {
         return;
     };
     f.commit("1", |_| {});
-    ok(&mut f.keel(&[
-        "deploy",
-        "keel/test",
-        "--karg",
-        "root=LABEL=root",
-        "--karg",
-        "console=tty0",
-        "--karg-append",
-        "console=ttyS0",
-        "--karg",
-        "ignition.firstboot",
-    ]));
+    keel_line(
+        &f,
+        "deploy keel/test --karg root=LABEL=root --karg console=tty0 \
+         --karg-append console=ttyS0 --karg ignition.firstboot",
+    );
     assert_eq!(
         kargs(&f),
         "root=LABEL=root console=tty0 ignition.firstboot console=ttyS0"
@@ -130,16 +128,10 @@ fn deploy_karg_overrides_inherited_ones_and_karg_append_adds() {
     f.commit("2", |_| {});
     // Inherited (without the first-boot flag); --karg replaces both console= values; as with
     // ostree, every --karg applies before every --karg-append.
-    ok(&mut f.keel(&[
-        "deploy",
-        "keel/test",
-        "--karg",
-        "console=hvc0",
-        "--karg-append",
-        "quiet",
-        "--karg",
-        "mitigations=off",
-    ]));
+    keel_line(
+        &f,
+        "deploy keel/test --karg console=hvc0 --karg-append quiet --karg mitigations=off",
+    );
     assert_eq!(
         kargs(&f),
         "root=LABEL=root console=hvc0 mitigations=off quiet"
@@ -166,18 +158,11 @@ fn kargs_edits_like_ostree_and_in_an_editor() {
         return;
     };
     f.commit("1", |_| {});
-    ok(&mut f.keel(&[
-        "deploy",
-        "keel/test",
-        "--karg",
-        "root=LABEL=root",
-        "--karg-append",
-        "console=tty0",
-        "--karg-append",
-        "console=ttyS0",
-        "--karg-append",
-        "quiet",
-    ]));
+    keel_line(
+        &f,
+        "deploy keel/test --karg root=LABEL=root --karg-append console=tty0 \
+         --karg-append console=ttyS0 --karg-append quiet",
+    );
     ok(&mut f.keel(&["kargs", "--replace", "console=ttyS0=hvc0"]));
     assert_eq!(kargs(&f), "root=LABEL=root console=tty0 console=hvc0 quiet");
 
@@ -190,13 +175,10 @@ fn kargs_edits_like_ostree_and_in_an_editor() {
         assert!(out.contains("unchanged"), "{args:?}: {out}");
     }
     assert_eq!(f.names(), names, "no change, no new deployment");
-    ok(&mut f.keel(&[
-        "kargs",
-        "--delete-if-present",
-        "quiet",
-        "--append-if-missing",
-        "mitigations=auto",
-    ]));
+    keel_line(
+        &f,
+        "kargs --delete-if-present quiet --append-if-missing mitigations=auto",
+    );
     assert_eq!(
         kargs(&f),
         "root=LABEL=root console=tty0 console=hvc0 mitigations=auto"
