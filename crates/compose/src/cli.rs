@@ -57,12 +57,12 @@ pub struct ComposeOpts {
     /// Also leave a copy of the committed tree at this path (must not exist).
     #[arg(long)]
     keep_tree: Option<PathBuf>,
-    /// Progress and the result as JSON lines.
+    /// Print the result as one JSON document on stdout (progress as JSON lines on stderr).
     #[arg(long)]
     json: bool,
 }
 
-/// `keel compose --json`: the result, the last line on stdout.
+/// `keel compose --json`: the result, the one line on stdout.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ComposeResult {
     /// The new commit.
@@ -225,7 +225,10 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
         })?;
     }
 
-    eprint!("{}", prepared.sizes.render(20));
+    if !o.json {
+        // With --json the sizes are in the result; stderr carries only JSON lines.
+        eprint!("{}", prepared.sizes.render(20));
+    }
     let d = &prepared.downloads;
     if o.json {
         let out = keel_proto::output::Versioned::new(ComposeResult {

@@ -53,6 +53,19 @@ resize2fs. Does nothing when the partition already fills the disk."
     Growfs(GrowfsArgs),
 }
 
+/// `keel image build --json`: the image written.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BuildResult {
+    /// The image file.
+    pub output: String,
+    /// `qcow2`, `raw` or `raw.xz`.
+    pub format: &'static str,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How long the build took.
+    pub seconds: f64,
+}
+
 /// `keel image growfs` options.
 #[derive(Args, Debug)]
 struct GrowfsArgs {
@@ -82,7 +95,7 @@ struct BuildArgs {
     /// Virtual disk size in GiB.
     #[arg(long, default_value_t = 3)]
     size: u64,
-    /// Progress as JSON lines.
+    /// Print the result as one JSON document on stdout (progress as JSON lines on stderr).
     #[arg(long)]
     json: bool,
     /// URL of the update repository: written to the image's /ostree/repo/config as remote
@@ -145,13 +158,23 @@ pub fn run(args: ImageArgs) -> Result<()> {
             };
             let start = std::time::Instant::now();
             let bytes = build::build(&spec)?;
-            println!(
-                "{} ({}, {}) in {:.0} s",
-                spec.output.display(),
-                build::format_name(format),
-                human_bytes(bytes),
-                start.elapsed().as_secs_f64()
-            );
+            let seconds = start.elapsed().as_secs_f64();
+            if spec.progress == Mode::Json {
+                let out = keel_proto::output::Versioned::new(BuildResult {
+                    output: spec.output.display().to_string(),
+                    format: build::format_name(format),
+                    bytes,
+                    seconds,
+                });
+                println!("{}", serde_json::to_string(&out)?);
+            } else {
+                println!(
+                    "{} ({}, {}) in {seconds:.0} s",
+                    spec.output.display(),
+                    build::format_name(format),
+                    human_bytes(bytes),
+                );
+            }
             Ok(())
         }
         ImageCommand::Growfs(g) => {
