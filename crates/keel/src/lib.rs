@@ -88,7 +88,7 @@ pub enum Command {
 }
 
 /// `keel repo`: the store's subcommands and the remote ones (keel-remote builds on keel-store,
-/// so the two command sets meet here), sharing `--repo` and `--json`.
+/// so the two command sets meet here), sharing `--repo` and `--json-progress`.
 #[derive(clap::Args)]
 #[command(after_help = keel_store::cli::EXAMPLES)]
 pub struct RepoCli {
@@ -96,8 +96,9 @@ pub struct RepoCli {
     /// repository /ostree/repo when it exists.
     #[arg(long, global = true)]
     pub repo: Option<PathBuf>,
-    /// Progress as JSON lines on stderr.
-    #[arg(long, global = true)]
+    /// Progress as JSON lines on stderr. Results stay in ostree's text formats: no
+    /// `keel repo` command prints a JSON result document, so this is not `--json`.
+    #[arg(long = "json-progress", global = true)]
     pub json: bool,
     #[command(subcommand)]
     pub command: RepoSub,

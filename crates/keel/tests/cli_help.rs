@@ -166,3 +166,14 @@ fn top_level_help_groups_every_visible_command_and_hides_plumbing() {
         );
     }
 }
+
+#[test]
+fn compose_version_option_no_longer_shadows_version() {
+    use clap::Parser;
+    for args in [["keel", "compose", "-V"], ["keel", "compose", "--version"]] {
+        let e = keel::Cli::try_parse_from(args).err().map(|e| e.kind());
+        assert_eq!(e, Some(clap::error::ErrorKind::DisplayVersion), "{args:?}");
+    }
+    let release = ["keel", "compose", "m.toml", "--release-version", "12.1.1.0"];
+    assert!(keel::Cli::try_parse_from(release).is_ok());
+}

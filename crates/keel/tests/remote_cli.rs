@@ -117,7 +117,7 @@ fn keys_sign_verify_and_signed_pull() {
     ] {
         assert!(cfg.contains(line), "{cfg}");
     }
-    let out = run(&good, &["--json", "pull", "origin", "test/ref"]);
+    let out = run(&good, &["--json-progress", "pull", "origin", "test/ref"]);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let events: Vec<serde_json::Value> = stderr

@@ -27,7 +27,7 @@ pub enum RemoteCommand {
     Remote(RemoteAction),
     /// Fetch refs and all their objects from a remote (objects are verified before storing).
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
+        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json-progress pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
     )]
     Pull(PullArgs),
     /// Copy refs and their objects from another local repository (objects are verified).
