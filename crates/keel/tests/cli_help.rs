@@ -177,3 +177,20 @@ fn compose_version_option_no_longer_shadows_version() {
     let release = ["keel", "compose", "m.toml", "--release-version", "12.1.1.0"];
     assert!(keel::Cli::try_parse_from(release).is_ok());
 }
+
+#[test]
+fn every_command_and_option_has_help_text() {
+    let mut missing = Vec::new();
+    for (path, cmd) in all_commands() {
+        if cmd.get_about().is_none() && path != "keel" {
+            missing.push(path.clone());
+        }
+        for arg in cmd.get_arguments() {
+            let builtin = ["help", "version"].contains(&arg.get_id().as_str());
+            if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no help text: {missing:#?}");
+}
