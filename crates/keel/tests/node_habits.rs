@@ -93,7 +93,10 @@ fn cleanup_pending_discards_the_staged_deployment() {
 
     let out = ok(&mut f.keel(&["cleanup", "--pending", "--assume-booted", &booted]));
     assert!(
-        out.contains("Discarded the staged deployment") && out.contains(&staged),
+        out.contains(&format!(
+            "Discarded the staged deployment {staged}: removed its record, its finalization \
+             lock and 1 deployment directory"
+        )),
         "{out}"
     );
     for p in [

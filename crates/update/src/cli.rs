@@ -425,11 +425,20 @@ pub fn run(command: NodeCommand) -> Result<()> {
             common,
             pending: true,
         } => match common.open()?.discard_staged()? {
-            Some(rec) => println!(
-                "Discarded the staged deployment {} (its record, finalization lock and \
-                 directory); shutdown applies nothing.",
-                rec.deployment
-            ),
+            Some(d) => {
+                let lock = if d.lock_removed {
+                    ", its finalization lock"
+                } else {
+                    ""
+                };
+                println!(
+                    "Discarded the staged deployment {}: removed its record{lock} and {} \
+                     deployment director{}; shutdown applies nothing.",
+                    d.record.deployment,
+                    d.dirs_removed,
+                    if d.dirs_removed == 1 { "y" } else { "ies" }
+                );
+            }
             None => println!("Nothing is staged; nothing to discard."),
         },
         NodeCommand::Cleanup {
