@@ -150,9 +150,11 @@ fn split_checked(line: &str) -> Result<Vec<String>, DeployError> {
 }
 
 fn check(arg: &str) -> Result<(), DeployError> {
-    if arg.is_empty() || cmdline::words(arg) != [arg] || key(arg) == "ostree" {
+    // An odd number of quotes would swallow the arguments after it on the command line.
+    let one_word = cmdline::words(arg) == [arg] && arg.matches('"').count() % 2 == 0;
+    if !one_word || key(arg) == "ostree" {
         return Err(DeployError::State(format!(
-            "karg `{arg}`: must be one non-empty word and not `ostree=` (Keel sets that one)"
+            "karg `{arg}`: must be one non-empty word (with balanced quotes) and not `ostree=` (Keel sets that one)"
         )));
     }
     Ok(())
@@ -240,6 +242,12 @@ mod tests {
             (vec![Replace("quiet".into())], Err("KEY=VALUE")),
             (vec![Append("ostree=/x".into())], Err("Keel sets")),
             (vec![Append("a b".into())], Err("one non-empty word")),
+            (vec![Append("a=\"b".into())], Err("one non-empty word")),
+            (vec![Append(String::new())], Err("one non-empty word")),
+            (
+                vec![Append("foo=\"a b\"".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=ttyS0 foo=\"a b\""),
+            ),
             (
                 vec![Replace("console=ttyS0=hvc0".into())],
                 Ok("root=LABEL=root rw quiet console=tty0 console=hvc0"),
