@@ -151,7 +151,7 @@ fn split_checked(line: &str) -> Result<Vec<String>, DeployError> {
 
 fn check(arg: &str) -> Result<(), DeployError> {
     // An odd number of quotes would swallow the arguments after it on the command line.
-    let one_word = cmdline::words(arg) == [arg] && arg.matches('"').count() % 2 == 0;
+    let one_word = cmdline::words(arg) == [arg] && arg.matches('"').count().is_multiple_of(2);
     if !one_word || key(arg) == "ostree" {
         return Err(DeployError::State(format!(
             "karg `{arg}`: must be one non-empty word (with balanced quotes) and not `ostree=` (Keel sets that one)"
