@@ -67,7 +67,7 @@ done
 rm -rf "$work/tree"
 echo "v2: $changed files of [$packages] changed ($changed_bytes bytes uncompressed)" >&2
 
-"$keel" upgrade --sysroot "$work/sysroot" --booted "$d1" --json > "$work/upgrade.json"
+"$keel" upgrade --sysroot "$work/sysroot" --assume-booted "$d1" --json > "$work/upgrade.json"
 python3 - "$work/install.json" "$work/upgrade.json" "$packages" <<'EOF'
 import json, sys
 install, up = (json.load(open(p)) for p in sys.argv[1:3])

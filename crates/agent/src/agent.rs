@@ -363,7 +363,7 @@ impl Agent {
     fn booted(&self) -> Result<Booted> {
         let name = self.sysroot.booted_name().ok_or_else(|| {
             anyhow!(
-                "no booted deployment found in {}; on a directory sysroot pass --booted DEPLOYMENT",
+                "no booted deployment found in {}; on a directory sysroot pass --assume-booted DEPLOYMENT",
                 self.paths.sysroot.display()
             )
         })?;

@@ -18,7 +18,7 @@ pub struct Common {
     /// and the `/run` files (state, metrics socket, login message).
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
-    /// `--sysroot`, `--stateroot` and `--booted`, as the node commands take them.
+    /// `--sysroot`, `--stateroot` and the hidden `--assume-booted`, as the node commands take them.
     #[command(flatten)]
     pub node: keel_update::cli::Common,
 }
@@ -35,7 +35,7 @@ pub struct Reboot {
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    after_help = "Examples:\n  keel agent                     # the service (keel-agent.service)\n  keel agent status\n  keel agent metrics\n  keel agent --root /tmp/node --sysroot /tmp/node/sysroot --booted 3f2a….0 --reboot-command 'touch /tmp/rebooted'\n\nConfiguration: TOML drop-ins in /usr/lib/keel/agent.d, /etc/keel/agent.d, /run/keel/agent.d (https://keel.dev/docs/updates/agent.html)."
+    after_help = "Examples:\n  keel agent          # the service (keel-agent.service)\n  keel agent status\n  keel agent metrics\n  keel agent --root /tmp/node --sysroot /tmp/node/sysroot \\\n      --reboot-command 'touch /tmp/rebooted'\n\nConfiguration: TOML drop-ins in /usr/lib/keel/agent.d, /etc/keel/agent.d,\n/run/keel/agent.d (https://keel.dev/docs/updates/agent.html)."
 )]
 pub struct AgentArgs {
     #[command(subcommand)]
@@ -70,7 +70,7 @@ enum AgentCommand {
 /// `keel update`.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keel update check\n  keel update check --json\n  keel update now     # no waiting for the maintenance window; still takes the FleetLock slot"
+    after_help = "Examples:\n  keel update check\n  keel update check --json\n  # no waiting for the maintenance window; still takes the FleetLock slot:\n  keel update now"
 )]
 pub struct UpdateArgs {
     #[command(subcommand)]
@@ -108,7 +108,7 @@ fn agent(common: &Common, reboot: &Reboot, mode: Mode) -> Result<Agent> {
             root: common.root.clone(),
             sysroot: common.node.sysroot.clone(),
             stateroot: common.node.stateroot.clone(),
-            booted: common.node.booted.clone(),
+            booted: common.node.assume_booted.clone(),
             reboot_command: reboot.reboot_command.clone(),
         },
         mode,

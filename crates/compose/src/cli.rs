@@ -15,14 +15,18 @@ use std::path::{Path, PathBuf};
 #[derive(Args, Debug)]
 #[command(
     args_conflicts_with_subcommands = true,
-    disable_version_flag = true,
-    after_help = "Examples:\n  \
-    keel compose manifests/keel.toml --repo build/repo --cache /var/cache/keel-debs\n  \
-    keel compose manifests/keel.toml --repo build/repo --version 12.20261125.3.0\n  \
-    keel compose manifests/keel.toml --repo build/repo --cache /var/cache/keel-debs --offline\n  \
-    keel compose diff --repo build/repo keel/stable/x86_64^ keel/stable/x86_64\n\n\
-    Prints the commit checksum, version, ref and root tree. Runs as root (mmdebstrap, chroot, dracut).\n\
-    The manifest format: https://keel.dev/docs/building/manifest.html"
+    after_help = "Examples:
+  keel compose manifests/keel.toml --repo build/repo \\
+      --cache /var/cache/keel-debs
+  keel compose manifests/keel.toml --repo build/repo \\
+      --release-version 12.20261125.3.0
+  keel compose manifests/keel.toml --repo build/repo \\
+      --cache /var/cache/keel-debs --offline
+  keel compose diff --repo build/repo keel/stable/x86_64^ keel/stable/x86_64
+
+Prints the commit checksum, version, ref and root tree. Runs as root (mmdebstrap,
+chroot, dracut). The manifest format:
+https://keel.dev/docs/building/manifest.html"
 )]
 pub struct ComposeArgs {
     #[command(subcommand)]
@@ -43,8 +47,8 @@ pub struct ComposeOpts {
     #[arg(long)]
     cache: Option<PathBuf>,
     /// Version to give the commit instead of <debian major>.<date>.<stream code>.<next respin>.
-    #[arg(long = "version", value_name = "V")]
-    version: Option<String>,
+    #[arg(long, value_name = "V")]
+    release_version: Option<String>,
     /// Use only the cache: no package lists or packages are downloaded.
     #[arg(long)]
     offline: bool,
@@ -54,12 +58,12 @@ pub struct ComposeOpts {
     /// Also leave a copy of the committed tree at this path (must not exist).
     #[arg(long)]
     keep_tree: Option<PathBuf>,
-    /// Progress and the result as JSON lines.
+    /// Print the result as one JSON document on stdout (progress as JSON lines on stderr).
     #[arg(long)]
     json: bool,
 }
 
-/// `keel compose --json`: the result, the last line on stdout.
+/// `keel compose --json`: the result, the one line on stdout.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ComposeResult {
     /// The new commit.
@@ -162,7 +166,7 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
     prepare::require_root()?;
     let epoch = epoch()?;
     let repo = open_or_init(repo_path)?;
-    let version = commit::choose_version(&repo, &m, epoch, o.version.as_deref())?;
+    let version = commit::choose_version(&repo, &m, epoch, o.release_version.as_deref())?;
     let mode = Mode::detect(o.json);
     let progress = Progress::new(mode, "compose", Some(prepare::STEPS));
     progress.message(&format!("composing {} {version}", m.ref_name()));
@@ -222,7 +226,10 @@ fn compose(manifest_path: &Path, o: &ComposeOpts) -> anyhow::Result<()> {
         })?;
     }
 
-    eprint!("{}", prepared.sizes.render(20));
+    if !o.json {
+        // With --json the sizes are in the result; stderr carries only JSON lines.
+        eprint!("{}", prepared.sizes.render(20));
+    }
     let d = &prepared.downloads;
     if o.json {
         let out = keel_proto::output::Versioned::new(ComposeResult {

@@ -46,7 +46,7 @@ fn lookup<'a>(metadata: &'a [(String, Variant)], key: &str) -> Option<&'a Varian
         })
 }
 
-/// The version of the next compose of `m`: `--version` when given, else the date of `epoch`
+/// The version of the next compose of `m`: `--release-version` when given, else the date of `epoch`
 /// with the next respin on the ref's history.
 pub fn choose_version(
     repo: &Repo,

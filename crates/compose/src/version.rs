@@ -42,7 +42,7 @@ pub fn next_version<'a>(
     format!("{stem}{respin}")
 }
 
-/// Check a version given with `--version`: four dot-separated numbers.
+/// Check a version given with `--release-version`: four dot-separated numbers.
 pub fn check_version(v: &str) -> Result<(), String> {
     let parts: Vec<&str> = v.split('.').collect();
     if parts.len() == 4

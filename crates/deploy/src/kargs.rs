@@ -1,5 +1,5 @@
-//! Kernel arguments of a deployment: split, edit (append/delete/replace like `rpm-ostree kargs`)
-//! and join. The `ostree=` argument is owned by Keel and never stored with the user's kargs.
+//! Kernel arguments of a deployment: split, edit (append/delete/replace like `rpm-ostree kargs`
+//! and `ostree admin kargs edit-in-place`) and join. The `ostree=` argument is owned by Keel and never stored with the user's kargs.
 
 use crate::error::DeployError;
 use keel_utils::cmdline::{self, key};
@@ -11,8 +11,18 @@ pub enum KargEdit {
     Append(String),
     /// Remove `K` (every value) or exactly `K=V`.
     Delete(String),
-    /// `K=V`: replace the value of every `K` (the key must exist).
+    /// `K=V`: replace the value of every `K` (the key must exist). `K=OLD=NEW` where `K=OLD`
+    /// is set: replace only that value by `NEW` (ostree's `--replace`).
     Replace(String),
+    /// Add `K` or `K=V` unless exactly that argument is already set.
+    AppendIfMissing(String),
+    /// Remove `K` (every value) or exactly `K=V` if set; nothing if not.
+    DeleteIfPresent(String),
+    /// `K` or `K=V`: replace every `K` by this one argument, or add it when `K` is not set
+    /// (ostree's `deploy --karg`).
+    Override(String),
+    /// Replace the whole list by this command line (`keel kargs --editor`).
+    Set(String),
 }
 
 /// Split a command line into arguments as the kernel does (each kept as written), dropping
@@ -56,46 +66,95 @@ pub fn apply(kargs: &[String], edits: &[KargEdit]) -> Result<Vec<String>, Deploy
                 check(a)?;
                 out.push(a.clone());
             }
+            KargEdit::AppendIfMissing(a) => {
+                check(a)?;
+                if !out.contains(a) {
+                    out.push(a.clone());
+                }
+            }
             KargEdit::Delete(a) => {
                 check(a)?;
-                let before = out.len();
-                if a.contains('=') {
-                    out.retain(|x| x != a);
-                } else {
-                    out.retain(|x| key(x) != a);
-                }
-                if out.len() == before {
+                if delete(&mut out, a) == 0 {
                     return Err(DeployError::State(format!(
                         "karg `{a}` is not set; `keel kargs` prints the current ones"
                     )));
                 }
             }
-            KargEdit::Replace(a) => {
+            KargEdit::DeleteIfPresent(a) => {
                 check(a)?;
-                if !a.contains('=') {
-                    return Err(DeployError::State(format!(
-                        "--replace `{a}`: expected KEY=VALUE"
-                    )));
-                }
-                let k = key(a);
-                if !out.iter().any(|x| key(x) == k) {
-                    return Err(DeployError::State(format!(
-                        "--replace `{a}`: karg `{k}` is not set; use --append"
-                    )));
-                }
-                for x in out.iter_mut().filter(|x| key(x) == k) {
-                    *x = a.clone();
-                }
+                delete(&mut out, a);
             }
+            KargEdit::Replace(a) => replace(&mut out, a)?,
+            KargEdit::Override(a) => {
+                check(a)?;
+                let k = key(a);
+                let at = out.iter().position(|x| key(x) == k);
+                out.retain(|x| key(x) != k);
+                out.insert(at.unwrap_or(out.len()), a.clone());
+            }
+            KargEdit::Set(line) => out = split_checked(line)?,
         }
     }
     Ok(out)
 }
 
-fn check(arg: &str) -> Result<(), DeployError> {
-    if arg.is_empty() || arg.contains(char::is_whitespace) || key(arg) == "ostree" {
+/// Remove `K` (every value) or exactly `K=V`; how many were removed.
+fn delete(out: &mut Vec<String>, arg: &str) -> usize {
+    let before = out.len();
+    if arg.contains('=') {
+        out.retain(|x| x != arg);
+    } else {
+        out.retain(|x| key(x) != arg);
+    }
+    before - out.len()
+}
+
+/// `K=OLD=NEW` when `K=OLD` is set replaces that one argument (ostree's `--replace`);
+/// otherwise `K=V` replaces the value of every `K` (so `root=LABEL=boot` still sets `root`
+/// when no `root=LABEL` is set).
+fn replace(out: &mut [String], arg: &str) -> Result<(), DeployError> {
+    check(arg)?;
+    let k = key(arg);
+    let Some((_, value)) = arg.split_once('=') else {
         return Err(DeployError::State(format!(
-            "karg `{arg}`: must be one non-empty word and not `ostree=` (Keel sets that one)"
+            "--replace `{arg}`: expected KEY=VALUE or KEY=OLD=NEW"
+        )));
+    };
+    // OLD may hold `=` itself (`root=LABEL=root=LABEL=sys`): try every split.
+    for (at, _) in value.match_indices('=') {
+        let (old, new) = (&value[..at], &value[at + 1..]);
+        let from = format!("{k}={old}");
+        if let Some(x) = out.iter_mut().find(|x| **x == from) {
+            *x = format!("{k}={new}");
+            return Ok(());
+        }
+    }
+    if !out.iter().any(|x| key(x) == k) {
+        return Err(DeployError::State(format!(
+            "--replace `{arg}`: karg `{k}` is not set; use --append"
+        )));
+    }
+    for x in out.iter_mut().filter(|x| key(x) == k) {
+        *x = arg.to_string();
+    }
+    Ok(())
+}
+
+/// The arguments of an edited command line, each checked; `ostree=` is refused, not dropped,
+/// so that an edit never silently loses what the user wrote.
+fn split_checked(line: &str) -> Result<Vec<String>, DeployError> {
+    cmdline::words(line)
+        .into_iter()
+        .map(|a| check(a).map(|()| a.to_string()))
+        .collect()
+}
+
+fn check(arg: &str) -> Result<(), DeployError> {
+    // An odd number of quotes would swallow the arguments after it on the command line.
+    let one_word = cmdline::words(arg) == [arg] && arg.matches('"').count().is_multiple_of(2);
+    if !one_word || key(arg) == "ostree" {
+        return Err(DeployError::State(format!(
+            "karg `{arg}`: must be one non-empty word (with balanced quotes) and not `ostree=` (Keel sets that one)"
         )));
     }
     Ok(())
@@ -183,6 +242,58 @@ mod tests {
             (vec![Replace("quiet".into())], Err("KEY=VALUE")),
             (vec![Append("ostree=/x".into())], Err("Keel sets")),
             (vec![Append("a b".into())], Err("one non-empty word")),
+            (vec![Append("a=\"b".into())], Err("one non-empty word")),
+            (vec![Append(String::new())], Err("one non-empty word")),
+            (
+                vec![Append("foo=\"a b\"".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=ttyS0 foo=\"a b\""),
+            ),
+            (
+                vec![Replace("console=ttyS0=hvc0".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=hvc0"),
+            ),
+            (
+                vec![Replace("root=LABEL=boot".into())],
+                Ok("root=LABEL=boot rw quiet console=tty0 console=ttyS0"),
+            ),
+            (
+                vec![Replace("root=LABEL=root=LABEL=sys".into())],
+                Ok("root=LABEL=sys rw quiet console=tty0 console=ttyS0"),
+            ),
+            (
+                vec![AppendIfMissing("quiet".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=ttyS0"),
+            ),
+            (
+                vec![AppendIfMissing("console=hvc0".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=ttyS0 console=hvc0"),
+            ),
+            (
+                vec![DeleteIfPresent("nosuch".into())],
+                Ok("root=LABEL=root rw quiet console=tty0 console=ttyS0"),
+            ),
+            (
+                vec![DeleteIfPresent("console".into())],
+                Ok("root=LABEL=root rw quiet"),
+            ),
+            (
+                vec![DeleteIfPresent("console=tty0".into())],
+                Ok("root=LABEL=root rw quiet console=ttyS0"),
+            ),
+            (vec![Set("rw  foo=\"a b\"\n".into())], Ok("rw foo=\"a b\"")),
+            (vec![Set("rw ostree=/x".into())], Err("Keel sets")),
+            (vec![Set(String::new())], Ok("")),
+            (
+                vec![Override("console=hvc0".into())],
+                Ok("root=LABEL=root rw quiet console=hvc0"),
+            ),
+            (
+                vec![
+                    Override("root=/dev/vda4".into()),
+                    Override("mitigations=off".into()),
+                ],
+                Ok("root=/dev/vda4 rw quiet console=tty0 console=ttyS0 mitigations=off"),
+            ),
         ];
         for (edits, want) in table {
             let got = apply(&split(base), &edits).map(|v| v.join(" "));

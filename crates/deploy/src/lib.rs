@@ -66,7 +66,7 @@ mod upgrade;
 pub use error::DeployError;
 pub use kargs::KargEdit;
 pub use keel_proto::freshness::{Freshness, State as FreshnessState, SummarySeen};
-pub use ops::{CleanupReport, DeployOptions, Finalized, FINALIZE_UNIT};
+pub use ops::{CleanupReport, DeployOptions, DiscardedStaged, Finalized, FINALIZE_UNIT};
 pub use remote_summary::SUMMARIES_FILE;
 pub use staging::StagedRecord;
 pub use status::{

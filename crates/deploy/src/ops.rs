@@ -148,7 +148,7 @@ impl Sysroot {
         let booted = self.booted_name();
         if opts.stage && booted.is_none() {
             return Err(DeployError::State(
-                "staging needs a booted deployment (or --booted for a directory sysroot); deploy without staging".into(),
+                "staging needs a booted deployment (or --assume-booted for a directory sysroot); deploy without staging".into(),
             ));
         }
         let merge = self.merge_deployment(&state).cloned();
@@ -484,6 +484,35 @@ impl Sysroot {
             objects_pruned: pruned,
         })
     }
+
+    /// Discard the staged deployment (`keel cleanup --pending`, like `rpm-ostree cleanup -p`):
+    /// its record, its finalization lock and its directory. Returns what was removed, or `None`
+    /// when nothing was staged.
+    pub fn discard_staged(&self) -> Result<Option<DiscardedStaged>, DeployError> {
+        let (_lock, _repo, state) = self.begin()?;
+        let Some(record) = self.staged()? else {
+            return Ok(None);
+        };
+        let lock_removed = self.finalization_locked();
+        self.clear_staged()?;
+        let dirs_removed = self.undeploy_unlisted(&state.deployments)?;
+        Ok(Some(DiscardedStaged {
+            record,
+            lock_removed,
+            dirs_removed,
+        }))
+    }
+}
+
+/// What [`Sysroot::discard_staged`] removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscardedStaged {
+    /// The staged-deployment record (removed).
+    pub record: StagedRecord,
+    /// The finalization lock was set (and is removed).
+    pub lock_removed: bool,
+    /// Deployment directories removed: the staged one, and any left by an interrupted stage.
+    pub dirs_removed: usize,
 }
 
 /// What [`Sysroot::cleanup`] removed.

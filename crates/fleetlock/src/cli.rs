@@ -17,6 +17,9 @@ use crate::store::{system_clock, Store};
 
 /// `keel fleetlock` arguments.
 #[derive(Args)]
+#[command(
+    after_help = "Example:\n  keel fleetlock serve --etcd http://127.0.0.1:2379 --listen 0.0.0.0:3333"
+)]
 pub struct FleetLockArgs {
     #[command(subcommand)]
     pub command: FleetLockCommand,

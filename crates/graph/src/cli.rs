@@ -11,6 +11,7 @@ use keel_httpd::HttpArgs;
 
 /// `keel graph` arguments.
 #[derive(Args)]
+#[command(after_help = "Example:\n  keel graph serve --config /etc/keel/graph.toml")]
 pub struct GraphArgs {
     #[command(subcommand)]
     pub command: GraphCommand,
@@ -38,8 +39,8 @@ Examples:
   keel graph serve --config /etc/keel/graph.toml
   keel graph serve --config graph.toml --header-timeout-secs 5 \\
       --max-connections 2000
-  curl 'http://127.0.0.1:8080/v1/graph?basearch=x86_64&stream=stable\\
-&node_uuid=0123456789abcdef0123456789abcdef'")]
+  curl -G http://127.0.0.1:8080/v1/graph -d basearch=x86_64 -d stream=stable \\
+      -d node_uuid=0123456789abcdef0123456789abcdef")]
     Serve {
         /// TOML configuration file.
         #[arg(long)]

@@ -28,15 +28,24 @@ pub enum IgnitionCommand {
 /// Exit status 0 when the config is valid (warnings allowed), 1 when it is not.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n  keel ignition validate /boot/ignition/config.ign\n  keel ignition validate - < config.ign\n  keel ignition validate --json config.ign | jq .message\n\nExit status: 0 valid (warnings allowed), 1 invalid."
+    after_help = "Examples:\n  keel ignition validate /boot/ignition/config.ign\n  keel ignition validate - < config.ign\n  keel ignition validate --json config.ign | jq '.reports[].message'\n\nExit status: 0 valid (warnings allowed), 1 invalid."
 )]
 pub struct ValidateArgs {
     /// The config file, or `-` for standard input.
     pub file: PathBuf,
-    /// Print each report as a JSON object on its own line
-    /// (`{"schema_version","severity","path","pos":{"line","col"},"message"}`).
+    /// Print one JSON document: `{"schema_version","valid","reports":[{"severity","path",
+    /// "pos":{"line","col"},"message"}]}`.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `keel ignition validate --json`: whether the config is valid, and every problem found.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ValidateResult<'a> {
+    /// The config is valid (warnings allowed): the exit status is 0.
+    pub valid: bool,
+    /// Errors and warnings, in document order.
+    pub reports: &'a [crate::report::Report],
 }
 
 pub fn run(args: IgnitionArgs) -> Result<()> {
@@ -61,14 +70,17 @@ fn read_input(path: &PathBuf) -> Result<Vec<u8>> {
 fn validate(args: ValidateArgs) -> Result<()> {
     let bytes = read_input(&args.file)?;
     let checked = crate::check(&bytes);
-    for r in &checked.reports {
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string(&keel_proto::output::Versioned::new(r))
-                    .context("serializing a report")?
-            );
-        } else {
+    if args.json {
+        let out = keel_proto::output::Versioned::new(ValidateResult {
+            valid: checked.is_valid(),
+            reports: &checked.reports,
+        });
+        println!(
+            "{}",
+            serde_json::to_string(&out).context("serializing the reports")?
+        );
+    } else {
+        for r in &checked.reports {
             println!("{r}");
         }
     }

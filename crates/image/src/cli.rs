@@ -14,6 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Bootable disk images from an OS commit.
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  keel image build --repo build/repo --platform qemu -o keel.qcow2"
+)]
 pub struct ImageArgs {
     #[command(subcommand)]
     command: ImageCommand,
@@ -25,23 +28,42 @@ enum ImageCommand {
     /// the sysroot and one deployment of the commit).
     #[command(after_help = "Examples:
   keel image build --repo build/repo --platform qemu -o keel.qcow2
-  keel image build --repo build/repo --ref keel/stable/x86_64 --platform metal -o keel.raw.xz
+  keel image build --repo build/repo --ref keel/stable/x86_64 \\
+      --platform metal -o keel.raw.xz
   keel image build --repo build/repo --platform qemu -o keel.raw --size 8
   keel image build --repo build/repo --platform metal -o keel.raw.xz \\
-      --remote-url https://updates.example.com/repo --sign-verify keys/release.pub
+      --remote-url https://updates.example.com/repo \\
+      --sign-verify keys/release.pub
 
-Runs as root (loop devices, mount). The first boot grows the root partition and filesystem to
-the size of the disk it runs on, so the image itself can stay small.")]
+Runs as root (loop devices, mount). The first boot grows the root partition and
+filesystem to the size of the disk it runs on, so the image itself can stay
+small.")]
     Build(BuildArgs),
     /// Grow the root partition and its (mounted) ext4 filesystem to the end of the disk: the
     /// first-boot step of `keel-growfs.service`.
-    #[command(after_help = "Example:
+    #[command(
+        hide = true,
+        after_help = "Example:
   keel image growfs --device /dev/disk/by-label/root
 
-Moves the backup GPT header to the end of the disk, extends the partition (same start, type,
-name and GUID), updates the kernel's view (partx) and runs resize2fs. Does nothing when the
-partition already fills the disk.")]
+Moves the backup GPT header to the end of the disk, extends the partition (same
+start, type, name and GUID), updates the kernel's view (partx) and runs
+resize2fs. Does nothing when the partition already fills the disk."
+    )]
     Growfs(GrowfsArgs),
+}
+
+/// `keel image build --json`: the image written.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct BuildResult {
+    /// The image file.
+    pub output: String,
+    /// `qcow2`, `raw` or `raw.xz`.
+    pub format: &'static str,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// How long the build took.
+    pub seconds: f64,
 }
 
 /// `keel image growfs` options.
@@ -73,7 +95,7 @@ struct BuildArgs {
     /// Virtual disk size in GiB.
     #[arg(long, default_value_t = 3)]
     size: u64,
-    /// Progress as JSON lines.
+    /// Print the result as one JSON document on stdout (progress as JSON lines on stderr).
     #[arg(long)]
     json: bool,
     /// URL of the update repository: written to the image's /ostree/repo/config as remote
@@ -136,13 +158,23 @@ pub fn run(args: ImageArgs) -> Result<()> {
             };
             let start = std::time::Instant::now();
             let bytes = build::build(&spec)?;
-            println!(
-                "{} ({}, {}) in {:.0} s",
-                spec.output.display(),
-                build::format_name(format),
-                human_bytes(bytes),
-                start.elapsed().as_secs_f64()
-            );
+            let seconds = start.elapsed().as_secs_f64();
+            if spec.progress == Mode::Json {
+                let out = keel_proto::output::Versioned::new(BuildResult {
+                    output: spec.output.display().to_string(),
+                    format: build::format_name(format),
+                    bytes,
+                    seconds,
+                });
+                println!("{}", serde_json::to_string(&out)?);
+            } else {
+                println!(
+                    "{} ({}, {}) in {seconds:.0} s",
+                    spec.output.display(),
+                    build::format_name(format),
+                    human_bytes(bytes),
+                );
+            }
             Ok(())
         }
         ImageCommand::Growfs(g) => {

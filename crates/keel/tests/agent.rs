@@ -1,5 +1,5 @@
 //! The update agent as a process against the real servers on 127.0.0.1: `keel graph serve`,
-//! `keel fleetlock serve` on a real etcd, and a directory sysroot (`--booted` names the
+//! `keel fleetlock serve` on a real etcd, and a directory sysroot (`--assume-booted` names the
 //! deployment a node would run; the reboot is a command hook). Drives poll -> stage locked ->
 //! wait for the slot another node holds -> lock -> unlock + "reboot" -> (shutdown finalizes)
 //! -> boot into the new release -> steady state releases the slot; plus the dead-end login
@@ -120,7 +120,7 @@ impl Node {
         let mut c = Command::new(KEEL);
         c.args(["status", "--json", "--sysroot"]).arg(&self.sysroot);
         if let Some(b) = booted {
-            c.args(["--booted", b]);
+            c.args(["--assume-booted", b]);
         }
         let v = serde_json::from_str(&ok(&mut c)).unwrap();
         keel_testsupport::schema::assert_valid("status", &v);
@@ -150,7 +150,7 @@ impl Node {
                 self.root.to_str().unwrap(),
                 "--sysroot",
                 self.sysroot.to_str().unwrap(),
-                "--booted",
+                "--assume-booted",
                 booted,
                 "--reboot-command",
                 &hook,
@@ -300,7 +300,14 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     .unwrap();
 
     let check: Value = serde_json::from_str(&ok(Command::new(KEEL)
-        .args(["update", "check", "--json", "--booted", &d1, "--root"])
+        .args([
+            "update",
+            "check",
+            "--json",
+            "--assume-booted",
+            &d1,
+            "--root",
+        ])
         .arg(&node.root)
         .arg("--sysroot")
         .arg(&node.sysroot)))
@@ -367,7 +374,7 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
     fs::copy(node.root.join("run/keel/agent/state.json"), &in_sysroot).unwrap();
     assert_eq!(node.status(Some(&d1))["agent"]["phase"], "finalized");
     let text = ok(Command::new(KEEL)
-        .args(["status", "--booted", &d1, "--sysroot"])
+        .args(["status", "--assume-booted", &d1, "--sysroot"])
         .arg(&node.sysroot));
     assert!(text.contains("Update agent: finalized ("), "{text}");
     fs::remove_file(&in_sysroot).unwrap();
@@ -375,7 +382,7 @@ fn agent_stages_locked_waits_for_the_slot_reboots_and_releases_it_after_boot() {
 
     // Shutdown finalizes (keel-finalize-staged.service); the node boots 2.
     ok(Command::new(KEEL)
-        .args(["finalize", "--booted", &d1, "--sysroot"])
+        .args(["finalize", "--assume-booted", &d1, "--sysroot"])
         .arg(&node.sysroot));
     let d2 = node.status(Some(&d1))["deployments"][0]["deployment"]
         .as_str()
@@ -508,7 +515,7 @@ fn sessions_postpone_a_bounded_time_windows_wait_and_update_now_skips_the_window
     assert!(st["next_window"].as_i64().is_some(), "{st}");
     assert_eq!(node.status(Some(&d1))["finalization_locked"], true);
     let check = ok(Command::new(KEEL)
-        .args(["update", "check", "--booted", &d1, "--root"])
+        .args(["update", "check", "--assume-booted", &d1, "--root"])
         .arg(&node.root)
         .arg("--sysroot")
         .arg(&node.sysroot));
@@ -524,7 +531,7 @@ fn sessions_postpone_a_bounded_time_windows_wait_and_update_now_skips_the_window
         .args([
             "update",
             "now",
-            "--booted",
+            "--assume-booted",
             &d1,
             "--reboot-command",
             &hook,

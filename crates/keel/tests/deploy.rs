@@ -1,4 +1,4 @@
-//! `keel` node commands on directory sysroots (nothing is booted; `--booted` names the
+//! `keel` node commands on directory sysroots (nothing is booted; `--assume-booted` names the
 //! deployment a node would run): upgrades keep /etc and /var, staging and finalization,
 //! retention, rollback by command and by boot counting, SIGKILL at many points, a full ESP.
 //! `ostree admin status` and `ostree admin config-diff` (ostree 2022.7) are the oracles.
@@ -11,84 +11,13 @@ use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-const KEEL: &str = env!("CARGO_BIN_EXE_keel");
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
-}
-
-fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    base: PathBuf,
-    sysroot: PathBuf,
-}
+#[path = "common/dir_sysroot.rs"]
+mod dir_sysroot;
+use dir_sysroot::{ok, run, DirSysroot as Fixture, KEEL};
 
 impl Fixture {
-    fn new(test: &str) -> Option<Fixture> {
-        if !keel_testsupport::require(test, &["ostree", "cp", "chattr"]) {
-            return None;
-        }
-        let dir = keel_testsupport::scratch_dir("deploy");
-        let base = dir.path().to_path_buf();
-        let sysroot = base.join("sysroot");
-        ok(Command::new(KEEL)
-            .args(["init-sysroot", "--sysroot"])
-            .arg(&sysroot));
-        Some(Fixture {
-            _dir: dir,
-            base,
-            sysroot,
-        })
-    }
-
-    fn keel(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(KEEL);
-        c.args(args).arg("--sysroot").arg(&self.sysroot);
-        c
-    }
-
-    /// Commit a tree (the base defaults, then `edit`) as `version` on ref keel/test.
-    fn commit(&self, version: &str, edit: impl Fn(&Path)) -> String {
-        let t = self.base.join(format!("tree-{version}"));
-        let _ = fs::remove_dir_all(&t);
-        let k = t.join("usr/lib/modules/6.1.0-test");
-        fs::create_dir_all(&k).unwrap();
-        fs::create_dir_all(t.join("usr/etc/sub")).unwrap();
-        fs::write(k.join("vmlinuz"), format!("kernel {version}")).unwrap();
-        fs::write(k.join("initramfs.img"), "initramfs").unwrap();
-        for (p, c) in [
-            ("foo.conf", "foo1"),
-            ("bar.conf", "bar1"),
-            ("same.conf", "same1"),
-            ("sub/x", "x1"),
-        ] {
-            fs::write(t.join("usr/etc").join(p), c).unwrap();
-        }
-        edit(&t);
-        let out = ok(Command::new("ostree")
-            .arg(format!(
-                "--repo={}",
-                self.sysroot.join("ostree/repo").display()
-            ))
-            .args(["commit", "-b", "keel/test", "-s", version])
-            .arg(format!("--add-metadata-string=version={version}"))
-            .arg(format!("--tree=dir={}", t.display())));
-        out.trim().to_string()
-    }
-
     /// Commit and deploy 1, then upgrade to 2: (deployment 2, deployment 1, commit 2).
     fn two_deployments(&self) -> (String, String, String) {
         self.commit("1", |_| {});
@@ -97,25 +26,6 @@ impl Fixture {
         ok(&mut self.keel(&["upgrade"]));
         let names = self.names();
         (names[0].clone(), names[1].clone(), c2)
-    }
-
-    fn status(&self, booted: Option<&str>) -> Value {
-        let mut c = self.keel(&["status", "--json"]);
-        if let Some(b) = booted {
-            c.args(["--booted", b]);
-        }
-        let v = serde_json::from_str(&ok(&mut c)).expect("status JSON");
-        keel_testsupport::schema::assert_valid("status", &v);
-        v
-    }
-
-    fn names(&self) -> Vec<String> {
-        self.status(None)["deployments"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["deployment"].as_str().unwrap().to_string())
-            .collect()
     }
 
     fn deploy_dir(&self, name: &str) -> PathBuf {
@@ -249,17 +159,6 @@ impl Fixture {
     }
 }
 
-impl Drop for Fixture {
-    /// ostree makes deployment roots immutable: clear that so the scratch directory goes away.
-    fn drop(&mut self) {
-        if let Ok(rd) = fs::read_dir(self.sysroot.join("ostree/deploy/keel/deploy")) {
-            for e in rd.flatten() {
-                let _ = Command::new("chattr").arg("-i").arg(e.path()).status();
-            }
-        }
-    }
-}
-
 fn read(p: &Path) -> Option<String> {
     fs::read_to_string(p).ok()
 }
@@ -380,7 +279,7 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
 
     f.commit("3", |_| {});
     let before = f.entries();
-    let out = ok(&mut f.keel(&["upgrade", "--booted", &d2]));
+    let out = ok(&mut f.keel(&["upgrade", "--assume-booted", &d2]));
     assert!(out.contains("Staged"), "{out}");
     assert_eq!(
         f.entries(),
@@ -395,11 +294,11 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
     fs::write(f.deploy_dir(&d2).join("etc/late.conf"), "late").unwrap();
 
     ok(&mut f.keel(&["finalize", "--lock"]));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("locked"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("locked"));
     assert_eq!(f.entries(), before, "a locked finalization changes nothing");
     ok(&mut f.keel(&["finalize", "--unlock"]));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Finalized"));
-    assert!(ok(&mut f.keel(&["finalize", "--booted", &d2])).contains("Nothing is staged"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("Finalized"));
+    assert!(ok(&mut f.keel(&["finalize", "--assume-booted", &d2])).contains("Nothing is staged"));
 
     let st = f.status(Some(&d2));
     let roles: Vec<(&str, &str)> = st["deployments"]
@@ -428,8 +327,8 @@ fn staged_upgrade_finalizes_at_shutdown_and_retains_booted_and_pinned() {
     // ostree marks deployment roots immutable; removing one must still work.
     ok(Command::new("chattr").arg("+i").arg(f.deploy_dir(&d1)));
     f.commit("4", |_| {});
-    ok(&mut f.keel(&["upgrade", "--booted", &d2]));
-    ok(&mut f.keel(&["finalize", "--booted", &d2]));
+    ok(&mut f.keel(&["upgrade", "--assume-booted", &d2]));
+    ok(&mut f.keel(&["finalize", "--assume-booted", &d2]));
     let st = f.status(Some(&d2));
     let versions: Vec<&str> = st["deployments"]
         .as_array()
@@ -512,7 +411,7 @@ fn rollback_by_command_and_by_boot_counting() {
     )
     .unwrap();
     // The agent's first look (before any `keel status`) already records and refuses it.
-    let out = run(&mut f.keel(&["upgrade", "--booted", &d1]));
+    let out = run(&mut f.keel(&["upgrade", "--assume-booted", &d1]));
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("failed to boot healthy before"));
     let st = f.status(Some(&d1));
@@ -531,7 +430,7 @@ fn rollback_by_command_and_by_boot_counting() {
         "the rollback reason does not name the failed health check: {reason}"
     );
     assert_eq!(st["failed"][0]["commit"], c2.as_str());
-    let text = ok(&mut f.keel(&["status", "--booted", &d1]));
+    let text = ok(&mut f.keel(&["status", "--assume-booted", &d1]));
     assert!(text.contains("Rolled back from 2"), "{text}");
     assert!(f
         .sysroot
@@ -539,17 +438,20 @@ fn rollback_by_command_and_by_boot_counting() {
         .is_file());
 
     // A karg change is a new boot-counted default deployment of the same commit.
-    ok(&mut f.keel(&["rollback", "--booted", &d1]));
+    ok(&mut f.keel(&["rollback", "--assume-booted", &d1]));
     ok(&mut f.keel(&[
         "kargs",
         "--append",
         "quiet",
         "--append",
         "console=ttyS0",
-        "--booted",
+        "--assume-booted",
         &d1,
     ]));
-    assert_eq!(ok(&mut f.keel(&["kargs", "--booted", &d1])).trim(), "");
+    assert_eq!(
+        ok(&mut f.keel(&["kargs", "--assume-booted", &d1])).trim(),
+        ""
+    );
     let st = f.status(None);
     assert_eq!(
         st["deployments"][0]["kargs"],
@@ -641,9 +543,9 @@ fn sigkill_at_every_step_of_deploy_finalize_and_rollback_leaves_a_bootable_sysro
         &f,
         "finalize",
         |n| {
-            ok(&mut f.keel(&["deploy", &version(n), "--booted", &booted]));
+            ok(&mut f.keel(&["deploy", &version(n), "--assume-booted", &booted]));
         },
-        |_| vec!["finalize".into(), "--booted".into(), booted.clone()],
+        |_| vec!["finalize".into(), "--assume-booted".into(), booted.clone()],
     );
     let (rb_kills, rb_cut) =
         kill_at_every_step(&f, "rollback", |_| {}, |_| vec!["rollback".into()]);

@@ -532,3 +532,44 @@ fn every_site_url_the_product_shows_is_a_page() {
         missing.join("\n")
     );
 }
+
+/// The site's command-line reference (`docs/src/reference/cli/`) is generated from the clap
+/// tree by `keel docs cli-reference`; it must match what the built binary generates, so a
+/// changed option or help text cannot ship with a stale page. `KEEL_UPDATE_DOCS=1` rewrites it.
+#[test]
+fn the_cli_reference_is_generated_from_the_binary() {
+    let dir = src().join("reference/cli");
+    let fresh = tempfile::tempdir().unwrap();
+    let o = run(Command::new(KEEL)
+        .args(["docs", "cli-reference", "--out"])
+        .arg(fresh.path()));
+    assert!(o.status.success(), "{}", text(&o));
+    if std::env::var_os("KEEL_UPDATE_DOCS").is_some() {
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for e in fs::read_dir(fresh.path()).unwrap() {
+            let e = e.unwrap();
+            fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+        }
+    }
+    let names = |d: &Path| -> BTreeSet<String> {
+        fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert_eq!(
+        names(&dir),
+        names(fresh.path()),
+        "docs/src/reference/cli is out of date; run `KEEL_UPDATE_DOCS=1 cargo test -p keel \
+         --test docs_site` and add the new pages to SUMMARY.md"
+    );
+    for name in names(fresh.path()) {
+        assert_eq!(
+            fs::read_to_string(dir.join(&name)).unwrap(),
+            fs::read_to_string(fresh.path().join(&name)).unwrap(),
+            "docs/src/reference/cli/{name} is out of date; run `KEEL_UPDATE_DOCS=1 cargo test \
+             -p keel --test docs_site`"
+        );
+    }
+}

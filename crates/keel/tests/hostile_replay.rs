@@ -159,7 +159,7 @@ fn upgrade_refuses_a_replayed_older_signed_commit_unless_allowed() {
     n.add_remote(&server.url, &[]);
     let d2 = n.first_deploy();
     assert!(d2.starts_with(&c2), "{d2}");
-    let booted = ["--booted", d2.as_str()];
+    let booted = ["--assume-booted", d2.as_str()];
 
     n.replay(&old);
     let before = n.snapshot();
@@ -181,7 +181,7 @@ fn upgrade_refuses_a_replayed_older_signed_commit_unless_allowed() {
     }
 
     // Re-following the same REMOTE:REF is not asking for an older commit either.
-    let out = n.node(&["deploy", "keel:keel/test", "--booted", &d2]);
+    let out = n.node(&["deploy", "keel:keel/test", "--assume-booted", &d2]);
     let msg = text(&out);
     assert!(
         !out.status.success() && msg.contains(&c1) && msg.contains(&c2),
@@ -198,12 +198,18 @@ fn upgrade_refuses_a_replayed_older_signed_commit_unless_allowed() {
         "--check",
         "--allow-downgrade",
         "--json",
-        "--booted",
+        "--assume-booted",
         &d2,
     ]);
     assert_eq!(check["result"], "available", "{check}");
     assert_eq!(check["commit"], c1.as_str());
-    let up = n.node_json(&["upgrade", "--allow-downgrade", "--json", "--booted", &d2]);
+    let up = n.node_json(&[
+        "upgrade",
+        "--allow-downgrade",
+        "--json",
+        "--assume-booted",
+        &d2,
+    ]);
     assert_eq!(up["result"], "staged", "{up}");
     assert_eq!(up["commit"], c1.as_str());
     assert_eq!(n.remote_ref().as_deref(), Some(c1.as_str()));
@@ -218,7 +224,7 @@ fn an_explicit_deploy_of_an_older_version_is_the_user_asking() {
     let server = serve(&n.publish);
     n.add_remote(&server.url, &[]);
     let d2 = n.first_deploy();
-    let dep = n.node_json(&["deploy", "1", "--json", "--booted", &d2]);
+    let dep = n.node_json(&["deploy", "1", "--json", "--assume-booted", &d2]);
     assert_eq!(dep["commit"], c1.as_str(), "{dep}");
     assert_eq!(dep["result"], "staged");
     assert_eq!(
@@ -236,7 +242,7 @@ fn a_frozen_summary_is_reported_by_upgrade_check_and_status() {
     n.add_remote(&server.url, &[]);
     let d1 = n.first_deploy();
     assert!(d1.starts_with(&c1));
-    let booted = ["--booted", d1.as_str()];
+    let booted = ["--assume-booted", d1.as_str()];
 
     let fresh = n.node_json(&[&["upgrade", "--check", "--json"][..], &booted[..]].concat());
     assert_eq!(fresh["summary"]["state"], "fresh", "{fresh}");
@@ -363,7 +369,7 @@ fn the_agent_refuses_an_older_target_and_reports_a_frozen_summary() {
         rs.message
     );
 
-    let status = n.node_json(&["status", "--json", "--booted", &d2]);
+    let status = n.node_json(&["status", "--json", "--assume-booted", &d2]);
     assert_eq!(status["remote_summaries"][0]["state"], "stale", "{status}");
     let out = Command::new(KEEL)
         .args(["agent", "status", "--json", "--root"])

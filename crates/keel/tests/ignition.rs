@@ -68,15 +68,16 @@ fn validate_exit_codes_and_report_lines() {
 }
 
 #[test]
-fn validate_json_lines() {
+fn validate_json_is_one_document() {
     let config =
         "{\"ignition\":{\"version\":\"3.3.0\"},\"storage\":{\"files\":[{\"path\":\"rel\"}]}}";
     let out = keel(&["ignition", "validate", "--json", "-"], config.as_bytes());
     assert_eq!(out.status.code(), Some(1));
-    keel_testsupport::schema::assert_valid_lines("ignition-validate", &text(&out.stdout));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    keel_testsupport::schema::assert_valid("ignition-validate", &v);
     assert_eq!(
         text(&out.stdout),
-        "{\"schema_version\":1,\"severity\":\"error\",\"path\":\"$.storage.files.0.path\",\"pos\":{\"line\":1,\"col\":61},\"message\":\"path not absolute\"}\n"
+        "{\"schema_version\":1,\"valid\":false,\"reports\":[{\"severity\":\"error\",\"path\":\"$.storage.files.0.path\",\"pos\":{\"line\":1,\"col\":61},\"message\":\"path not absolute\"}]}\n"
     );
 }
 

@@ -26,9 +26,10 @@ fn generated(name: &str) -> Value {
         "upgrade" => schema_of::<keel_update::flows::Outcome>(),
         "compose" => schema_of::<keel_compose::cli::ComposeResult>(),
         "update-check" => schema_of::<keel_agent::cli::CheckReport>(),
-        "ignition-validate" => schema_of::<keel_ignition_config::report::Report>(),
+        "ignition-validate" => schema_of::<keel_ignition_config::cli::ValidateResult>(),
         "agent-status" => schema_of::<keel_agent::cli::StatusReport>(),
         "health-check" => schema_of::<keel_proto::health::Report>(),
+        "image-build" => schema_of::<keel_image::cli::BuildResult>(),
         other => panic!("keel_proto::output::SCHEMAS names {other}, which this test does not know"),
     }
 }

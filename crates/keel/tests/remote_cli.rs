@@ -94,6 +94,14 @@ fn keys_sign_verify_and_signed_pull() {
         view.contains("test/ref") && view.contains(tip.as_str()),
         "{view}"
     );
+    // The big-endian timestamp is shown as this year's date, not as a swapped number.
+    let year: u32 = view
+        .lines()
+        .find_map(|l| l.strip_prefix("ostree.summary.last-modified: "))
+        .and_then(|v| v.get(..4))
+        .and_then(|y| y.parse().ok())
+        .unwrap_or_else(|| panic!("no last-modified date in:\n{view}"));
+    assert!((2024..2200).contains(&year), "{view}");
 
     let server = PyServer::start(&src);
     let good = d.path().join("good");
@@ -109,7 +117,7 @@ fn keys_sign_verify_and_signed_pull() {
     ] {
         assert!(cfg.contains(line), "{cfg}");
     }
-    let out = run(&good, &["--json", "pull", "origin", "test/ref"]);
+    let out = run(&good, &["--json-progress", "pull", "origin", "test/ref"]);
     assert!(out.status.success(), "{}", text(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let events: Vec<serde_json::Value> = stderr

@@ -137,7 +137,7 @@ fn upgrade_pulls_from_the_origin_remote_checks_signatures_and_changes_nothing_on
             .join(format!("ostree/deploy/keel/deploy/{d1}.origin")),
     );
     assert!(origin.unwrap().contains("refspec=keel:keel/test"));
-    let booted = ["--booted", d1.as_str()];
+    let booted = ["--assume-booted", d1.as_str()];
 
     let none = s.node_ok(&[&["upgrade", "--check"][..], &booted[..]].concat());
     assert!(none.contains("No upgrade available"), "{none}");
@@ -216,7 +216,7 @@ fn upgrade_pulls_from_the_origin_remote_checks_signatures_and_changes_nothing_on
     )
     .unwrap();
     let c4 = s.publish("4", &[], true);
-    let booted3 = ["--booted", d3.as_str()];
+    let booted3 = ["--assume-booted", d3.as_str()];
     let check = s.node_json(&[&["upgrade", "--check", "--json"][..], &booted3[..]].concat());
     assert_eq!(check["commit"], c4.as_str(), "{check}");
     let dep = s.node_json(&[&["deploy", "2", "--json"][..], &booted3[..]].concat());
@@ -269,7 +269,7 @@ fn a_pull_that_fills_the_disk_names_the_repository_and_changes_nothing() {
     rng.fill(&mut big);
     s.publish("2", &[("usr/share/big", big)], false);
     let before = s.snapshot();
-    let out = s.node(&["upgrade", "--booted", &d1]);
+    let out = s.node(&["upgrade", "--assume-booted", &d1]);
     let msg = text(&out);
     assert!(!out.status.success(), "{msg}");
     let repo = s.repo().display().to_string();
@@ -362,7 +362,7 @@ fn upgrade_over_https_trusts_the_nodes_ca_store_and_tls_ca_path() {
     set_remote(&s, &server.url, "");
     let c2 = s.publish("2", &[(store, ca.clone())], true);
     fs::copy(&other.ca, &etc_store).unwrap();
-    let booted = ["--booted", d1.as_str()];
+    let booted = ["--assume-booted", d1.as_str()];
     let before = s.snapshot();
     let untrusted = s.node(&[&["upgrade"][..], &booted[..]].concat());
     let msg = text(&untrusted);

@@ -1,7 +1,8 @@
 //! Machine-readable output: every `--json` result (`keel status`, `upgrade`, `deploy`,
-//! `compose`, `update check`, `ignition validate`, `agent status`, `health check`) is an object
-//! whose first member is `"schema_version"`, and is described by the JSON Schema file
-//! `schemas/<name>.json` of the repository (tests validate real output against it).
+//! `compose`, `update check`, `ignition validate`, `agent status`, `health check`, `image
+//! build`) is one object on stdout whose first member is `"schema_version"`, and is described
+//! by the JSON Schema file `schemas/<name>.json` of the repository (tests validate real output
+//! against it). Progress goes to stderr as JSON lines (`keel_utils::progress`).
 //!
 //! The version rises when a member is removed, renamed or changes meaning; adding a member
 //! does not raise it, so consumers must ignore members they do not know.
@@ -40,12 +41,10 @@ pub const SCHEMAS: &[(&str, &str)] = &[
         "`keel compose --json` (its result, the last line on stdout)",
     ),
     ("update-check", "`keel update check --json`"),
-    (
-        "ignition-validate",
-        "`keel ignition validate --json` (one object per line)",
-    ),
+    ("ignition-validate", "`keel ignition validate --json`"),
     ("agent-status", "`keel agent status --json`"),
     ("health-check", "`keel health check --json`"),
+    ("image-build", "`keel image build --json`"),
 ];
 
 #[cfg(test)]

@@ -14,16 +14,20 @@ use std::path::PathBuf;
 pub enum ProvisionCommand {
     /// Apply a config's users, groups, files, directories, links and units into a mounted root.
     #[command(
-        after_help = "Examples:\n  keel ignition apply --root /mnt/sysroot config.ign\n  keel ignition apply --root build/rootfs --offline config.ign   # data: URLs only"
+        after_help = "Examples:\n  keel ignition apply --root /mnt/sysroot config.ign\n  # data: URLs only, nothing fetched:\n  keel ignition apply --root build/rootfs --offline config.ign"
     )]
     Apply(ApplyArgs),
     /// Run one first-boot stage (what the initramfs units call).
     #[command(
-        after_help = "Stages run in this order: fetch-offline, fetch, kargs, disks, mount, files, umount.\n\nExamples:\n  keel ignition stage fetch-offline --root /sysroot --platform qemu\n  keel ignition stage files --root /sysroot --platform metal\n  keel ignition stage files --root /tmp/root --platform file --config-file cfg.ign \\\n      --config-cache /tmp/w/ignition.json --state-file /tmp/w/state --neednet /tmp/w/neednet"
+        hide = true,
+        after_help = "Stages run in this order: fetch-offline, fetch, kargs, disks, mount, files,\numount.\n\nExamples:\n  keel ignition stage fetch-offline --root /sysroot --platform qemu\n  keel ignition stage files --root /sysroot --platform metal\n  keel ignition stage files --root /tmp/root --platform file \\\n      --config-file cfg.ign --config-cache /tmp/w/ignition.json \\\n      --state-file /tmp/w/state --neednet /tmp/w/neednet"
     )]
     Stage(Box<StageArgs>),
     /// Remove the first-boot marker (`ignition.firstboot` on the boot partition) after all stages succeeded.
-    #[command(after_help = "Example:\n  keel ignition firstboot-complete --boot /boot")]
+    #[command(
+        hide = true,
+        after_help = "Example:\n  keel ignition firstboot-complete --boot /boot"
+    )]
     FirstbootComplete(FirstbootArgs),
 }
 

@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 #[derive(Subcommand)]
 pub enum RemoteCommand {
     /// Manage remotes (`[remote "NAME"]` in the repository config).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  keel repo remote list --show-urls     # the node's /ostree/repo\n  keel repo --repo /var/repo remote add --no-sign-verify dev \\\n      http://127.0.0.1:8080/"
+    )]
     Remote(RemoteAction),
     /// Fetch refs and all their objects from a remote (objects are verified before storing).
     #[command(
-        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
+        after_help = "Examples:\n  keel repo --repo /var/repo pull origin keel/stable/x86_64\n  keel repo --repo mirror --json-progress pull --mirror --depth 2 \\\n      origin keel/stable/x86_64\n  keel repo --repo /var/repo pull --timeout 60 --low-speed-limit-bytes 5000 \\\n      origin keel/stable/x86_64\n\nA ref moves only forward: to a descendant of its commit or, when the history is\nnot all local, to a commit not older by timestamp and version (--allow-downgrade\noverrides). A summary older than summary-max-age-secs (7 days) is warned about."
     )]
     Pull(PullArgs),
     /// Copy refs and their objects from another local repository (objects are verified).
@@ -39,7 +42,7 @@ pub enum RemoteCommand {
     Summary(SummaryArgs),
     /// Sign a commit with an ed25519 key, or verify its signatures.
     #[command(
-        after_help = "Examples:\n  keel repo --repo build/repo sign --key keys/release keel/stable/x86_64\n  keel repo --repo build/repo sign --verify --keys keys/release.pub keel/stable/x86_64"
+        after_help = "Examples:\n  keel repo --repo build/repo sign --key keys/release keel/stable/x86_64\n  keel repo --repo build/repo sign --verify --keys keys/release.pub \\\n      keel/stable/x86_64"
     )]
     Sign(SignArgs),
     /// Generate an ed25519 key pair (OUT: secret, mode 0600; OUT.pub: public; base64, libsodium format).
@@ -49,7 +52,7 @@ pub enum RemoteCommand {
     Keygen(KeygenArgs),
     /// Serve the repository over HTTP on 127.0.0.1 for development (any static server works too).
     #[command(
-        after_help = "Example:\n  keel repo --repo build/repo serve --port 8080\n  keel repo --repo /tmp/client remote add --no-sign-verify dev http://127.0.0.1:8080/"
+        after_help = "Examples:\n  keel repo --repo build/repo serve --port 8080\n  keel repo --repo /tmp/client remote add --no-sign-verify \\\n      dev http://127.0.0.1:8080/"
     )]
     Serve(ServeArgs),
 }

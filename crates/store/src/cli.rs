@@ -55,7 +55,8 @@ tree, ref, subject, body, timestamp and metadata the checksum equals `ostree com
 
 Example:
   keel repo --repo build/repo commit -b keel/stable/x86_64 -s 'Release 1' \\
-      --timestamp 1577836800 --add-metadata-string version=12.20261125.3.0 rootfs/"
+      --timestamp 1577836800 \\
+      --add-metadata-string version=12.20261125.3.0 rootfs/"
     )]
     Commit(CommitArgs),
     /// Check out a commit into a new directory.

@@ -29,12 +29,3 @@ pub fn assert_valid(name: &str, output: &Value) {
         errors.join("\n")
     );
 }
-
-/// [`assert_valid`] on every line of JSON-lines output.
-pub fn assert_valid_lines(name: &str, output: &str) {
-    for line in output.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        assert_valid(name, &v);
-    }
-}

@@ -3,6 +3,7 @@
 //! binary flattens into its own.
 
 use crate::flows::{deploy_rev, print_outcome, upgrade, UpgradeHow};
+use crate::kargs_cli::{self, deploy_kargs};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use keel_deploy::etcmerge::Change;
@@ -24,14 +25,14 @@ pub struct Common {
     #[arg(long, default_value = DEFAULT_STATEROOT)]
     pub stateroot: String,
     /// Treat this deployment (`<commit>.<serial>`) as the booted one: for directory sysroots,
-    /// where nothing is booted. On a node the booted deployment is detected.
-    #[arg(long, value_name = "DEPLOYMENT")]
-    pub booted: Option<String>,
+    /// where nothing is booted (tests). On a node the booted deployment is detected.
+    #[arg(long, value_name = "DEPLOYMENT", hide = true)]
+    pub assume_booted: Option<String>,
 }
 
 impl Common {
     fn open(&self) -> Result<Sysroot> {
-        Ok(Sysroot::open(&self.sysroot, &self.stateroot)?.with_booted(self.booted.clone()))
+        Ok(Sysroot::open(&self.sysroot, &self.stateroot)?.with_booted(self.assume_booted.clone()))
     }
 }
 
@@ -40,7 +41,7 @@ impl Common {
 pub enum NodeCommand {
     /// Show the deployments: booted, staged, rollback; version, commit, origin, pins, boot counting.
     #[command(
-        after_help = "Examples:\n  keel status\n  keel status --json\n  keel status --sysroot /mnt/sysroot"
+        after_help = "Examples:\n  keel status\n  keel status --json\n  keel status -b     # the booted deployment only\n  keel status --sysroot /mnt/sysroot"
     )]
     Status {
         #[command(flatten)]
@@ -48,11 +49,15 @@ pub enum NodeCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Show only the booted deployment (the staged and other ones are left out; --json
+        /// keeps its schema with `deployments` filtered).
+        #[arg(short, long)]
+        booted: bool,
     },
     /// Upgrade to the newest commit of the origin ref, pulled from the origin's remote
     /// (`keel:<ref>`): staged on a booted node (applied at shutdown).
     #[command(
-        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade --stage-only   # stage; finalize only after `keel finalize --unlock`\n  keel upgrade --allow-downgrade   # accept a commit older than the running one\n\nA commit that is not newer than the running one (a mirror replaying an old\nsummary) is refused. A remote summary older than summary-max-age-secs (default\n7 days) or past ostree.summary.expires is reported: the mirror may be frozen.\n\nThe remote named by the origin (`keel status` shows it) is read from /ostree/repo/config\nor /etc/ostree/remotes.d/*.conf, e.g. /etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
+        after_help = "Examples:\n  keel upgrade --check\n  keel upgrade --reboot\n  keel upgrade --json\n  keel upgrade -r     # reboot into it\n  # stage; shutdown applies it only after `keel finalize --unlock`:\n  keel upgrade --stage-only\n  # accept a commit older than the running one:\n  keel upgrade --allow-downgrade\n\nA commit that is not newer than the running one (a mirror replaying an old\nsummary) is refused. A remote summary older than summary-max-age-secs (default\n7 days) or past ostree.summary.expires is reported: the mirror may be frozen.\n\nThe remote named by the origin (`keel status` shows it) is read from\n/ostree/repo/config or /etc/ostree/remotes.d/*.conf, for example\n/etc/ostree/remotes.d/keel.conf:\n  [remote \"keel\"]\n  url=https://updates.example.com/repo\n  sign-verify=true\n  verification-ed25519-file=/etc/keel/keel.pub"
     )]
     Upgrade {
         #[command(flatten)]
@@ -67,7 +72,7 @@ pub enum NodeCommand {
         #[arg(long)]
         stage_only: bool,
         /// Reboot into it afterwards.
-        #[arg(long)]
+        #[arg(short, long)]
         reboot: bool,
         /// Deploy even a commit older than (or unrelated to) the running one; refused by
         /// default, since a mirror may be replaying an old summary.
@@ -76,7 +81,7 @@ pub enum NodeCommand {
     },
     /// Deploy a given version or commit (staged on a booted node).
     #[command(
-        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n  keel deploy keel:keel/testing/x86_64   # follow another ref of remote keel from now on\n  keel deploy keel/stable/x86_64 --karg root=LABEL=root --karg rw\n\nVERSION is looked up in the history of the origin ref (on its remote when it has one);\notherwise REV is a commit, a unique prefix, a ref or REMOTE:REF. What is not in the local\nrepository is pulled from the origin's remote first."
+        after_help = "Examples:\n  keel deploy 12.20261125.3.0\n  keel deploy 0d7f83d7 --reboot\n  # follow another ref of remote keel from now on:\n  keel deploy keel:keel/testing/x86_64\n  keel deploy 12.20261125.3.0 --karg console=ttyS0 --karg-append quiet\n\nVERSION is looked up in the history of the origin ref (on its remote when it has\none); otherwise REV is a commit, a unique prefix, a ref or REMOTE:REF. What is\nnot in the local repository is pulled from the origin's remote first.\n\nThe new deployment inherits the kernel arguments of the booted one (like\n`ostree admin deploy`): --karg KEY=VALUE replaces every inherited KEY by this\none (or adds it), --karg-append KARG adds one more (a key may repeat)."
     )]
     Deploy {
         #[command(flatten)]
@@ -87,11 +92,15 @@ pub enum NodeCommand {
         /// Print the result as JSON (progress as JSON lines on stderr).
         #[arg(long)]
         json: bool,
-        /// Kernel argument of the new deployment (repeat it; replaces the inherited ones).
-        #[arg(long = "karg", value_name = "KARG")]
+        /// Set a kernel argument: replaces every inherited argument with the same key, or adds
+        /// it (repeatable; ostree's `--karg`).
+        #[arg(long = "karg", value_name = "KEY[=VALUE]")]
         kargs: Vec<String>,
+        /// Add a kernel argument to the inherited ones (repeatable; ostree's `--karg-append`).
+        #[arg(long = "karg-append", value_name = "KARG")]
+        karg_append: Vec<String>,
         /// Reboot into it afterwards.
-        #[arg(long)]
+        #[arg(short, long)]
         reboot: bool,
         /// With REMOTE:REF: accept the ref moving to an older commit (a version or commit
         /// named explicitly is always deployed).
@@ -104,14 +113,21 @@ pub enum NodeCommand {
         #[command(flatten)]
         common: Common,
         /// Reboot afterwards.
-        #[arg(long)]
+        #[arg(short, long)]
         reboot: bool,
     },
-    /// Remove deployments no boot entry uses and prune the repository.
-    #[command(after_help = "Example:\n  keel cleanup")]
+    /// Remove deployments no boot entry uses and prune the repository; with -p, discard the
+    /// staged update instead.
+    #[command(
+        after_help = "Examples:\n  keel cleanup\n  keel cleanup -p     # drop the staged update (`rpm-ostree cleanup -p`)"
+    )]
     Cleanup {
         #[command(flatten)]
         common: Common,
+        /// Discard the staged (pending) deployment: its record, finalization lock and
+        /// directory, so that shutdown applies nothing.
+        #[arg(short, long)]
+        pending: bool,
     },
     /// Pin a deployment so that no cleanup removes it.
     #[command(
@@ -133,23 +149,37 @@ pub enum NodeCommand {
     },
     /// Show or change kernel arguments (a change makes a new default deployment, boot-counted).
     #[command(
-        after_help = "Examples:\n  keel kargs\n  keel kargs --append console=ttyS0 --delete quiet\n  keel kargs --replace console=hvc0"
+        after_help = "Examples:\n  keel kargs\n  keel kargs --append console=ttyS0 --delete quiet\n  keel kargs --replace console=hvc0           # every console= value\n  keel kargs --replace console=ttyS0=hvc0     # only console=ttyS0\n  keel kargs --append-if-missing mitigations=auto --reboot\n  keel kargs --delete-if-present nomodeset\n  keel kargs --editor\n\nEdits apply in this order: --append, --append-if-missing, --delete,\n--delete-if-present, --replace. --editor opens $VISUAL or $EDITOR (default vi)\non the current arguments, one line; the saved line becomes the new arguments."
     )]
     Kargs {
         #[command(flatten)]
         common: Common,
-        /// Add KEY or KEY=VALUE.
+        /// Add KEY or KEY=VALUE (a key may repeat).
         #[arg(long, value_name = "KARG")]
         append: Vec<String>,
-        /// Remove KEY (all values) or KEY=VALUE.
+        /// Add KEY or KEY=VALUE unless exactly that argument is set.
+        #[arg(long, value_name = "KARG")]
+        append_if_missing: Vec<String>,
+        /// Remove KEY (all values) or KEY=VALUE; an error if it is not set.
         #[arg(long, value_name = "KARG")]
         delete: Vec<String>,
-        /// Set KEY=VALUE where KEY is present.
+        /// Remove KEY (all values) or KEY=VALUE if set.
+        #[arg(long, value_name = "KARG")]
+        delete_if_present: Vec<String>,
+        /// KEY=VALUE: set every KEY to VALUE. KEY=OLD=NEW: replace the one argument KEY=OLD
+        /// by KEY=NEW (when KEY=OLD is not set, the whole is taken as KEY=VALUE).
         #[arg(long, value_name = "KARG")]
         replace: Vec<String>,
+        /// Edit the arguments in $VISUAL or $EDITOR.
+        #[arg(long, conflicts_with_all = ["append", "append_if_missing", "delete", "delete_if_present", "replace"])]
+        editor: bool,
+        /// Reboot into the changed arguments afterwards.
+        #[arg(short, long)]
+        reboot: bool,
     },
     /// Apply the staged deployment (run at shutdown by keel-finalize-staged.service), or lock/unlock it.
     #[command(
+        hide = true,
         after_help = "Examples:\n  keel finalize\n  keel finalize --lock     # shutdown will not apply it\n  keel finalize --unlock"
     )]
     Finalize {
@@ -175,7 +205,8 @@ pub enum NodeCommand {
     },
     /// Lay out a new sysroot in a directory (the image builder does this through the library).
     #[command(
-        after_help = "Example:\n  keel init-sysroot --sysroot /mnt/root   # with the ESP mounted at /mnt/root/boot"
+        hide = true,
+        after_help = "Example:\n  # with the ESP mounted at /mnt/root/boot:\n  keel init-sysroot --sysroot /mnt/root"
     )]
     InitSysroot {
         /// The directory.
@@ -187,6 +218,7 @@ pub enum NodeCommand {
     },
     /// In the initramfs: mount the deployment named by `ostree=` as the new root at /sysroot.
     #[command(
+        hide = true,
         after_help = "Example (keel-prepare-root.service):\n  keel prepare-root --sysroot /sysroot"
     )]
     PrepareRoot {
@@ -227,7 +259,7 @@ pub enum HealthCommand {
     /// The boot failed (run by emergency.service in the initramfs): reboot while the booted
     /// entry is still being tried and it is not the first boot; otherwise return, so that
     /// emergency mode shows the failure.
-    #[command(after_help = "Example:\n  keel health boot-failed")]
+    #[command(hide = true, after_help = "Example:\n  keel health boot-failed")]
     BootFailed {
         /// Where the EFI variables are.
         #[arg(long, default_value = keel_deploy::bootfail::EFIVARS)]
@@ -321,8 +353,18 @@ fn print_status(st: &Status) {
 /// Run a node command.
 pub fn run(command: NodeCommand) -> Result<()> {
     match command {
-        NodeCommand::Status { common, json } => {
-            let st = common.open()?.status()?;
+        NodeCommand::Status {
+            common,
+            json,
+            booted,
+        } => {
+            let mut st = common.open()?.status()?;
+            if booted {
+                st.staged = None;
+                let b = st.booted.clone();
+                st.deployments
+                    .retain(|d| b.as_deref() == Some(d.deployment.as_str()));
+            }
             if json {
                 let out = keel_proto::output::Versioned::new(&st);
                 println!("{}", serde_json::to_string_pretty(&out)?);
@@ -354,10 +396,12 @@ pub fn run(command: NodeCommand) -> Result<()> {
             rev,
             json,
             kargs,
+            karg_append,
             reboot: do_reboot,
             allow_downgrade,
         } => {
             let s = common.open()?;
+            let kargs = deploy_kargs(&s, kargs, karg_append)?;
             let out = deploy_rev(&s, &rev, kargs, allow_downgrade, Mode::detect(json))?;
             print_outcome(&out, json)?;
             if do_reboot {
@@ -377,7 +421,30 @@ pub fn run(command: NodeCommand) -> Result<()> {
                 reboot()?;
             }
         }
-        NodeCommand::Cleanup { common } => {
+        NodeCommand::Cleanup {
+            common,
+            pending: true,
+        } => match common.open()?.discard_staged()? {
+            Some(d) => {
+                let lock = if d.lock_removed {
+                    ", its finalization lock"
+                } else {
+                    ""
+                };
+                println!(
+                    "Discarded the staged deployment {}: removed its record{lock} and {} \
+                     deployment director{}; shutdown applies nothing.",
+                    d.record.deployment,
+                    d.dirs_removed,
+                    if d.dirs_removed == 1 { "y" } else { "ies" }
+                );
+            }
+            None => println!("Nothing is staged; nothing to discard."),
+        },
+        NodeCommand::Cleanup {
+            common,
+            pending: false,
+        } => {
             let r = common.open()?.cleanup()?;
             println!(
                 "Removed {} deployment(s), pruned {} object(s).",
@@ -395,38 +462,24 @@ pub fn run(command: NodeCommand) -> Result<()> {
         NodeCommand::Kargs {
             common,
             append,
+            append_if_missing,
             delete,
+            delete_if_present,
             replace,
+            editor,
+            reboot: do_reboot,
         } => {
-            let s = common.open()?;
             let edits: Vec<KargEdit> = append
                 .into_iter()
                 .map(KargEdit::Append)
+                .chain(append_if_missing.into_iter().map(KargEdit::AppendIfMissing))
                 .chain(delete.into_iter().map(KargEdit::Delete))
+                .chain(delete_if_present.into_iter().map(KargEdit::DeleteIfPresent))
                 .chain(replace.into_iter().map(KargEdit::Replace))
                 .collect();
-            if edits.is_empty() {
-                println!("{}", s.kargs()?.join(" "));
-            } else {
-                let before = s
-                    .status()?
-                    .deployments
-                    .first()
-                    .map(|d| d.deployment.clone());
-                let d = s.set_kargs(&edits)?;
-                if before.as_deref() == Some(d.name().as_str()) {
-                    println!(
-                        "Boot entries of {} updated in place: {}",
-                        d.name(),
-                        d.kargs.join(" ")
-                    );
-                } else {
-                    println!(
-                        "New default deployment {} with: {}",
-                        d.name(),
-                        d.kargs.join(" ")
-                    );
-                }
+            let changed = kargs_cli::run(&common.open()?, edits, editor)?;
+            if do_reboot && changed {
+                reboot()?;
             }
         }
         NodeCommand::Finalize {
@@ -452,6 +505,9 @@ pub fn run(command: NodeCommand) -> Result<()> {
         }
         NodeCommand::ConfigDiff { common, index } => {
             let changes = common.open()?.etc_diff(index)?;
+            if changes.is_empty() {
+                println!("No changes: /etc of deployment {index} matches its defaults.");
+            }
             for kind in [Change::Modified, Change::Removed, Change::Added] {
                 for c in changes.iter().filter(|c| c.change == kind) {
                     println!("{}    {}", kind.letter(), c.path);

@@ -233,7 +233,7 @@ fn resolve_local(repo: &Repo, origin: Option<&str>, rev: &str) -> Result<Checksu
 pub fn deploy_rev(
     s: &Sysroot,
     rev: &str,
-    kargs: Vec<String>,
+    kargs: Option<Vec<String>>,
     allow_downgrade: bool,
     mode: Mode,
 ) -> Result<Outcome> {
@@ -244,7 +244,7 @@ pub fn deploy_rev(
     let local = resolve_local(&repo, origin.as_deref(), rev);
     let complete = |c: &Checksum| repo.has_object(ObjectType::Commit, c) && !repo.is_partial(c);
     let mut opts = DeployOptions {
-        kargs: (!kargs.is_empty()).then_some(kargs),
+        kargs,
         ..Default::default()
     };
     let progress = Progress::new(mode, "deploy", None);

@@ -29,6 +29,7 @@ pub mod cli;
 mod error;
 pub mod fetch;
 pub mod flows;
+mod kargs_cli;
 
 pub use error::{PullFailure, UpdateError};
 pub use keel_remote::freshness;

@@ -1,6 +1,7 @@
 //! `tracing` setup for the `keel` binary: compact, no timestamps (journald adds them), level from
 //! `RUST_LOG` or `-v` flags, on stderr so that stdout stays machine-readable.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Install the global subscriber. `verbosity` 0 = warn, 1 = info, 2 = debug, 3+ = trace.
@@ -15,6 +16,8 @@ pub fn init(verbosity: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person: not in the journal, a pipe or a file.
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .with_target(false)
         .compact()

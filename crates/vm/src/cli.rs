@@ -15,10 +15,11 @@ use std::time::Duration;
 #[command(after_help = "Examples:
   keel run keel.qcow2 --butane examples/container.bu --files-dir build --ssh
   keel run keel.qcow2 --ignition config.ign --memory 4096 --cpus 4
-  keel run keel.raw --persist          # boot the image itself; changes stay in it
+  keel run keel.raw --persist     # boot the image itself; changes stay in it
 
-The serial console is on this terminal: Ctrl-a x stops the VM, Ctrl-a c toggles the QEMU monitor.
-Without --persist the VM writes to a throwaway qcow2 overlay and the image stays pristine.")]
+The serial console is on this terminal: Ctrl-a x stops the VM, Ctrl-a c toggles
+the QEMU monitor. Without --persist the VM writes to a throwaway qcow2 overlay
+and the image stays pristine.")]
 pub struct RunArgs {
     /// The disk image (qcow2 or raw).
     pub image: PathBuf,

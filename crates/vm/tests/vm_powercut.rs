@@ -157,13 +157,13 @@ say STATE default=$d target=$target
 case $op in
 stage)
     say START
-    $K deploy $target --sysroot $S --booted $d >/dev/null 2>/run/err
+    $K deploy $target --sysroot $S --assume-booted $d >/dev/null 2>/run/err
     ;;
 finalize)
-    $K deploy $target --sysroot $S --booted $d >/dev/null 2>/run/err || say STATUS-FAILED staging
+    $K deploy $target --sysroot $S --assume-booted $d >/dev/null 2>/run/err || say STATUS-FAILED staging
     sync
     say START
-    $K finalize --sysroot $S --booted $d >/dev/null 2>/run/err
+    $K finalize --sysroot $S --assume-booted $d >/dev/null 2>/run/err
     ;;
 swap)
     say START
