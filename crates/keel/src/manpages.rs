@@ -24,7 +24,7 @@ units, its initramfs or its build run it; you normally do not run it by hand.";
 /// `keel docs`: Keel's own documentation, rendered from its command definitions.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Examples:\n  keel docs man --out build/man\n  man -l build/man/keel-status.1\n  keel docs man --gzip --out /usr/share/man/man1\n  keel docs cli-reference --out build/cli-reference"
+    after_help = "Examples:\n  keel docs man --out build/man   # read one: man -l build/man/keel-status.1\n  keel docs man --gzip --out /usr/share/man/man1\n  keel docs cli-reference --out build/cli-reference"
 )]
 pub struct DocsArgs {
     #[command(subcommand)]
@@ -35,7 +35,7 @@ pub struct DocsArgs {
 pub enum DocsCommand {
     /// Write one man page per command and subcommand (keel.1, keel-repo-pull.1, ...).
     #[command(
-        after_help = "Examples:\n  keel docs man --out build/man\n  man -l build/man/keel-repo-pull.1\n  keel docs man --gzip --out /usr/share/man/man1"
+        after_help = "Examples:\n  keel docs man --out build/man   # read one: man -l build/man/keel-repo-pull.1\n  keel docs man --gzip --out /usr/share/man/man1"
     )]
     Man {
         /// Directory for the pages (created if missing; existing pages are replaced).
@@ -47,7 +47,7 @@ pub enum DocsCommand {
     },
     /// Write the Markdown CLI reference: index.md and one page per top-level command.
     #[command(
-        after_help = "Examples:\n  keel docs cli-reference --out build/cli-reference\n  ls build/cli-reference   # index.md keel-status.md keel-repo.md ..."
+        after_help = "Examples:\n  keel docs cli-reference --out build/cli-reference   # index.md, keel-*.md"
     )]
     CliReference {
         /// Directory for the pages (created if missing; existing pages are replaced).

@@ -16,6 +16,9 @@ mod tests {
     #[test]
     fn pages_are_under_the_site_base() {
         assert_eq!(docs_url!(""), "https://keel.dev/docs/");
-        assert_eq!(docs_url!("updates/agent.html"), "https://keel.dev/docs/updates/agent.html");
+        assert_eq!(
+            docs_url!("updates/agent.html"),
+            "https://keel.dev/docs/updates/agent.html"
+        );
     }
 }
