@@ -89,7 +89,7 @@ impl Sysroot {
     /// ESP is expected at `<path>/boot`). Existing parts are kept, so it is safe to re-run.
     pub fn init(path: &Path, stateroot: &str) -> Result<Sysroot, DeployError> {
         check_stateroot(stateroot)?;
-        let repo = path.join("ostree/repo");
+        let repo = path.join(keel_proto::node::SYSTEM_REPO);
         if !repo.join("config").exists() {
             fs::create_dir_all(path.join("ostree")).at(&path.join("ostree"))?;
             Repo::init(&repo, RepoMode::Bare)?;
@@ -169,7 +169,7 @@ impl Sysroot {
 
     /// The system repository.
     pub fn repo(&self) -> Result<Repo, DeployError> {
-        Ok(Repo::open(&self.root.join("ostree/repo"))?)
+        Ok(Repo::open(&self.root.join(keel_proto::node::SYSTEM_REPO))?)
     }
 
     /// `ostree/deploy/<stateroot>`.

@@ -146,7 +146,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 args.command,
                 RepoSub::Store(keel_store::cli::RepoCommand::Init { .. })
             );
-            let system = (!init).then_some(Path::new(SYSTEM_REPO));
+            let system = Path::new("/").join(keel_proto::node::SYSTEM_REPO);
+            let system = (!init).then_some(system.as_path());
             let (repo, why) = default_repo(args.repo, Path::new("."), system);
             let result = match args.command {
                 RepoSub::Store(command) => keel_store::cli::run(keel_store::cli::RepoArgs {
@@ -181,9 +182,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Docs(args) => manpages::run(args),
     }
 }
-
-/// The repository of a booted node.
-const SYSTEM_REPO: &str = "/ostree/repo";
 
 /// The repository `keel repo` works on: `--repo`, else `here` when it is a repository, else
 /// `system` when it exists (on a node, like `ostree` without `--repo`), else `here`. Without

@@ -33,18 +33,9 @@ fn src() -> PathBuf {
 
 /// Every page below `docs/src`, sorted.
 fn pages() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "md") {
-                out.push(p);
-            }
-        }
-    }
     let mut v = Vec::new();
-    walk(&src(), &mut v);
+    files_below(&src(), &mut v);
+    v.retain(|p| p.extension().is_some_and(|x| x == "md"));
     v.sort();
     v
 }
@@ -475,7 +466,7 @@ fn the_site_builds_and_works_in_a_browser() {
     );
 }
 
-/// Every file below `dir` (sources, unit files, manifests), for the URL check.
+/// Every file below `dir`, `target` directories left out.
 fn files_below(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();

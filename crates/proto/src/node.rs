@@ -14,6 +14,9 @@ pub const DEFAULT_REMOTE: &str = "keel";
 /// Where remote definitions live besides the repository config, relative to `/etc`.
 pub const REMOTES_D: &str = "ostree/remotes.d";
 
+/// The system repository, below the sysroot (`/ostree/repo` on a booted node).
+pub const SYSTEM_REPO: &str = "ostree/repo";
+
 /// Where the sysroot is mounted while the initramfs (or a unit before the switch) runs; a
 /// root of this path means "the node itself", not a directory being prepared.
 pub const SYSROOT_MOUNT: &str = "/sysroot";
@@ -52,6 +55,7 @@ mod tests {
             AGENT_METRICS_SOCKET,
             HEALTH_FAILURE_RECORD,
             REMOTES_D,
+            SYSTEM_REPO,
         ] {
             assert!(!p.starts_with('/'), "{p}");
         }

@@ -110,7 +110,7 @@ fn trust_store(s: &Sysroot) -> CaRoots {
 /// The definition of remote `name`: the repository config first, then
 /// `/etc/ostree/remotes.d/*.conf` in name order. Returns it with the file it came from.
 pub fn find_remote(s: &Sysroot, name: &str) -> Result<(Remote, PathBuf), UpdateError> {
-    let repo = s.root().join("ostree/repo");
+    let repo = s.root().join(keel_proto::node::SYSTEM_REPO);
     let mut files = vec![config::config_path(&repo)];
     // Before the first deployment there is no /etc yet: the repository config only.
     let dir = s.merge_etc().map(|etc| etc.join(REMOTES_D));
@@ -235,7 +235,7 @@ fn is_no_space(e: &PullError) -> bool {
 }
 
 fn pull_error(s: &Sysroot, remote: &Remote, what: &str, source: PullError) -> UpdateError {
-    let repo = s.root().join("ostree/repo");
+    let repo = s.root().join(keel_proto::node::SYSTEM_REPO);
     let hint = if is_no_space(&source) {
         format!(
             "the filesystem holding {} is full; free space there (`keel cleanup`, or delete \
